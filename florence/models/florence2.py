@@ -1,0 +1,244 @@
+"""Florence-2: a unified sequence-to-sequence model for vision tasks (Xiao et al., arXiv 2311.06242).
+
+image (B, 3, H, W) -> DaViT (timm's Florence-2 variant) -> (B, C4, h, w)
+  -> + learned 2D position table -> + temporal embedding (t = 0)
+  -> [mean token, h*w grid tokens] -> @ image_projection (C4 x D) -> LayerNorm
+  -> in front of the prompt's token embeddings -> BART encoder-decoder (transformers) -> text and
+     location tokens.
+
+What is ours: the projector (position/temporal embeddings, pooling, projection), the attention mask
+that covers image tokens plus the prompt's own mask, the loss that never counts padding, and
+checkpoint I/O in both published layouts (``florence.checkpoint``). Everything else is timm's DaViT
+and transformers' BART, wrapped.
+
+Example::
+
+    >>> from florence.models import Florence2ForConditionalGeneration, Florence2Config
+    >>> model = Florence2ForConditionalGeneration(Florence2Config.preset("tiny", vocab_size=2048)).eval()
+    >>> ids = model.generate(torch.zeros(1, 3, 768, 768), torch.tensor([[0, 5, 2]]), max_new_tokens=4)
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath
+from transformers import BartForConditionalGeneration, GenerationConfig
+from transformers.modeling_outputs import ModelOutput
+
+from ..registry import MODELS
+from .config import Florence2Config
+
+__all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right"]
+
+
+# ---------------------------------------------------------------------------------------------
+# layers
+# ---------------------------------------------------------------------------------------------
+def build_davit(vision) -> nn.Module:
+    """timm's Florence-2 DaViT (``davit_base_fl`` with the config's sizes), classifier head removed.
+
+    Drop-path follows Florence-2's schedule: linspace(0, rate, 2 * sum(depths)), spatial and
+    channel block of each depth unit taking consecutive rates (timm's default shares one rate per
+    unit)."""
+    tower = timm.create_model(
+        "davit_base_fl", pretrained=False, num_classes=0,
+        depths=vision.depths, embed_dims=vision.embed_dims, num_heads=vision.num_heads,
+        window_size=vision.window_size, mlp_ratio=vision.mlp_ratio, qkv_bias=vision.qkv_bias,
+    )
+    tower.reset_classifier(0, "", reset_other=True)  # no head norm: Florence-2 uses raw stage-4 features
+    rates = torch.linspace(0, vision.drop_path_rate, 2 * sum(vision.depths), device="cpu").tolist()
+    units = [unit for stage in tower.stages for unit in stage.blocks]
+    for i, unit in enumerate(units):
+        for block, rate in ((unit.spatial_block, rates[2 * i]), (unit.channel_block, rates[2 * i + 1])):
+            block.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
+            block.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()
+    return tower
+
+
+class LearnedPositionEmbedding2D(nn.Module):
+    """Row and column tables; cell (r, c) gets concat(column[c], row[r]) (column half first)."""
+
+    def __init__(self, dim: int, max_pos: int):
+        super().__init__()
+        self.row_embeddings = nn.Embedding(max_pos, dim // 2)
+        self.column_embeddings = nn.Embedding(max_pos, dim - dim // 2)
+
+    def forward(self, h: int, w: int) -> torch.Tensor:
+        max_pos = self.row_embeddings.num_embeddings
+        if h > max_pos or w > max_pos:
+            raise ValueError(f"image feature grid {h}x{w} exceeds the position table ({max_pos}x{max_pos}); "
+                             f"use a smaller input image (at most {max_pos * 32} px per side)")
+        dev = self.row_embeddings.weight.device
+        col = self.column_embeddings(torch.arange(w, device=dev))  # (w, C - C//2)
+        row = self.row_embeddings(torch.arange(h, device=dev))  # (h, C//2)
+        pos = torch.cat([col[None].expand(h, w, -1), row[:, None].expand(h, w, -1)], dim=-1)  # (h, w, C)
+        return pos.reshape(h * w, -1)  # (h*w, C), row-major like the flattened feature map
+
+
+class CosineTemporalEmbedding(nn.Module):
+    """1D sine/cosine table (sine on even channels, cosine on odd). Images use t = 0, which adds 1.0
+    to every odd channel: leaving it out silently breaks pretrained weights."""
+
+    def __init__(self, dim: int, max_len: int):
+        super().__init__()
+        self.register_buffer("pos_idx_to_embed", self.table(dim, max_len))
+
+    @staticmethod
+    def table(dim: int, max_len: int) -> torch.Tensor:
+        half = dim // 2
+        freq = torch.exp(torch.arange(half).float() * -(math.log(10000) / half))
+        angle = torch.arange(max_len).float()[:, None] * freq[None]  # (max_len, half)
+        table = torch.empty(max_len, dim)
+        table[:, 0::2] = torch.sin(angle)
+        table[:, 1::2] = torch.cos(angle)
+        return table
+
+    def forward(self, t: int = 0) -> torch.Tensor:
+        return self.pos_idx_to_embed[t]  # (C,)
+
+
+@dataclass
+class Florence2Output(ModelOutput):
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    encoder_attention_mask: torch.Tensor | None = None
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Teacher forcing: decoder input = [decoder_start] + labels[:-1], ignored labels read as pad."""
+    shifted = labels.new_full(labels.shape, pad_token_id)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------------------------
+@MODELS.register_module()
+class Florence2ForConditionalGeneration(nn.Module):
+    """DaViT + projector + BART. Parameter names follow Microsoft's hub layout (the tower uses timm's
+    names); ``florence.checkpoint`` maps both published layouts onto them.
+
+    ``config`` may be a :class:`Florence2Config`, a config dict in either published dialect, or
+    ``{"preset": "tiny", "vocab_size": ...}`` (the form mmengine configs use)."""
+
+    def __init__(self, config: Florence2Config | dict | None = None, **kwargs):
+        super().__init__()
+        if config is None:
+            config = kwargs  # MODELS.build(dict(type=..., preset=..., vocab_size=...))
+        if isinstance(config, dict):
+            config = Florence2Config.from_dict(config)
+        self.config = config
+        v, dim = config.vision, config.vision.embed_dims[-1]
+        self.vision_tower = build_davit(v)
+        self.image_pos_embed = LearnedPositionEmbedding2D(dim, v.max_pos_embeddings)
+        self.visual_temporal_embed = CosineTemporalEmbedding(dim, v.max_temporal_embeddings)
+        self.image_projection = nn.Parameter(torch.empty(dim, v.projection_dim))  # (C4, D), no bias
+        nn.init.trunc_normal_(self.image_projection, std=0.02)
+        self.image_proj_norm = nn.LayerNorm(v.projection_dim)
+        self.language_model = BartForConditionalGeneration(config.text)
+        self.generation_config = GenerationConfig(
+            **config.generation,
+            bos_token_id=config.text.bos_token_id, pad_token_id=config.text.pad_token_id,
+            eos_token_id=config.text.eos_token_id, decoder_start_token_id=config.text.decoder_start_token_id,
+        )
+
+    # ---- properties ------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.image_projection.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.image_projection.dtype
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    # ---- encoding --------------------------------------------------------------------------------
+    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px)."""
+        x = self.vision_tower.forward_features(pixel_values.to(self.dtype))  # (B, C4, h, w)
+        B, C, h, w = x.shape
+        x = x.flatten(2).transpose(1, 2)  # (B, h*w, C4)
+        x = x + self.image_pos_embed(h, w).to(x.dtype) + self.visual_temporal_embed(0).to(x.dtype)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # (B, 1 + h*w, C4): [pooled, grid]
+        x = x @ self.image_projection.to(x.dtype)  # (B, 1 + h*w, D)
+        return self.image_proj_norm(x)
+
+    def encoder_inputs(self, pixel_values, input_ids, attention_mask=None, image_embeds=None):
+        """Visual tokens followed by the prompt's embeddings, and the mask covering both.
+
+        ``input_ids`` are the prompt tokens only (``<s> ... </s>``, right-padded in a batch);
+        ``image_embeds`` (from :meth:`encode_image`) skips the tower when given."""
+        if image_embeds is None:
+            image_embeds = self.encode_image(pixel_values)
+        text_embeds = self.get_input_embeddings()(input_ids)  # (B, T, D)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        B, N = image_embeds.shape[:2]
+        if text_embeds.shape[0] != B:
+            raise ValueError(f"{B} images but {text_embeds.shape[0]} prompts: pass one prompt per image")
+        embeds = torch.cat([image_embeds.to(text_embeds.dtype), text_embeds], dim=1)  # (B, N + T, D)
+        mask = torch.cat([attention_mask.new_ones(B, N), attention_mask], dim=1)  # (B, N + T)
+        return embeds, mask
+
+    # ---- training / scoring ----------------------------------------------------------------------
+    def forward(self, pixel_values=None, input_ids=None, attention_mask=None, decoder_input_ids=None,
+                labels=None, decoder_attention_mask=None, image_embeds=None):
+        """Logits for ``decoder_input_ids`` (or teacher-forced ``labels``) and, with labels, the mean
+        token cross-entropy. Labels equal to -100 or the pad id never count."""
+        pad = self.config.text.pad_token_id
+        if labels is not None:
+            labels = labels.masked_fill(labels == pad, -100)
+            if decoder_input_ids is None:
+                decoder_input_ids = shift_tokens_right(labels, pad, self.config.text.decoder_start_token_id)
+        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, image_embeds)
+        out = self.language_model(inputs_embeds=embeds, attention_mask=mask, decoder_input_ids=decoder_input_ids,
+                                  decoder_attention_mask=decoder_attention_mask, use_cache=False)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(out.logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        return Florence2Output(loss=loss, logits=out.logits,
+                               encoder_last_hidden_state=out.encoder_last_hidden_state,
+                               encoder_attention_mask=mask)
+
+    # ---- generation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None,
+                 generation_config: GenerationConfig | None = None, **generation_kwargs):
+        """Token ids (or a transformers generate output with ``return_dict_in_generate=True``).
+
+        Defaults are the published ones (3 beams, up to 1024 new tokens, no_repeat_ngram_size=3,
+        forced ``<s>`` first and ``</s>`` last); any transformers generation argument overrides them.
+        The image and the encoder run once per call; beams reuse the encoder output."""
+        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, image_embeds)
+        config = copy.deepcopy(generation_config or self.generation_config)
+        other_kwargs = config.update(**generation_kwargs)  # e.g. logits_processor, stopping_criteria
+        return self.language_model.generate(inputs_embeds=embeds, attention_mask=mask,
+                                            generation_config=config, **other_kwargs)
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id, dtype=None, device=None) -> "Florence2ForConditionalGeneration":
+        """Load a folder (``config.json`` + ``model.safetensors`` / sharded safetensors /
+        ``pytorch_model.bin``) in Microsoft's hub layout, the transformers-native layout or ours; a hub
+        id downloads through huggingface_hub. ``dtype`` defaults to float32."""
+        from ..checkpoint import load_pretrained
+
+        return load_pretrained(cls, path_or_hub_id, dtype=dtype, device=device)
+
+    def save_pretrained(self, folder, layout: str = "native"):
+        """Write ``config.json`` + safetensors. ``layout="native"`` (default) is readable by
+        ``transformers.Florence2ForConditionalGeneration`` too; ``"microsoft"`` is the hub layout."""
+        from ..checkpoint import save_pretrained
+
+        save_pretrained(self, folder, layout=layout)

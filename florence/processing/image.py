@@ -1,0 +1,108 @@
+"""Image preprocessing exactly as published for Florence-2.
+
+RGB conversion (transparency composited onto white, as transformers' ``convert_to_rgb``), EXIF
+orientation applied, resize to 768 x 768 with PIL bicubic (no aspect preservation, no crop),
+scale by 1/255, normalise with ImageNet mean/std. Inputs: PIL images, file paths, numpy arrays
+(H, W[, C], uint8 or uint16) and torch tensors (C, H, W or H, W, uint8 or uint16).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+__all__ = ["ImageProcessor", "load_image", "to_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def load_image(source) -> Image.Image:
+    """A PIL image from a path, PIL image, array or tensor; EXIF orientation applied to files."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with Image.open(source) as im:
+                im.load()
+                return ImageOps.exif_transpose(im)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image file not found: {source}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise ValueError(f"cannot read image {source}: {e} (corrupt or not an image)") from e
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, torch.Tensor):
+        t = source.detach().cpu()
+        if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
+            t = t.permute(1, 2, 0)  # (C, H, W) -> (H, W, C), torchvision's convention
+        source = t.numpy()
+    if isinstance(source, np.ndarray):
+        a = source
+        if a.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"image arrays must be uint8 or uint16 pixel values, got {a.dtype}; "
+                             "convert float images with (x * 255).round().astype(np.uint8)")
+        if a.ndim == 3 and a.shape[-1] == 1:
+            a = a[..., 0]
+        if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+            raise ValueError(f"image array of shape {source.shape}: expected (H, W), (H, W, 1|3|4) "
+                             "or a (1|3|4, H, W) tensor")
+        if a.dtype == np.uint16:
+            if a.ndim != 2:
+                raise ValueError("uint16 arrays must be single-channel (H, W)")
+            return Image.fromarray(np.ascontiguousarray(a))  # mode I;16
+        return Image.fromarray(np.ascontiguousarray(a))
+    raise TypeError(f"unsupported image type {type(source).__name__}: pass a PIL image, a path, "
+                    "a numpy array or a torch tensor")
+
+
+def to_rgb(image: Image.Image, scale_16bit: bool = False) -> Image.Image:
+    """RGB as the published pipeline makes it: transparency composited onto white, any other mode
+    through PIL's ``convert``. PIL clips 16-bit pixel values at 255 (the published behaviour);
+    ``scale_16bit=True`` maps them to 8 bits by their top byte instead."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N") and scale_16bit:
+        a = np.asarray(image).astype(np.uint32)
+        image = Image.fromarray((np.clip(a, 0, 65535) >> 8).astype(np.uint8))
+    elif image.mode in ("I;16", "I;16B", "I;16L", "I", "I;16N") and np.asarray(image).max() > 255:
+        warnings.warn("a 16-bit image has values above 255, which the published Florence-2 preprocessing "
+                      "clips to white; pass scale_16bit=True to scale it to 8 bits instead", stacklevel=3)
+    if image.mode == "RGB":
+        return image
+    if "A" in image.getbands() or image.info.get("transparency") is not None:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+class ImageProcessor:
+    """Images -> normalised ``pixel_values`` (B, 3, size, size) float32.
+
+    >>> ImageProcessor()(Image.new("RGB", (640, 480))).shape
+    torch.Size([1, 3, 768, 768])
+    """
+
+    def __init__(self, size: int = 768, mean=IMAGENET_MEAN, std=IMAGENET_STD, scale_16bit: bool = False):
+        self.size = size
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+        self.scale_16bit = scale_16bit
+
+    def prepare(self, image) -> tuple[np.ndarray, tuple[int, int]]:
+        """One image -> ((3, size, size) float32 array, original (width, height))."""
+        pil = to_rgb(load_image(image), self.scale_16bit)
+        original = pil.size
+        resized = pil.resize((self.size, self.size), Image.Resampling.BICUBIC)
+        x = np.asarray(resized, dtype=np.float32) * np.float32(1 / 255)  # (size, size, 3)
+        x = (x - self.mean) / self.std
+        return x.transpose(2, 0, 1), original
+
+    def __call__(self, images, return_sizes: bool = False):
+        if not isinstance(images, (list, tuple)):
+            images = [images]
+        if not images:
+            raise ValueError("no images given")
+        arrays, sizes = zip(*(self.prepare(im) for im in images))
+        pixel_values = torch.from_numpy(np.stack(arrays))
+        return (pixel_values, list(sizes)) if return_sizes else pixel_values

@@ -1,0 +1,56 @@
+"""``Florence2Processor``: images and prompt text -> model inputs; generated ids -> text."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .image import ImageProcessor
+from .quantizer import Quantizer
+from .tokenizer import load_tokenizer
+
+__all__ = ["Florence2Processor"]
+
+
+class Florence2Processor:
+    """Pairs the published image preprocessing with the checkpoint's tokenizer.
+
+    >>> proc = Florence2Processor(build_tokenizer(["a red square"]))
+    >>> batch = proc(images=[img1, img2], text=["What does the image describe?"] * 2)
+    >>> sorted(batch)
+    ['attention_mask', 'image_sizes', 'input_ids', 'pixel_values']
+
+    ``text`` is the prompt as the model reads it (task tokens such as ``<OD>`` are expanded to
+    their natural-language prompts by the task plugins). Prompts are right-padded; the model's
+    encoder mask covers the image tokens plus each prompt's own mask.
+    """
+
+    def __init__(self, tokenizer, image_processor: ImageProcessor | None = None):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor or ImageProcessor()
+        self.quantizer = Quantizer()
+
+    @classmethod
+    def from_pretrained(cls, folder, **image_kwargs) -> "Florence2Processor":
+        return cls(load_tokenizer(Path(folder)), ImageProcessor(**image_kwargs))
+
+    def save_pretrained(self, folder):
+        self.tokenizer.save_pretrained(str(folder))
+
+    def __call__(self, images=None, text=None, max_length: int | None = None):
+        out = {}
+        if images is not None:
+            out["pixel_values"], out["image_sizes"] = self.image_processor(images, return_sizes=True)
+        if text is not None:
+            texts = [text] if isinstance(text, str) else list(text)
+            enc = self.tokenizer(texts, padding=True, padding_side="right", truncation=max_length is not None,
+                                 max_length=max_length, return_tensors="pt")
+            out["input_ids"], out["attention_mask"] = enc["input_ids"], enc["attention_mask"]
+            if images is not None and len(texts) != len(out["image_sizes"]):
+                raise ValueError(f"{len(out['image_sizes'])} images but {len(texts)} prompts: "
+                                 "pass one prompt per image")
+        return out
+
+    def batch_decode(self, ids, skip_special_tokens: bool = False) -> list[str]:
+        """Token ids -> text; special tokens (location tokens included) are kept by default, as the
+        output parsers need them."""
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=skip_special_tokens,
+                                           clean_up_tokenization_spaces=False)

@@ -1,0 +1,39 @@
+"""florence: Florence-2 as a framework (see README.md)."""
+from setuptools import setup
+
+# torch/torchvision are pinned to the builds this project is tested with: timm (DaViT) imports
+# torchvision, and PyPI's torchvision only works beside the matching torch.
+INSTALL_REQUIRES = [
+    "torch==2.14.1",
+    "torchvision==0.29.1",
+    "timm==1.0.31",
+    "transformers==5.23.0",
+    "tokenizers>=0.22,<0.24",
+    "safetensors>=0.5",
+    "huggingface_hub>=1.0",
+    "mmengine==0.10.7",
+    "pluggy>=1.5",
+    "pillow>=10",
+    "numpy>=1.26",
+]
+EXTRAS = {
+    # scikit-image ships the real photographs the preprocessing tests run on
+    "test": ["pytest>=8", "scikit-image>=0.24"],
+}
+
+setup(
+    name="florence",
+    version="0.1.0",
+    description="Florence-2 as a framework: one seq2seq vision model, tasks as plugins, mmengine training",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # plugins/ and tasks/ live at the repository root but install under the florence namespace,
+    # so no generic top-level names (`tasks`, `plugins`) are taken.
+    packages=["florence", "florence.models", "florence.processing", "florence.plugins", "florence.tasks"],
+    package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"florence.tasks": []},
+    license="MIT",
+)

@@ -1,0 +1,117 @@
+"""Shared fixtures: an offline tokenizer, and one tiny random Florence-2 built by transformers' native
+implementation (the oracle), saved in its own layout and converted here, independently of
+florence's converter, into Microsoft's hub layout."""
+import json
+import re
+
+import pytest
+import torch
+
+TEXTS = [
+    "What does the image describe?", "Describe in detail what is shown in the image.",
+    "Locate the objects with category name in the image.", "What is the text in the image?",
+    "a red square next to a blue circle", "a green triangle above the yellow star",
+    "Locate the phrases in the caption: a cat on a mat",
+]
+
+# transformers-native vision config of the tiny model (the same sizes as florence's `tiny` preset)
+TINY_VISION = dict(embed_dim=[32, 64, 128, 256], depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8],
+                   num_groups=[1, 2, 4, 8], window_size=12, projection_dim=128, drop_path_rate=0.0)
+TINY_TEXT = dict(d_model=128, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                 decoder_attention_heads=4, encoder_ffn_dim=512, decoder_ffn_dim=512, dropout=0.0,
+                 attention_dropout=0.0, max_position_embeddings=1024, scale_embedding=False)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from florence.processing import build_tokenizer
+
+    return build_tokenizer(TEXTS, vocab_size=400)
+
+
+def randomize_(model, seed=0):
+    """Weights large enough that logits and generation depend on every input (default inits give
+    near-uniform logits, which would make parity checks weak)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g)
+            if p.ndim == 1 and "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.1 * noise)
+            elif p.ndim == 1:
+                p.copy_(0.1 * noise)
+            elif name.endswith("shared.weight"):  # equal-norm rows: no token wins whatever the input
+                p.copy_(torch.nn.functional.normalize(noise, dim=-1) * 4)
+            else:
+                p.copy_(noise * min(0.5, 1.5 / p.shape[-1] ** 0.5))
+    return model
+
+
+def native_to_microsoft(state):
+    """transformers-native keys -> Microsoft hub keys, written from the spec's table."""
+    out = {}
+    for k, v in state.items():
+        if k.startswith("model.vision_tower."):
+            k = "vision_tower." + k[len("model.vision_tower."):]
+            k = re.sub(r"^vision_tower\.convs\.(\d+)\.conv\.", r"vision_tower.convs.\1.proj.", k)
+            k = re.sub(r"\.(conv1|conv2)\.(weight|bias)$", r".\1.fn.dw.\2", k)
+            k = k.replace(".spatial_block.norm1.", ".spatial_block.window_attn.norm.")
+            k = k.replace(".channel_block.norm1.", ".channel_block.channel_attn.norm.")
+            k = re.sub(r"\.(window_attn|channel_attn)\.(qkv|proj)\.", r".\1.fn.\2.", k)
+            k = k.replace(".norm2.", ".ffn.norm.")
+            k = re.sub(r"\.ffn\.(fc1|fc2)\.", r".ffn.fn.net.\1.", k)
+        elif k == "model.multi_modal_projector.image_projection.weight":
+            k, v = "image_projection", v.t().contiguous()
+        elif k.startswith("model.multi_modal_projector."):
+            k = k[len("model.multi_modal_projector."):].replace("image_position_embed.", "image_pos_embed.")
+        elif k.startswith("model.language_model."):
+            k = "language_model.model." + k[len("model.language_model."):]
+        elif k == "lm_head.weight":
+            k = "language_model.lm_head.weight"
+        else:
+            raise AssertionError(f"unexpected native key {k}")
+        out[k] = v
+    return out
+
+
+def microsoft_config(native_cfg: dict) -> dict:
+    v, t = native_cfg["vision_config"], dict(native_cfg["text_config"])
+    t.update(model_type="florence2_language", no_repeat_ngram_size=3, num_beams=3, forced_bos_token_id=0)
+    return dict(
+        model_type="florence2", architectures=["Florence2ForConditionalGeneration"],
+        vocab_size=t["vocab_size"], projection_dim=v["projection_dim"], text_config=t,
+        vision_config=dict(
+            model_type="davit", dim_embed=v["embed_dim"], num_heads=v["num_heads"], num_groups=v["num_groups"],
+            depths=v["depths"], window_size=v["window_size"], patch_size=v["patch_size"],
+            patch_stride=v["patch_stride"], patch_padding=v["patch_padding"], patch_prenorm=v["patch_prenorm"],
+            drop_path_rate=v["drop_path_rate"], projection_dim=v["projection_dim"], enable_checkpoint=False,
+            image_pos_embed=dict(type="learned_abs_2d", max_pos_embeddings=50),
+            visual_temporal_embedding=dict(type="COSINE", max_temporal_embeddings=100),
+            image_feature_source=["spatial_avg_pool", "temporal_avg_pool"]),
+    )
+
+
+@pytest.fixture(scope="session")
+def oracle(tokenizer, tmp_path_factory):
+    """(transformers model, native-layout folder, Microsoft-layout folder) on the same random weights.
+
+    As published, the native vocabulary adds an <image> token and is padded to a multiple of 64."""
+    from safetensors.torch import load_file, save_file
+    from transformers import Florence2Config, Florence2ForConditionalGeneration
+
+    image_token_id = len(tokenizer)
+    vocab = (image_token_id + 1 + 63) // 64 * 64
+    cfg = Florence2Config(vision_config=TINY_VISION, text_config=dict(model_type="bart", vocab_size=vocab, **TINY_TEXT),
+                          image_token_id=image_token_id)
+    torch.manual_seed(0)
+    hf = randomize_(Florence2ForConditionalGeneration(cfg)).eval()
+    native = tmp_path_factory.mktemp("native")
+    hf.save_pretrained(native)
+
+    microsoft = tmp_path_factory.mktemp("microsoft")
+    state = native_to_microsoft(load_file(native / "model.safetensors"))
+    state["language_model.final_logits_bias"] = torch.zeros(1, vocab)
+    save_file(state, microsoft / "model.safetensors", metadata={"format": "pt"})
+    native_cfg = json.loads((native / "config.json").read_text())
+    (microsoft / "config.json").write_text(json.dumps(microsoft_config(native_cfg)))
+    return hf, native, microsoft

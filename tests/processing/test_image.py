@@ -1,0 +1,123 @@
+"""Image preprocessing against transformers' image processor configured as published for
+Florence-2 (PIL backend: bicubic 768x768, no crop, 1/255, ImageNet mean/std, RGB conversion)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from florence.processing import ImageProcessor, load_image
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def reference():
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
+        do_resize=True, size={"height": 768, "width": 768}, resample=Image.Resampling.BICUBIC,
+        do_center_crop=False, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], do_convert_rgb=True)
+
+
+def ref_pixels(reference, image):
+    return reference(image, return_tensors="pt")["pixel_values"]
+
+
+def photographs():
+    return {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea(),
+            "camera": skdata.camera()}
+
+
+@pytest.mark.parametrize("name", list(photographs()))
+def test_real_photographs(reference, name):
+    image = Image.fromarray(photographs()[name])
+    got = ImageProcessor()(image)
+    assert got.shape == (1, 3, 768, 768) and got.dtype == torch.float32
+    assert (got - ref_pixels(reference, image)).abs().max() <= TOL
+
+
+def mode_images():
+    rgb = Image.fromarray(skdata.chelsea())
+    rgba = rgb.convert("RGBA")
+    alpha = np.tile(np.linspace(0, 255, rgb.width, dtype=np.uint8), (rgb.height, 1))
+    rgba.putalpha(Image.fromarray(alpha))
+    palette_transparent = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    palette_transparent.info["transparency"] = 3
+    sixteen = Image.fromarray((skdata.camera().astype(np.uint16) // 2 + 40))  # I;16 within 0..255
+    return {
+        "L": rgb.convert("L"), "LA": rgba.convert("LA"), "P": rgb.convert("P", palette=Image.Palette.ADAPTIVE),
+        "P+transparency": palette_transparent, "RGBA": rgba, "CMYK": rgb.convert("CMYK"), "1": rgb.convert("1"),
+        "I;16": sixteen, "I;16 clipped": Image.fromarray(skdata.camera().astype(np.uint16) * 200),
+    }
+
+
+@pytest.mark.parametrize("mode", list(mode_images()))
+def test_modes(reference, mode):
+    image = mode_images()[mode]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = ImageProcessor()(image)
+    clip_warnings = [w for w in caught if "16-bit" in str(w.message)]
+    assert len(clip_warnings) == (mode == "I;16 clipped")  # the published pipeline clips: say so
+    assert (got - ref_pixels(reference, image)).abs().max() <= TOL
+
+
+def test_16bit_scaling_option():
+    a = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    scaled = ImageProcessor(scale_16bit=True).prepare(Image.fromarray(a))[0]
+    expected = ImageProcessor().prepare(Image.fromarray((a >> 8).astype(np.uint8)))[0]
+    assert np.array_equal(scaled, expected)
+
+
+def test_arrays_tensors_and_paths_equal_pil(reference, tmp_path):
+    rgb = skdata.coffee()
+    want = ref_pixels(reference, Image.fromarray(rgb))
+    proc = ImageProcessor()
+    Image.fromarray(rgb).save(tmp_path / "coffee.png")
+    for source in (rgb, torch.from_numpy(rgb).permute(2, 0, 1), tmp_path / "coffee.png", str(tmp_path / "coffee.png")):
+        assert (proc(source) - want).abs().max() <= TOL
+    gray = skdata.camera()
+    assert (proc(gray) - ref_pixels(reference, Image.fromarray(gray))).abs().max() <= TOL
+
+
+def test_exif_orientation_applied(reference, tmp_path):
+    from transformers.image_utils import load_image as hf_load_image
+
+    image = Image.fromarray(skdata.astronaut()[:, :400])  # 512 x 400, not square
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    path = tmp_path / "rotated.jpg"
+    image.save(path, exif=exif, quality=95)
+    loaded = load_image(path)
+    assert loaded.size == (512, 400)  # width and height swapped by the orientation tag
+    pixels, sizes = ImageProcessor()([path], return_sizes=True)
+    assert sizes == [(512, 400)]
+    assert (pixels - ref_pixels(reference, hf_load_image(str(path)))).abs().max() <= TOL
+
+
+def test_batch_and_sizes():
+    images = [Image.new("RGB", (640, 480), "red"), Image.new("L", (100, 300))]
+    pixels, sizes = ImageProcessor()(images, return_sizes=True)
+    assert pixels.shape == (2, 3, 768, 768) and sizes == [(640, 480), (100, 300)]
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((4, 4, 3), dtype=np.float32), "uint8 or uint16"),
+    (np.zeros((4, 4, 2), dtype=np.uint8), "expected"),
+    (123, "unsupported image type"),
+])
+def test_bad_inputs(bad, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        ImageProcessor()(bad)
+
+
+def test_corrupt_and_missing_files(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        ImageProcessor()(tmp_path / "broken.jpg")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        ImageProcessor()(tmp_path / "missing.png")
