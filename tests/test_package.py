@@ -1,0 +1,32 @@
+"""Installed layout: plugins and tasks live under the florence namespace; the demo runs offline."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_generic_top_level_names():
+    # run outside the repository so the checkout itself is not on sys.path
+    code = ("import importlib.util, florence.plugins, florence.tasks;"
+            "print(importlib.util.find_spec('tasks'), importlib.util.find_spec('plugins'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["None", "None"]
+
+
+def test_plugin_manager_has_hookspecs():
+    from florence.plugins import ENTRY_POINT_GROUP, plugin_manager
+
+    pm = plugin_manager()
+    assert ENTRY_POINT_GROUP == "florence.tasks"
+    assert hasattr(pm.hook, "florence_register_tasks")
+
+
+def test_demo_runs_offline(capsys):
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "tools" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.main(["--max-new-tokens", "5", "--num-beams", "2"])
+    out = capsys.readouterr().out
+    assert "generated  : '</s><s>" in out and "time       :" in out
