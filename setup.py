@@ -14,11 +14,12 @@ INSTALL_REQUIRES = [
     "mmengine==0.10.7",
     "pluggy>=1.5",
     "pillow>=10",
+    "tqdm>=4.60",
     "numpy>=1.26",
 ]
 EXTRAS = {
     # scikit-image ships the real photographs the preprocessing tests run on
-    "test": ["pytest>=8", "scikit-image>=0.24"],
+    "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100"],
 }
 
 setup(
@@ -34,6 +35,11 @@ setup(
     package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"florence.tasks": []},
+    entry_points={
+        # built-in tasks load through the same entry points as third-party ones
+        "florence.tasks": [f"{m} = florence.tasks.{m}" for m in
+                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region")],
+        "console_scripts": ["florence = florence.cli:main"],
+    },
     license="MIT",
 )

@@ -115,3 +115,25 @@ def oracle(tokenizer, tmp_path_factory):
     native_cfg = json.loads((native / "config.json").read_text())
     (microsoft / "config.json").write_text(json.dumps(microsoft_config(native_cfg)))
     return hf, native, microsoft
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    """florence's tiny preset with strong random weights and the offline tokenizer, saved together
+    as a checkpoint folder (what `florence.pipeline(path)` and the CLI read)."""
+    from florence import Florence2Config, Florence2ForConditionalGeneration, build_tokenizer
+
+    tok = build_tokenizer(TEXTS, vocab_size=400)
+    torch.manual_seed(0)
+    model = randomize_(Florence2ForConditionalGeneration(Florence2Config.preset("tiny", vocab_size=len(tok))))
+    folder = tmp_path_factory.mktemp("tiny")
+    model.save_pretrained(folder)
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tiny_folder):
+    import florence
+
+    return florence.pipeline(tiny_folder)

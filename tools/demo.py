@@ -1,7 +1,7 @@
 """Run Florence-2 on one image and print what it generates, with timings.
 
     python tools/demo.py                                   # tiny random model, built-in image
-    python tools/demo.py --model path/to/Florence-2-base --image photo.jpg --prompt "<OD>"
+    python tools/demo.py --model path/to/Florence-2-base --image photo.jpg --task "<OD>"
 
 Without ``--model`` it builds the ``tiny`` preset with random weights and a tokenizer trained
 offline, so it needs no download; its text is therefore noise, but every stage (preprocessing,
@@ -17,6 +17,7 @@ import time
 import torch
 from PIL import Image, ImageDraw
 
+import florence
 from florence import Florence2Config, Florence2ForConditionalGeneration, Florence2Processor, build_tokenizer
 
 DEMO_TEXTS = [
@@ -48,40 +49,32 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="checkpoint folder or hub id (default: tiny random model)")
     parser.add_argument("--image", help="image file (default: a drawn scene)")
-    parser.add_argument("--prompt", default="What does the image describe?",
-                        help="prompt text as the model reads it")
+    parser.add_argument("--task", default="<CAPTION>", help="task token or name (see `florence tasks`)")
+    parser.add_argument("--text", help="task input, for tasks that take one")
     parser.add_argument("--max-new-tokens", type=int, default=20)
     parser.add_argument("--num-beams", type=int, default=3)
     args = parser.parse_args(argv)
 
     t0 = time.perf_counter()
     if args.model:
-        model = Florence2ForConditionalGeneration.from_pretrained(args.model)
-        processor = Florence2Processor.from_pretrained(args.model)
+        pipe = florence.pipeline(args.model)
     else:
-        model, processor = build_tiny()
-    n_params = sum(p.numel() for p in model.parameters())
+        pipe = florence.pipeline(*build_tiny())
+    n_params = sum(p.numel() for p in pipe.model.parameters())
     t_build = time.perf_counter() - t0
 
     image = args.image or demo_image()
+    task = florence.get_task(args.task)
     t0 = time.perf_counter()
-    inputs = processor(images=[image], text=[args.prompt])
-    t_pre = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        ids = model.generate(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"],
-                             max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
-    t_gen = time.perf_counter() - t0
-    text = processor.batch_decode(ids)[0]
+    result = pipe(image, task, args.text, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams)
+    t_run = time.perf_counter() - t0
 
     print(f"model      : {args.model or 'tiny preset, random weights'} ({n_params / 1e6:.2f}M parameters)")
-    print(f"image      : {args.image or 'built-in drawn scene'} {inputs['image_sizes'][0]} -> 768x768")
-    print(f"prompt     : {args.prompt!r}")
-    print(f"generated  : {text!r}")
-    print(f"tokens     : {ids.shape[1]} ids, {args.num_beams} beams")
-    print(f"time       : build {t_build:.2f}s | preprocess {t_pre:.3f}s | generate {t_gen:.2f}s "
-          f"({torch.get_num_threads()} threads)")
+    print(f"image      : {args.image or 'built-in drawn scene'}")
+    print(f"prompt     : {task.prompt(args.text, (640, 480))!r}")
+    print(f"result     : {result}")
+    print(f"time       : build {t_build:.2f}s | preprocess + encode + generate + parse {t_run:.2f}s "
+          f"({torch.get_num_threads()} threads, {args.num_beams} beams)")
 
 
 if __name__ == "__main__":

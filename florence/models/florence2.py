@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
 from transformers import BartForConditionalGeneration, GenerationConfig
-from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
 from ..registry import MODELS
 from .config import Florence2Config
@@ -213,18 +213,53 @@ class Florence2ForConditionalGeneration(nn.Module):
 
     # ---- generation ------------------------------------------------------------------------------
     @torch.no_grad()
+    def encode(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None):
+        """Run the tower and the BART encoder once: ``(encoder_outputs, encoder_attention_mask)``, to
+        pass to :meth:`generate` and :meth:`sequence_log_probs` as ``encoded=``."""
+        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, image_embeds)
+        return self.language_model.get_encoder()(inputs_embeds=embeds, attention_mask=mask), mask
+
+    @torch.no_grad()
     def generate(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None,
-                 generation_config: GenerationConfig | None = None, **generation_kwargs):
+                 generation_config: GenerationConfig | None = None, encoded=None, **generation_kwargs):
         """Token ids (or a transformers generate output with ``return_dict_in_generate=True``).
 
         Defaults are the published ones (3 beams, up to 1024 new tokens, no_repeat_ngram_size=3,
         forced ``<s>`` first and ``</s>`` last); any transformers generation argument overrides them.
-        The image and the encoder run once per call; beams reuse the encoder output."""
-        embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, image_embeds)
+        The image and the encoder run once per call (or not at all with ``encoded=`` from
+        :meth:`encode`); beams reuse the encoder output."""
+        encoder_outputs, mask = encoded if encoded is not None else self.encode(
+            pixel_values, input_ids, attention_mask, image_embeds)
         config = copy.deepcopy(generation_config or self.generation_config)
         other_kwargs = config.update(**generation_kwargs)  # e.g. logits_processor, stopping_criteria
-        return self.language_model.generate(inputs_embeds=embeds, attention_mask=mask,
+        # generate expands encoder outputs for beams in place: hand it a copy
+        encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
+        return self.language_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask,
                                             generation_config=config, **other_kwargs)
+
+    @torch.no_grad()
+    def sequence_log_probs(self, encoded, sequences: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+        """Log-probability of every generated token given its prefix, by one teacher-forced decoder
+        pass: ``(B, T)`` sequences from :meth:`generate` -> ``(B, T - 1)``, entry ``t`` scoring
+        ``sequences[:, t + 1]``. For beam search these equal transformers' transition scores of the
+        chosen beam (the per-step log-softmax), without keeping the ``(steps, beams, vocab)`` score
+        tensors in memory. Rows run ``chunk`` at a time to bound the logits' memory."""
+        encoder_outputs, mask = encoded
+        out = []
+        for i in range(0, sequences.shape[0], chunk):
+            rows = slice(i, i + chunk)
+            logits = self.language_model(
+                encoder_outputs=(encoder_outputs.last_hidden_state[rows],), attention_mask=mask[rows],
+                decoder_input_ids=sequences[rows, :-1], use_cache=False).logits.float()
+            out.append(logits.log_softmax(-1).gather(-1, sequences[rows, 1:, None]).squeeze(-1))
+        return torch.cat(out)
+
+    def resize_token_embeddings(self, num_tokens: int):
+        """Grow (or shrink) the shared vocabulary, e.g. for a task plugin's new special tokens; new
+        rows start at the mean embedding (transformers' default). Keeps the config in step."""
+        self.language_model.resize_token_embeddings(num_tokens)
+        self.config.text.vocab_size = num_tokens
+        return self.get_input_embeddings()
 
     # ---- checkpoints -----------------------------------------------------------------------------
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .image import ImageProcessor
-from .quantizer import Quantizer
+from .quantizer import NUM_BINS, Quantizer, loc_token
 from .tokenizer import load_tokenizer
 
 __all__ = ["Florence2Processor"]
@@ -27,6 +27,7 @@ class Florence2Processor:
         self.tokenizer = tokenizer
         self.image_processor = image_processor or ImageProcessor()
         self.quantizer = Quantizer()
+        self._loc_ids = None
 
     @classmethod
     def from_pretrained(cls, folder, **image_kwargs) -> "Florence2Processor":
@@ -48,6 +49,17 @@ class Florence2Processor:
                 raise ValueError(f"{len(out['image_sizes'])} images but {len(texts)} prompts: "
                                  "pass one prompt per image")
         return out
+
+    @property
+    def location_token_ids(self) -> list[int]:
+        """Vocabulary ids of ``<loc_0>`` ... ``<loc_999>``."""
+        if self._loc_ids is None:
+            ids = self.tokenizer.convert_tokens_to_ids([loc_token(i) for i in range(NUM_BINS)])
+            unk = self.tokenizer.unk_token_id
+            if any(i is None or i == unk for i in ids):
+                raise ValueError("the tokenizer lacks the Florence-2 location tokens <loc_0>..<loc_999>")
+            self._loc_ids = ids
+        return self._loc_ids
 
     def batch_decode(self, ids, skip_special_tokens: bool = False) -> list[str]:
         """Token ids -> text; special tokens (location tokens included) are kept by default, as the

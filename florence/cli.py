@@ -1,0 +1,125 @@
+"""The ``florence`` command.
+
+    florence infer --model PATH_OR_HUB_ID --task "<OD>" [--text "..."] IMAGES... --out results.jsonl [--vis DIR]
+    florence tasks                                  # list the registered tasks
+
+``infer`` writes one JSON line per image as soon as its batch is done
+(``{"image", "width", "height", "task", "result"}``, or ``{"image", "error"}`` for an image that
+could not be read: the run goes on and exits with status 1 at the end).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="florence", description="Florence-2 from the command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    infer = sub.add_parser("infer", help="run a task on images, write JSON Lines (and drawings)")
+    infer.add_argument("images", nargs="+", help="image files and/or folders")
+    infer.add_argument("--model", required=True, help="checkpoint folder (either layout) or hub id")
+    infer.add_argument("--task", required=True, help='task token or name, e.g. "<OD>" or od')
+    infer.add_argument("--text", help="task input: text, or a region as 'x1,y1,x2,y2' pixels")
+    infer.add_argument("--out", required=True, help="JSON Lines file to write")
+    infer.add_argument("--vis", help="folder for PNG drawings of the results")
+    infer.add_argument("--batch-size", type=int, default=8)
+    infer.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: cpu)")
+    infer.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    infer.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's (3)")
+    infer.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
+    infer.add_argument("--block-location-ngrams", action="store_true",
+                       help="n-gram blocking over location tokens too (the published behaviour)")
+
+    sub.add_parser("tasks", help="list the registered tasks")
+    return parser
+
+
+def _region_or_text(text: str | None):
+    if text is None:
+        return None
+    parts = text.split(",")
+    if len(parts) == 4:
+        try:
+            return [float(p) for p in parts]
+        except ValueError:
+            pass
+    return text
+
+
+def _infer(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .inference import expand_images, pipeline
+    from .task import get_task
+    from .visualize import draw_result
+    from .processing.image import load_image
+
+    task = get_task(args.task)  # fail before loading the model
+    sources = []
+    for item in args.images:
+        sources.extend(expand_images(item)[0] if Path(item).is_dir() else [item])
+    pipe = pipeline(args.model, device=args.device, dtype=getattr(torch, DTYPES[args.dtype]),
+                    block_location_ngrams=args.block_location_ngrams)
+    gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens))
+           if v is not None}
+    vis = Path(args.vis) if args.vis else None
+    if vis:
+        vis.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    text_input = _region_or_text(args.text)
+    with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
+        for start in range(0, len(sources), args.batch_size):
+            chunk = sources[start:start + args.batch_size]
+            records, loaded = [None] * len(chunk), []
+            for k, src in enumerate(chunk):
+                try:
+                    loaded.append((k, load_image(src)))
+                except (OSError, ValueError) as e:  # a bad file is reported, the run goes on
+                    records[k] = {"image": str(src), "error": str(e)}
+            results = pipe([im for _, im in loaded], task, text_input, batch_size=args.batch_size, **gen) \
+                if loaded else []
+            for (k, image), result in zip(loaded, results):
+                records[k] = {"image": str(chunk[k]), "width": image.width, "height": image.height,
+                              "task": task.token, "result": result[task.token]}
+                if vis:
+                    draw_result(image, result).save(vis / f"{start + k:05d}_{Path(chunk[k]).stem}.png")
+            failed += sum("error" in r for r in records)
+            f.writelines(json.dumps(r) + "\n" for r in records)
+            f.flush()
+            bar.update(len(chunk))
+    print(f"{len(sources) - failed} of {len(sources)} images -> {out}" + (f", drawings in {vis}" if vis else ""))
+    if failed:
+        print(f"{failed} image(s) could not be read: see the 'error' lines in {out}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _tasks(args) -> int:
+    from .task import list_tasks, plugin_errors
+
+    for t in list_tasks():
+        needs = {None: "", "text": " (text input)", "region": " (region input)"}[t.input_kind]
+        print(f"{t.token:40s} {t.name:34s} {type(t).__name__}{needs}")
+    for message in plugin_errors():
+        print(message, file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    return {"infer": _infer, "tasks": _tasks}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Generation helpers: n-gram blocking that leaves location tokens alone.
+
+The published generation settings use ``no_repeat_ngram_size=3`` over all tokens, which also
+forbids repeating any three location tokens: two objects sharing a corner or an edge
+(``<loc_10><loc_20><loc_300>`` twice) cannot both be emitted, and the model is pushed to a wrong
+box instead. :class:`TextNoRepeatNGramLogitsProcessor` blocks repeated n-grams of text only: an
+n-gram that contains a location token is never blocked.
+"""
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor
+
+__all__ = ["TextNoRepeatNGramLogitsProcessor"]
+
+
+class TextNoRepeatNGramLogitsProcessor(LogitsProcessor):
+    """Like transformers' ``NoRepeatNGramLogitsProcessor`` (vectorised the same way), except
+    that n-grams containing any of ``skip_token_ids`` are exempt. With no skip ids it bans
+    exactly what transformers' processor bans."""
+
+    def __init__(self, ngram_size: int, skip_token_ids=()):
+        if not isinstance(ngram_size, int) or ngram_size <= 0:
+            raise ValueError(f"ngram_size must be a positive int, got {ngram_size!r}")
+        self.ngram_size = ngram_size
+        self.skip = torch.as_tensor(sorted(set(int(i) for i in skip_token_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        n, length = self.ngram_size, input_ids.shape[-1]
+        if length < n:
+            return scores
+        windows = input_ids.unfold(1, n, 1)  # (rows, length - n + 1, n): every n-gram so far
+        prefix = input_ids[:, length + 1 - n:]  # the n - 1 tokens the next token would extend
+        hit = (windows[..., :-1] == prefix[:, None]).all(-1)
+        if self.skip.numel():
+            hit &= ~torch.isin(windows, self.skip.to(windows.device)).any(-1)
+        vocab = scores.shape[-1]
+        banned = scores.new_zeros((scores.shape[0], vocab + 1), dtype=torch.bool)
+        banned.scatter_(1, torch.where(hit, windows[..., -1].clamp(max=vocab), vocab), True)
+        return scores.masked_fill(banned[:, :vocab], -float("inf"))

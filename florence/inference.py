@@ -1,0 +1,190 @@
+"""Batched inference: images + task tokens -> the published structured results.
+
+>>> import florence
+>>> pipe = florence.pipeline("path/to/Florence-2-base")            # or a hub id
+>>> pipe("photo.jpg", "<OD>")
+{'<OD>': {'bboxes': [[...]], 'labels': ['car'], 'scores': [0.93]}}
+>>> pipe(["a.jpg", "b.jpg"], ["<CAPTION>", "<CAPTION_TO_PHRASE_GROUNDING>"], [None, "a dog on grass"])
+[{'<CAPTION>': '...'}, {'<CAPTION_TO_PHRASE_GROUNDING>': {...}}]
+
+Batches mix tasks freely: prompts are right-padded and the model's encoder mask covers each
+prompt's own tokens, so a batch gives the results of one-at-a-time calls.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import LogitsProcessorList
+
+from .checkpoint import resolve_folder
+from .generation import TextNoRepeatNGramLogitsProcessor
+from .models import Florence2ForConditionalGeneration
+from .processing import Florence2Processor
+from .processing.image import load_image
+from .task import Task, TaskError, get_task, list_tasks
+
+__all__ = ["Pipeline", "pipeline", "add_task_tokens", "expand_images"]
+
+
+def pipeline(model, processor: Florence2Processor | None = None, device=None, dtype=None, **options) -> "Pipeline":
+    """A :class:`Pipeline` for a checkpoint folder or hub id (model and tokenizer both read from
+    it), or for a model object with its ``processor``. ``options`` go to :class:`Pipeline`."""
+    if isinstance(model, (str, os.PathLike)):
+        folder = resolve_folder(model)
+        model = Florence2ForConditionalGeneration.from_pretrained(folder, dtype=dtype, device=device)
+        processor = processor or Florence2Processor.from_pretrained(folder)
+    elif processor is None:
+        raise TypeError("pipeline(model_object) needs processor=Florence2Processor(...) as well")
+    return Pipeline(model, processor, device=device, dtype=dtype, **options)
+
+
+def add_task_tokens(model, tokenizer, tasks=None) -> list[str]:
+    """Add the special tokens the registered tasks need to the tokenizer, and grow the model's
+    embeddings if the vocabulary outgrows them. Returns the tokens added."""
+    vocab = tokenizer.get_vocab()
+    needed = [t for task in (tasks or list_tasks()) for t in task.special_tokens if t not in vocab]
+    needed = list(dict.fromkeys(needed))
+    if needed:
+        tokenizer.add_special_tokens({"additional_special_tokens": needed}, replace_extra_special_tokens=False)
+    if len(tokenizer) > model.config.vocab_size:
+        model.resize_token_embeddings(len(tokenizer))
+    return needed
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def expand_images(images) -> tuple[list, bool]:
+    """(list of image sources, whether a single image was given). A folder becomes its image files,
+    sorted by name."""
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {images}")
+        return [str(p) for p in files], False
+    if isinstance(images, (list, tuple)):
+        return list(images), False
+    return [images], True
+
+
+def _per_image(value, n: int, what: str, is_single=lambda v: not isinstance(v, (list, tuple))) -> list:
+    if is_single(value):
+        return [value] * n
+    if len(value) != n:
+        raise ValueError(f"{n} images but {len(value)} {what}: pass one, or one per image")
+    return list(value)
+
+
+def _is_single_input(value) -> bool:
+    """A text input for all images: None, a string, or one pixel box (a flat list of numbers)."""
+    if value is None or isinstance(value, str):
+        return True
+    return isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value) and len(value) > 0
+
+
+class Pipeline:
+    """Callable batched inference over any registered tasks.
+
+    Args:
+        model, processor: a :class:`Florence2ForConditionalGeneration` and its processor.
+        device, dtype: where and in which dtype to run (default: the model's).
+        block_location_ngrams: ``False`` (default) applies ``no_repeat_ngram_size`` to text only;
+            ``True`` restores the published behaviour of blocking repeated location-token n-grams
+            too (which turns boxes sharing coordinates into wrong boxes).
+        scores: compute per-item scores for location outputs (exp of the mean log-probability of
+            an item's location tokens; one extra teacher-forced decoder pass per batch).
+        generation: defaults for ``model.generate`` (the checkpoint's otherwise: 3 beams, up to
+            1024 new tokens, no_repeat_ngram_size=3).
+    """
+
+    def __init__(self, model, processor: Florence2Processor, device=None, dtype=None,
+                 block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None):
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.processor = processor
+        self.block_location_ngrams = block_location_ngrams
+        self.scores = scores
+        self.generation = dict(generation or {})
+        add_task_tokens(self.model, processor.tokenizer)
+        self._loc_ids = torch.tensor(processor.location_token_ids)
+
+    def __call__(self, images, task, text_input=None, batch_size: int = 8, errors: str = "raise",
+                 progress=None, **generation_kwargs):
+        """One result per image: ``{task_token: output}`` in the task's published format.
+
+        Args:
+            images: a PIL image, array, tensor, path or folder, or a list of them.
+            task: a task token or name, or one per image.
+            text_input: the task input (text, or a pixel box for region tasks), or one per image.
+            batch_size: images per forward pass.
+            errors: ``"raise"`` (default) stops at an unreadable image; ``"record"`` returns
+                ``{"error": message}`` for it and goes on.
+            progress: optional callable, called with the number of images finished per batch.
+            generation_kwargs: transformers generation arguments (num_beams, max_new_tokens, ...).
+        """
+        if errors not in ("raise", "record"):
+            raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+        sources, single = expand_images(images)
+        n = len(sources)
+        tasks = [get_task(t) for t in _per_image(task, n, "tasks", lambda v: isinstance(v, (str, Task)))]
+        inputs = _per_image(text_input, n, "text inputs", _is_single_input)
+        results = []
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            results.extend(self._batch(sources[start:stop], tasks[start:stop], inputs[start:stop],
+                                       errors, generation_kwargs))
+            if progress is not None:
+                progress(stop - start)
+        return results[0] if single else results
+
+    def _batch(self, sources, tasks, inputs, errors, generation_kwargs) -> list[dict]:
+        out: list[dict | None] = [None] * len(sources)
+        rows, images, prompts, sizes = [], [], [], []
+        for i, (src, task, text_input) in enumerate(zip(sources, tasks, inputs)):
+            try:
+                image = load_image(src)
+                size = image.size
+                prompt = task.prompt(text_input, size)
+            except (OSError, ValueError, TypeError) as e:
+                if errors == "raise" or isinstance(e, TaskError):
+                    raise
+                out[i] = {"error": f"{_name(src)}: {e}"}
+                continue
+            rows.append(i), images.append(image), prompts.append(prompt), sizes.append(size)
+        if rows:
+            texts, loc_scores = self.generate(images, prompts, **generation_kwargs)
+            for i, task, text, size, sc in zip(rows, [tasks[r] for r in rows], texts, sizes, loc_scores):
+                out[i] = {task.token: task.decode_output(text, size, sc)}
+        return out
+
+    @torch.inference_mode()
+    def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
+        """Generated texts (special tokens kept) and, per row, the log-probabilities of its location
+        tokens (None when scores are off)."""
+        batch = self.processor(images=images, text=prompts)
+        device, dtype = self.model.device, self.model.dtype
+        encoded = self.model.encode(batch["pixel_values"].to(device, dtype), batch["input_ids"].to(device),
+                                    batch["attention_mask"].to(device))
+        kwargs = {**self.generation, **generation_kwargs}
+        ngram = kwargs.get("no_repeat_ngram_size", self.model.generation_config.no_repeat_ngram_size) or 0
+        if ngram and not self.block_location_ngrams:
+            kwargs["no_repeat_ngram_size"] = 0
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [*kwargs.get("logits_processor", []), TextNoRepeatNGramLogitsProcessor(ngram, self._loc_ids.tolist())])
+        ids = self.model.generate(encoded=encoded, **kwargs)
+        if not isinstance(ids, torch.Tensor):  # return_dict_in_generate=True
+            ids = ids.sequences
+        texts = self.processor.batch_decode(ids)
+        if not self.scores:
+            return texts, [None] * len(texts)
+        log_probs = self.model.sequence_log_probs(encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
+        is_loc = torch.isin(ids[:, 1:], self._loc_ids.to(ids.device))
+        return texts, [lp[m].tolist() for lp, m in zip(log_probs.cpu(), is_loc.cpu())]
+
+
+def _name(src) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return str(src)
+    return f"{type(src).__name__} image" if not isinstance(src, Image.Image) else "PIL image"

@@ -1,0 +1,28 @@
+"""Caption-to-phrase grounding: boxes for the phrases of a caption (recall@1)."""
+from florence.plugins import hookimpl
+from florence.task import BoxTask
+
+# Phrases the published post-processing drops from grounding output (pronouns, quantifiers,
+# "the image", ...), as listed in Microsoft's Florence-2 processor.
+NON_OBJECT_PHRASES = frozenset({
+    "I", "a", "a group", "a set", "all", "an", "another", "any", "anybody", "anyone", "anything",
+    "each", "each other", "everybody", "everyone", "everything", "few", "he", "her", "hers",
+    "herself", "him", "himself", "his", "image", "images", "it", "its", "itself", "lots", "many",
+    "me", "mine", "myself", "nobody", "none", "one", "one another", "oneself", "other objects",
+    "our", "ours", "ourselves", "several", "she", "some", "somebody", "someone", "something",
+    "that", "the", "the image", "their", "theirs", "them", "themselves", "these", "they", "this",
+    "those", "us", "we", "what", "which", "who", "whom", "whose", "you", "your", "yours",
+    "yourself", "yourselves",
+})
+
+
+class PhraseGrounding(BoxTask):
+    """``{'bboxes', 'labels'}`` with one phrase per box; target: phrase<loc x4>[<loc x4>...]."""
+    input_kind = "text"
+    ignore = NON_OBJECT_PHRASES
+
+
+@hookimpl
+def florence_register_tasks():
+    return [PhraseGrounding("<CAPTION_TO_PHRASE_GROUNDING>", "Locate the phrases in the caption: {input}",
+                            metrics=("grounding_recall@1",))]

@@ -1,0 +1,13 @@
+"""Text reading: the whole image's text, and text lines with their quadrilaterals."""
+from florence.plugins import hookimpl
+from florence.task import QuadTask, TextTask
+
+
+@hookimpl
+def florence_register_tasks():
+    return [
+        TextTask("<OCR>", "What is the text in the image?", metrics=("ocr_word_f1", "ocr_cer")),
+        # {'quad_boxes': [[x1, y1, ..., x4, y4]], 'labels': [line text]}; target: text<loc x8> per line
+        QuadTask("<OCR_WITH_REGION>", "What is the text in the image, with regions?",
+                 metrics=("ocr_region_f1", "ocr_word_f1")),
+    ]

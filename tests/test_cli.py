@@ -1,0 +1,63 @@
+"""The command line on real photographs: JSON Lines out, drawings, bad files reported."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from florence.cli import main
+from florence.visualize import draw_result
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory):
+    from skimage import data
+
+    d = tmp_path_factory.mktemp("photos")
+    Image.fromarray(data.astronaut()).save(d / "astronaut.jpg")
+    Image.fromarray(data.coffee()).save(d / "coffee.png")
+    Image.fromarray(data.camera()).save(d / "camera.png")  # grayscale
+    return d
+
+
+def test_infer_writes_jsonl_and_drawings(photo_dir, tiny_folder, tmp_path):
+    out, vis = tmp_path / "res.jsonl", tmp_path / "vis"
+    cmd = [sys.executable, str(ROOT / "tools" / "infer.py"), "--model", str(tiny_folder), "--task", "<OD>",
+           str(photo_dir), "--out", str(out), "--vis", str(vis), "--max-new-tokens", "12", "--batch-size", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [Path(r["image"]).name for r in lines] == ["astronaut.jpg", "camera.png", "coffee.png"]
+    assert all(set(r["result"]) >= {"bboxes", "labels"} and r["task"] == "<OD>" for r in lines)
+    assert lines[0]["width"] == 512 and lines[2]["height"] == 400
+    assert len(list(vis.glob("*.png"))) == 3
+
+
+def test_infer_region_task_and_bad_file(photo_dir, tiny_folder, tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "res.jsonl"
+    rc = main(["infer", "--model", str(tiny_folder), "--task", "region_to_category", "--text", "10,10,200,200",
+               str(photo_dir / "coffee.png"), str(bad), "--out", str(out), "--max-new-tokens", "8"])
+    assert rc == 1
+    first, second = [json.loads(line) for line in out.read_text().splitlines()]
+    assert first["task"] == "<REGION_TO_CATEGORY>" and isinstance(first["result"], str)
+    assert "broken.jpg" in second["error"] and "corrupt" in second["error"]
+    assert "could not be read" in capsys.readouterr().err
+
+
+def test_draw_result_draws_every_shape():
+    white = Image.new("RGB", (200, 100), "white")
+    result = {"<OPEN_VOCABULARY_DETECTION>": {
+        "bboxes": [[10, 10, 60, 60]], "bboxes_labels": ["box"],
+        "polygons": [[[100, 10, 150, 10, 150, 60]]], "polygons_labels": ["tri"]}}
+    drawn = draw_result(white, result)
+    assert drawn.getpixel((10, 35)) != (255, 255, 255)  # left edge of the box
+    assert drawn.getpixel((125, 10)) != (255, 255, 255)  # top edge of the triangle
+    quads = draw_result(white, {"quad_boxes": [[20, 20, 180, 20, 180, 80, 20, 80]], "labels": ["text"]})
+    assert quads.getpixel((180, 50)) != (255, 255, 255)
+    assert white.getpixel((10, 35)) == (255, 255, 255)  # the input is left untouched

@@ -1,0 +1,123 @@
+"""Task plugins through the entry-point mechanism: a third-party task with a new special token
+runs end to end; broken plugins are reported by name and never stop the built-in tasks."""
+import importlib
+import textwrap
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+import florence
+from florence.task import TaskError, plugin_errors, reload_tasks
+
+COUNT_PLUGIN = '''
+import re
+import florence
+from florence.task import Task
+
+class Count(Task):
+    """How many of a thing: target '<count>3</count>', output an int (None if unreadable)."""
+    token, template, input_kind = "<COUNT>", "How many {input} are in the image?", "text"
+    special_tokens, metrics = ("<count>", "</count>"), ("accuracy",)
+
+    def encode_target(self, annotation, image_size):
+        return f"<count>{int(annotation)}</count>"
+
+    def decode_output(self, text, image_size, scores=None):
+        m = re.search(r"<count>(\\d+)", text)
+        return int(m.group(1)) if m else None
+
+    def example(self, rng, image_size):
+        return "cats", rng.randint(0, 9)
+
+@florence.hookimpl
+def florence_register_tasks():
+    return [Count()]
+'''
+
+
+def install_plugin(root, dist, modules: dict, entry_points: dict):
+    """A minimal installed distribution: modules plus a dist-info with florence.tasks entry points."""
+    for name, code in modules.items():
+        (root / f"{name}.py").write_text(textwrap.dedent(code))
+    info = root / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    eps = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[florence.tasks]\n{eps}")
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    yield tmp_path
+    monkeypatch.undo()
+    importlib.invalidate_caches()
+    reload_tasks()
+
+
+def test_get_task_by_token_or_name():
+    assert florence.get_task("<OD>") is florence.get_task("od") is florence.get_task("OD")
+    with pytest.raises(TaskError, match=r"unknown task .detect.*<CAPTION> \(caption\).*<OD> \(od\)"):
+        florence.get_task("detect")
+
+
+def test_third_party_task_with_new_token_runs_end_to_end(plugin_dir, tiny_folder):
+    install_plugin(plugin_dir, "florence_count", {"florence_count": COUNT_PLUGIN}, {"count": "florence_count"})
+    reload_tasks()
+    task = florence.get_task("<COUNT>")
+    assert florence.get_task("count") is task and plugin_errors() == []
+    assert task.encode_target(3, (10, 10)) == "<count>3</count>"
+
+    pipe = florence.pipeline(tiny_folder)
+    tok, model = pipe.processor.tokenizer, pipe.model
+    before = florence.Florence2ForConditionalGeneration.from_pretrained(tiny_folder).config.vocab_size
+    new_ids = tok.convert_tokens_to_ids(["<count>", "</count>"])
+    assert min(new_ids) >= before and model.config.vocab_size == len(tok) == before + 2
+    assert model.language_model.lm_head.weight.shape[0] == len(tok)
+    assert tok("<count>3</count>", add_special_tokens=False)["input_ids"][0] == new_ids[0]  # one token
+
+    image = Image.new("RGB", (64, 48), "white")
+    # force the new token so the run really goes through it: a logits processor that picks it first
+    class Force:
+        def __call__(self, input_ids, scores):
+            if input_ids.shape[1] == 2:
+                scores = torch.full_like(scores, -1e9)
+                scores[:, new_ids[0]] = 0
+            return scores
+    from transformers import LogitsProcessorList
+    out = pipe([image, image], "<COUNT>", "cats", max_new_tokens=6, num_beams=1,
+               logits_processor=LogitsProcessorList([Force()]))
+    assert [list(r) for r in out] == [["<COUNT>"], ["<COUNT>"]]
+    ids = pipe.model.generate(**_inputs(pipe, image, task.prompt("cats")), max_new_tokens=6, num_beams=1,
+                              logits_processor=LogitsProcessorList([Force()]))
+    assert ids[0, 2].item() == new_ids[0]
+
+
+def _inputs(pipe, image, prompt):
+    b = pipe.processor(images=[image], text=[prompt])
+    return dict(pixel_values=b["pixel_values"], input_ids=b["input_ids"], attention_mask=b["attention_mask"])
+
+
+def test_broken_plugins_are_named_and_builtins_still_load(plugin_dir):
+    install_plugin(plugin_dir, "florence_broken", {
+        "broken_import": "raise ImportError('needs the package frobnicate')",
+        "broken_hook": "import florence\n@florence.hookimpl\ndef florence_register_task():\n    return []\n",
+        "broken_return": "import florence\n@florence.hookimpl\ndef florence_register_tasks():\n    return ['<X>']\n",
+        "clash": ("import florence\nfrom florence.task import TextTask\n@florence.hookimpl\n"
+                  "def florence_register_tasks():\n    return [TextTask('<CAPTION>', 'Say something.')]\n"),
+    }, {"zz_import": "broken_import", "zz_hook": "broken_hook", "zz_return": "broken_return", "zz_clash": "clash"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tasks = reload_tasks()
+    errors = plugin_errors()
+    assert len(tasks) == 15 and florence.get_task("<CAPTION>").template == "What does the image describe?"
+    assert any("'zz_import'" in e and "frobnicate" in e and "florence_broken" in e for e in errors)
+    assert any("'zz_hook'" in e and "florence_register_task" in e for e in errors)
+    assert any("'zz_return'" in e and "not florence.task.Task" in e for e in errors)
+    assert any("'zz_clash'" in e and "already registered by plugin 'captioning'" in e for e in errors)
+    assert len(caught) >= 4
+    with pytest.raises(TaskError, match="failed to load.*frobnicate"):
+        florence.get_task("<FROBNICATE>")
