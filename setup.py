@@ -15,11 +15,15 @@ INSTALL_REQUIRES = [
     "pluggy>=1.5",
     "pillow>=10",
     "tqdm>=4.60",
+    # evaluation: the field's reference implementations
+    "pycocotools>=2.0.8",
+    "pycocoevalcap==1.2",
+    "rapidfuzz>=3.0",
     "numpy>=1.26",
 ]
 EXTRAS = {
     # scikit-image ships the real photographs the preprocessing tests run on
-    "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100"],
+    "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2"],
 }
 
 setup(
@@ -31,7 +35,8 @@ setup(
     python_requires=">=3.10",
     # plugins/ and tasks/ live at the repository root but install under the florence namespace,
     # so no generic top-level names (`tasks`, `plugins`) are taken.
-    packages=["florence", "florence.models", "florence.processing", "florence.plugins", "florence.tasks"],
+    packages=["florence", "florence.models", "florence.processing", "florence.evaluation", "florence.data",
+              "florence.engine", "florence.plugins", "florence.tasks"],
     package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

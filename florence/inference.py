@@ -26,7 +26,7 @@ from .processing import Florence2Processor
 from .processing.image import load_image
 from .task import Task, TaskError, get_task, list_tasks
 
-__all__ = ["Pipeline", "pipeline", "add_task_tokens", "expand_images"]
+__all__ = ["Pipeline", "pipeline", "add_task_tokens", "expand_images", "generate_texts"]
 
 
 def pipeline(model, processor: Florence2Processor | None = None, device=None, dtype=None, **options) -> "Pipeline":
@@ -108,7 +108,6 @@ class Pipeline:
         self.scores = scores
         self.generation = dict(generation or {})
         add_task_tokens(self.model, processor.tokenizer)
-        self._loc_ids = torch.tensor(processor.location_token_ids)
 
     def __call__(self, images, task, text_input=None, batch_size: int = 8, errors: str = "raise",
                  progress=None, **generation_kwargs):
@@ -159,29 +158,41 @@ class Pipeline:
                 out[i] = {task.token: task.decode_output(text, size, sc)}
         return out
 
-    @torch.inference_mode()
     def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
         """Generated texts (special tokens kept) and, per row, the log-probabilities of its location
         tokens (None when scores are off)."""
         batch = self.processor(images=images, text=prompts)
-        device, dtype = self.model.device, self.model.dtype
-        encoded = self.model.encode(batch["pixel_values"].to(device, dtype), batch["input_ids"].to(device),
-                                    batch["attention_mask"].to(device))
-        kwargs = {**self.generation, **generation_kwargs}
-        ngram = kwargs.get("no_repeat_ngram_size", self.model.generation_config.no_repeat_ngram_size) or 0
-        if ngram and not self.block_location_ngrams:
-            kwargs["no_repeat_ngram_size"] = 0
-            kwargs["logits_processor"] = LogitsProcessorList(
-                [*kwargs.get("logits_processor", []), TextNoRepeatNGramLogitsProcessor(ngram, self._loc_ids.tolist())])
-        ids = self.model.generate(encoded=encoded, **kwargs)
-        if not isinstance(ids, torch.Tensor):  # return_dict_in_generate=True
-            ids = ids.sequences
-        texts = self.processor.batch_decode(ids)
-        if not self.scores:
-            return texts, [None] * len(texts)
-        log_probs = self.model.sequence_log_probs(encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
-        is_loc = torch.isin(ids[:, 1:], self._loc_ids.to(ids.device))
-        return texts, [lp[m].tolist() for lp, m in zip(log_probs.cpu(), is_loc.cpu())]
+        return generate_texts(self.model, self.processor, batch["pixel_values"], batch["input_ids"],
+                              batch["attention_mask"], block_location_ngrams=self.block_location_ngrams,
+                              scores=self.scores, **{**self.generation, **generation_kwargs})
+
+
+@torch.inference_mode()
+def generate_texts(model, processor, pixel_values, input_ids, attention_mask=None, block_location_ngrams=False,
+                   scores=True, **generation_kwargs) -> tuple[list[str], list]:
+    """Generate for a prepared batch: texts (special tokens kept) and, per row, the log-probabilities
+    of its location tokens (one teacher-forced decoder pass; None per row when ``scores=False``).
+    ``no_repeat_ngram_size`` applies to text n-grams only unless ``block_location_ngrams``."""
+    device, dtype = model.device, model.dtype
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    encoded = model.encode(pixel_values.to(device, dtype), input_ids.to(device), attention_mask.to(device))
+    kwargs = dict(generation_kwargs)
+    ngram = kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size) or 0
+    loc_ids = processor.location_token_ids
+    if ngram and not block_location_ngrams:
+        kwargs["no_repeat_ngram_size"] = 0
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [*kwargs.get("logits_processor", []), TextNoRepeatNGramLogitsProcessor(ngram, loc_ids)])
+    ids = model.generate(encoded=encoded, **kwargs)
+    if not isinstance(ids, torch.Tensor):  # return_dict_in_generate=True
+        ids = ids.sequences
+    texts = processor.batch_decode(ids)
+    if not scores:
+        return texts, [None] * len(texts)
+    log_probs = model.sequence_log_probs(encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
+    is_loc = torch.isin(ids[:, 1:], torch.tensor(loc_ids, device=ids.device))
+    return texts, [lp[m].tolist() for lp, m in zip(log_probs.float().cpu(), is_loc.cpu())]
 
 
 def _name(src) -> str:

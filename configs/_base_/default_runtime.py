@@ -1,0 +1,26 @@
+"""Runtime defaults shared by florence's training configs: mmengine hooks, atomic checkpoints
+(written to a temporary file, then renamed) that load under torch's weights_only default and
+resume exactly (RNG state included), a progress bar,
+the metric table and drawings of a few predictions after each evaluation."""
+from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
+
+from florence.engine import ResumableCheckpointHook
+from florence.engine.hooks import EvaluationReportHook, ProgressBarHook
+
+default_scope = "florence"
+default_hooks = dict(
+    timer=dict(type=IterTimerHook),
+    logger=dict(type=LoggerHook, interval=100),
+    param_scheduler=dict(type=ParamSchedulerHook),
+    checkpoint=dict(type=CheckpointHook, interval=1000, by_epoch=False, max_keep_ckpts=2, save_last=True,
+                    backend_args=dict(backend="atomic_local")),
+    sampler_seed=dict(type=DistSamplerSeedHook),
+)
+custom_hooks = [dict(type=ResumableCheckpointHook), dict(type=ProgressBarHook), dict(type=EvaluationReportHook, num_drawings=8)]
+env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
+               dist_cfg=dict(backend="gloo"))
+log_processor = dict(by_epoch=False, window_size=20)
+log_level = "INFO"
+load_from = None
+resume = False
+randomness = dict(seed=0)

@@ -1,0 +1,69 @@
+"""Florence-2 tiny (4M parameters) trained from scratch on the built-in synthetic scenes, all 15
+tasks at once, then evaluated on held-out scenes: the project's main job.
+
+What it trains: DaViT 32-256 + BART 2+2 layers of width 128 with a 300-merge BPE tokenizer trained
+offline on the dataset's vocabulary; 192x192 scenes of coloured shapes and printed words
+(``florence.data.SyntheticScenes``), every task mixed uniformly, bf16 autocast.
+Expected on held-out scenes (issue targets): OD mAP@0.5 >= 0.5, referring/grounding Acc@0.5 >= 0.6,
+OCR word F1 >= 0.8, caption CIDEr >= 1.0, RES mIoU >= 0.5 (see README for what it reaches).
+Time: ~12 min training + ~1 min evaluation on 2 CPU cores.
+Command: .venv/bin/python tools/train.py configs/florence2/florence2-tiny_synthetic.py
+"""
+from mmengine.config import read_base
+from mmengine.dataset import DefaultSampler, InfiniteSampler
+from mmengine.optim import CosineAnnealingLR, LinearLR
+from mmengine.runner import IterBasedTrainLoop
+from torch.optim import AdamW
+
+from florence.data import MultiTaskDataset, SyntheticScenes
+from florence.engine import AutocastOptimWrapper, Florence2Model
+from florence.evaluation.task_metric import TaskMetric
+
+with read_base():
+    from .._base_.default_runtime import *  # noqa: F401,F403
+    from .._base_.schedules.adamw_cosine import *  # noqa: F401,F403
+
+image_size = 192
+max_iters = 1_100
+warmup_iters = 100
+
+model = dict(
+    type=Florence2Model,
+    model=dict(preset="tiny"),
+    tokenizer=dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300),
+    location_init="sinusoidal",
+    generation=dict(num_beams=1, max_new_tokens=80),
+    max_target_tokens=128,
+)
+
+train_dataloader = dict(
+    batch_size=32, num_workers=0,
+    sampler=dict(type=InfiniteSampler, shuffle=True),
+    dataset=dict(type=MultiTaskDataset, image_size=image_size,
+                 datasets=[dict(type=SyntheticScenes, seed=0, length=1_000_000, image_size=image_size)]),
+)
+val_dataloader = dict(
+    batch_size=32, num_workers=0,
+    sampler=dict(type=DefaultSampler, shuffle=False),
+    dataset=dict(type=MultiTaskDataset, image_size=image_size,
+                 datasets=[dict(type=SyntheticScenes, seed=12345, length=450, image_size=image_size,
+                                cycle_tasks=True)]),  # 30 held-out scenes per task
+)
+test_dataloader = val_dataloader
+val_evaluator = dict(type=TaskMetric)
+test_evaluator = val_evaluator
+
+# lr 1e-3: at 2e-3 the encoder collapsed to a constant output early and the decoder never
+# learned to read it; no weight decay on norms and biases (they would decay towards that collapse)
+optim_wrapper = dict(type=AutocastOptimWrapper, dtype="bfloat16",
+                     optimizer=dict(type=AdamW, lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01),
+                     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, bypass_duplicate=True),
+                     clip_grad=dict(max_norm=1.0))
+param_scheduler = [
+    dict(type=LinearLR, start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
+    dict(type=CosineAnnealingLR, by_epoch=False, begin=warmup_iters, end=max_iters, T_max=max_iters - warmup_iters,
+         eta_min=1e-5),
+]
+train_cfg = dict(type=IterBasedTrainLoop, max_iters=max_iters, val_interval=max_iters)
+default_hooks.update(checkpoint=dict(type=CheckpointHook, interval=250, by_epoch=False, max_keep_ckpts=2,  # noqa: F405
+                                     save_last=True, backend_args=dict(backend="atomic_local")))

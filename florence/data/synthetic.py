@@ -1,0 +1,266 @@
+"""A built-in multitask dataset drawn on the fly: coloured shapes and printed words.
+
+Every sample is a function of ``(seed, index)`` alone, so the dataset is deterministic, needs no
+files, and a held-out split is just another seed. A scene holds 1-3 shapes (square, circle,
+triangle; four colours; small or large; no two alike, so every referring expression is
+unambiguous) and 1-2 printed words. From a scene come the annotations of every built-in task:
+
+- captions at three levels of detail ("a red circle and a blue square", + sizes, + positions);
+- OCR (the words in reading order) and OCR with regions (word + quad);
+- detection ("red circle" boxes), dense region captions ("large red circle"), region proposals;
+- phrase grounding (caption phrases -> boxes), open-vocabulary detection ("red circle" -> box);
+- referring segmentation ("the red circle" -> polygon) and region-to-segmentation (box -> polygon);
+- region-to-category / -description / -OCR (box -> "red circle" / "large red circle" / word).
+
+>>> ds = SyntheticScenes(seed=0, length=1000)
+>>> sample = ds[3]
+>>> sorted(sample)
+['annotation', 'image', 'image_size', 'task', 'text_input']
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw, ImageFont
+
+from ..registry import DATASETS
+
+__all__ = ["SyntheticScenes", "Scene", "make_scene", "vocabulary_texts"]
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
+SHAPES = ("square", "circle", "triangle")
+WORDS = ("CAT", "DOG", "SUN", "MAP", "BOX", "CAR", "TREE", "FISH", "BIRD", "STAR", "MOON", "SHIP",
+         "LAMP", "DOOR", "KING", "ROSE")
+POLYGON_POINTS = {"square": 4, "triangle": 3, "circle": 12}
+
+
+@dataclass
+class Thing:
+    kind: str  # a shape name, or "word"
+    box: tuple  # (x1, y1, x2, y2) pixels
+    colour: str = ""
+    size: str = ""
+    text: str = ""
+    polygon: tuple = ()
+
+    @property
+    def category(self) -> str:
+        return f"{self.colour} {self.kind}" if self.kind != "word" else self.text
+
+    @property
+    def description(self) -> str:
+        return f"{self.size} {self.colour} {self.kind}" if self.kind != "word" else f"the word {self.text}"
+
+
+@dataclass
+class Scene:
+    image: Image.Image
+    shapes: list
+    words: list
+
+    def caption(self, detail: int = 0) -> str:
+        """detail 0: "a red circle and a blue square"; 1: + sizes and the words; 2: + positions."""
+        w, h = self.image.size
+        parts = []
+        for s in self.shapes:
+            if detail == 0:
+                parts.append(f"a {s.colour} {s.kind}")
+            else:
+                text = f"a {s.size} {s.colour} {s.kind}"
+                if detail == 2:
+                    cx, cy = (s.box[0] + s.box[2]) / 2, (s.box[1] + s.box[3]) / 2
+                    text += f" at the {'top' if cy < h / 2 else 'bottom'} {'left' if cx < w / 2 else 'right'}"
+                parts.append(text)
+        text = _join(parts)
+        if detail:
+            text += " and the word" + ("s " if len(self.words) > 1 else " ") + _join([t.text for t in self.words])
+        return text
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _overlaps(box, others, margin=4) -> bool:
+    return any(not (box[2] + margin <= o[0] or o[2] + margin <= box[0] or box[3] + margin <= o[1]
+                    or o[3] + margin <= box[1]) for o in others)
+
+
+def _polygon(kind: str, box) -> tuple:
+    x1, y1, x2, y2 = box
+    if kind == "square":
+        return (x1, y1, x2, y1, x2, y2, x1, y2)
+    if kind == "triangle":
+        return ((x1 + x2) / 2, y1, x2, y2, x1, y2)
+    cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, (x2 - x1) / 2
+    n = POLYGON_POINTS["circle"]
+    return tuple(v for k in range(n) for v in (cx + r * math.cos(2 * math.pi * k / n - math.pi / 2),
+                                               cy + r * math.sin(2 * math.pi * k / n - math.pi / 2)))
+
+
+_FONTS: dict = {}
+
+
+def _font(size: int):
+    if size not in _FONTS:
+        _FONTS[size] = ImageFont.load_default(size=size)
+    return _FONTS[size]
+
+
+def _place(rng: random.Random, w: float, h: float, size: int, placed: list, tries: int = 50):
+    """A free (x1, y1, x2, y2) of the given extent, or None."""
+    for _ in range(tries):
+        x, y = rng.uniform(2, size - w - 2), rng.uniform(2, size - h - 2)
+        box = (x, y, x + w, y + h)
+        if not _overlaps(box, placed):
+            placed.append(box)
+            return box
+    return None
+
+
+def make_scene(rng: random.Random, size: int = 192) -> Scene:
+    """Draw one scene: 1-3 distinct shapes and 1-2 words on a light background, nothing overlapping."""
+    bg = tuple(rng.randint(215, 255) for _ in range(3))
+    image = Image.new("RGB", (size, size), bg)
+    draw = ImageDraw.Draw(image)
+    font = _font(max(12, size // 9))
+    placed, shapes, words = [], [], []
+
+    def add_word():
+        text = rng.choice(WORDS)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        box = _place(rng, right - left, bottom - top, size, placed)
+        if box is not None:
+            draw.text((box[0] - left, box[1] - top), text, fill=(20, 20, 20), font=font)
+            words.append(Thing("word", box, text=text))
+
+    add_word()  # the first word goes on the empty canvas: every scene has text
+    used = set()
+    for _ in range(rng.randint(1, 3)):
+        kind, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
+        if (kind, colour) in used:
+            continue
+        large = rng.random() < 0.5
+        side = rng.uniform(0.30, 0.42) * size if large else rng.uniform(0.16, 0.24) * size
+        box = _place(rng, side, side, size, placed) or (None if shapes else _place(rng, 0.16 * size, 0.16 * size,
+                                                                                   size, placed, 500))
+        if box is None:
+            continue
+        side = box[2] - box[0]
+        used.add((kind, colour))
+        poly = _polygon(kind, box)
+        if kind == "circle":
+            draw.ellipse(box, fill=COLOURS[colour])
+        else:
+            draw.polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly), 2)], fill=COLOURS[colour])
+        shapes.append(Thing(kind, box, colour, "large" if side >= 0.3 * size else "small", polygon=poly))
+    if rng.random() < 0.5:
+        add_word()
+    shapes.sort(key=lambda t: (t.box[0], t.box[1]))
+    words.sort(key=lambda t: (round(t.box[1] / (size / 8)), t.box[0]))  # reading order: rows, then left to right
+    return Scene(image, shapes, words)
+
+
+def _quad(box) -> list:
+    x1, y1, x2, y2 = box
+    return [x1, y1, x2, y1, x2, y2, x1, y2]
+
+
+def annotate(scene: Scene, token: str, rng: random.Random):
+    """(text_input, annotation) of ``scene`` for the built-in task ``token``."""
+    shapes, words, things = scene.shapes, scene.words, scene.shapes + scene.words
+    some_shape = rng.choice(shapes)
+    region = list(some_shape.box)
+    builders = {
+        "<CAPTION>": lambda: (None, scene.caption(0)),
+        "<DETAILED_CAPTION>": lambda: (None, scene.caption(1)),
+        "<MORE_DETAILED_CAPTION>": lambda: (None, scene.caption(2)),
+        "<OCR>": lambda: (None, " ".join(t.text for t in words)),
+        "<OCR_WITH_REGION>": lambda: (None, {"quad_boxes": [_quad(t.box) for t in words],
+                                             "labels": [t.text for t in words]}),
+        "<OD>": lambda: (None, {"bboxes": [list(t.box) for t in shapes], "labels": [t.category for t in shapes]}),
+        "<DENSE_REGION_CAPTION>": lambda: (None, {"bboxes": [list(t.box) for t in shapes],
+                                                  "labels": [t.description for t in shapes]}),
+        "<REGION_PROPOSAL>": lambda: (None, {"bboxes": [list(t.box) for t in things], "labels": [""] * len(things)}),
+        "<CAPTION_TO_PHRASE_GROUNDING>": lambda: (
+            scene.caption(0), {"bboxes": [list(t.box) for t in shapes],
+                               "labels": [f"a {t.colour} {t.kind}" for t in shapes]}),
+        "<REFERRING_EXPRESSION_SEGMENTATION>": lambda: (
+            f"the {some_shape.category}", {"polygons": [[list(some_shape.polygon)]], "labels": [""]}),
+        "<REGION_TO_SEGMENTATION>": lambda: (region, {"polygons": [[list(some_shape.polygon)]], "labels": [""]}),
+        "<OPEN_VOCABULARY_DETECTION>": lambda: (
+            some_shape.category, {"bboxes": [region], "bboxes_labels": [some_shape.category],
+                                  "polygons": [], "polygons_labels": []}),
+        "<REGION_TO_CATEGORY>": lambda: (region, some_shape.category),
+        "<REGION_TO_DESCRIPTION>": lambda: (region, some_shape.description),
+        "<REGION_TO_OCR>": lambda: ((list(words[0].box), words[0].text) if words else (region, "")),
+    }
+    if token not in builders:
+        raise KeyError(f"the synthetic dataset has no annotations for task {token}; it covers {sorted(builders)}")
+    return builders[token]()
+
+
+SUPPORTED_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OCR>", "<OCR_WITH_REGION>", "<OD>",
+                   "<DENSE_REGION_CAPTION>", "<REGION_PROPOSAL>", "<CAPTION_TO_PHRASE_GROUNDING>",
+                   "<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>", "<OPEN_VOCABULARY_DETECTION>",
+                   "<REGION_TO_CATEGORY>", "<REGION_TO_DESCRIPTION>", "<REGION_TO_OCR>")
+
+
+def vocabulary_texts() -> list[str]:
+    """Every word and phrase the dataset's targets and prompts use: enough to train a tokenizer
+    for models trained from scratch on it."""
+    from ..task import get_task
+
+    texts = [f"{s} {c} {k}" for s in ("small", "large") for c in COLOURS for k in SHAPES]
+    texts += [f"a {c} {k} and the {c} {k}" for c in COLOURS for k in SHAPES]
+    texts += [f"the word {w}, the words {w} and {w}" for w in WORDS]
+    texts += [f"at the {v} {h}," for v in ("top", "bottom") for h in ("left", "right")]
+    texts += [get_task(t).template.replace("{input}", "") for t in SUPPORTED_TASKS]
+    return texts
+
+
+@DATASETS.register_module()
+class SyntheticScenes:
+    """Scenes drawn from ``(seed, index)``, one task per sample.
+
+    Args:
+        seed: scenes of different seeds are independent (use another seed for held-out data).
+        length: number of samples.
+        image_size: canvas side in pixels.
+        tasks: task tokens to sample from (default: all built-in tasks).
+        task_weights: sampling weights of ``tasks`` (default: uniform).
+        cycle_tasks: give sample ``i`` task ``tasks[i % len(tasks)]`` instead of sampling (even
+            counts per task, for evaluation).
+    """
+
+    def __init__(self, seed: int = 0, length: int = 10000, image_size: int = 192, tasks=None, task_weights=None,
+                 cycle_tasks: bool = False):
+        self.seed, self.length, self.image_size = int(seed), int(length), int(image_size)
+        self.tasks = list(tasks or SUPPORTED_TASKS)
+        unknown = [t for t in self.tasks if t not in SUPPORTED_TASKS]
+        if unknown:
+            raise ValueError(f"SyntheticScenes cannot annotate {unknown}; it covers {list(SUPPORTED_TASKS)}")
+        if task_weights is not None and len(task_weights) != len(self.tasks):
+            raise ValueError(f"{len(self.tasks)} tasks but {len(task_weights)} task_weights")
+        self.task_weights = task_weights
+        self.cycle_tasks = cycle_tasks
+        if self.length <= 0 or self.image_size < 32:
+            raise ValueError(f"need length > 0 and image_size >= 32, got {length}, {image_size}")
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} samples")
+        rng = random.Random(self.seed * 1_000_003 + index)
+        scene = make_scene(rng, self.image_size)
+        if self.cycle_tasks:
+            token = self.tasks[index % len(self.tasks)]
+        else:
+            token = rng.choices(self.tasks, weights=self.task_weights)[0]
+        text_input, annotation = annotate(scene, token, rng)
+        return dict(image=scene.image, image_size=scene.image.size, task=token, text_input=text_input,
+                    annotation=annotation)

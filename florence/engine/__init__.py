@@ -1,0 +1,7 @@
+"""Training and evaluation on mmengine: the model wrapper and the runner pieces."""
+from .model import Florence2DataPreprocessor, Florence2Model, build_tokenizer_from_cfg
+from .hooks import EvaluationReportHook, ProgressBarHook
+from .runtime import AtomicLocalBackend, AutocastOptimWrapper, ResumableCheckpointHook
+
+__all__ = ["Florence2Model", "Florence2DataPreprocessor", "build_tokenizer_from_cfg", "AutocastOptimWrapper",
+           "AtomicLocalBackend", "ResumableCheckpointHook", "ProgressBarHook", "EvaluationReportHook"]

@@ -1,0 +1,76 @@
+"""One mmengine metric for every task: samples are grouped by task and each group is scored with
+the metric functions its task plugin names (``task.metrics``)."""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from mmengine.evaluator import BaseMetric
+
+from ..registry import METRICS
+from ..task import get_task
+
+__all__ = ["TaskMetric", "format_table", "is_empty"]
+
+
+def is_empty(value) -> bool:
+    """An output with nothing in it: an empty string, or a dict whose lists are all empty."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, dict):
+        return all(not v for k, v in value.items() if k != "scores")
+    return not value
+
+
+@METRICS.register_module()
+class TaskMetric(BaseMetric):
+    """Scores predictions of any mix of tasks.
+
+    Each result row is (task, metric, value, samples, invalid) where ``invalid`` counts outputs
+    that parsed to nothing although the ground truth is not empty. ``compute_metrics`` returns
+    ``{"<task name>/<metric>": value}`` for mmengine's logs; the rows stay in ``self.table``.
+    """
+
+    default_prefix = ""
+
+    def __init__(self, collect_device: str = "cpu", prefix: str | None = None):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self.table: list[dict] = []
+
+    def process(self, data_batch, data_samples) -> None:
+        for s in data_samples:
+            self.results.append(dict(task=s.task, pred=s.pred, gt=s.annotation, image_size=tuple(s.image_size),
+                                     text_input=s.text_input, text=s.text))
+
+    def compute_metrics(self, results: list) -> dict:
+        from .metrics import METRIC_FUNCTIONS
+
+        groups = defaultdict(list)
+        for r in results:
+            groups[r["task"]].append(r)
+        self.table, out = [], {}
+        for token, samples in groups.items():
+            task = get_task(token)
+            invalid = sum(is_empty(s["pred"]) and not is_empty(s["gt"]) for s in samples)
+            for name in task.metrics or ("none",):
+                fn = METRIC_FUNCTIONS.get(name)
+                values = fn(samples) if fn is not None else {name: math.nan}
+                for key, value in values.items():
+                    self.table.append(dict(task=token, metric=key, value=float(value), samples=len(samples),
+                                           invalid=invalid))
+                    out[f"{task.name}/{key}"] = float(value)
+        return out
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as an aligned text table."""
+    header = ("task", "metric", "value", "samples", "invalid")
+    cells = [header] + [(r["task"], r["metric"], f"{r['value']:.4f}", str(r["samples"]), str(r["invalid"]))
+                        for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = ["  ".join(c[i].ljust(widths[i]) if i < 2 else c[i].rjust(widths[i]) for i in range(len(header)))
+             for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

@@ -1,0 +1,38 @@
+"""A small fast variant of the main job's config for engine tests."""
+from pathlib import Path
+
+import pytest
+from mmengine.config import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+MAIN = ROOT / "configs" / "florence2" / "florence2-tiny_synthetic.py"
+
+
+def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4, val_length=8, **overrides) -> Config:
+    """The main config at toy scale: tiny images, few samples, no progress bars."""
+    cfg = Config.fromfile(str(MAIN))
+    cfg.work_dir = str(work_dir)
+    cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = max_iters, 10 ** 6
+    cfg.param_scheduler[0].end = 2
+    cfg.param_scheduler[1].update(begin=2, end=max_iters, T_max=max_iters - 2)
+    for loader, length, seed in ((cfg.train_dataloader, 10 ** 5, 0), (cfg.val_dataloader, val_length, 12345)):
+        loader.batch_size = batch_size
+        loader.dataset.image_size = image_size
+        src = loader.dataset.datasets[0]
+        src.update(image_size=image_size, length=length, seed=seed)
+        if tasks is not None:
+            src.tasks = tasks
+    cfg.test_dataloader = cfg.val_dataloader
+    cfg.model.generation = dict(num_beams=1, max_new_tokens=24)
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = max(1, max_iters // 2)
+    for hook in cfg.custom_hooks:
+        if hook["type"].__name__ == "ProgressBarHook":
+            hook["disable"] = True
+    cfg.merge_from_dict(overrides)
+    return cfg
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    return lambda **kw: small_config(tmp_path / "work", **kw)

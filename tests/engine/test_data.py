@@ -1,0 +1,82 @@
+"""The built-in synthetic dataset, the multitask mixer and the data preprocessor."""
+import numpy as np
+import pytest
+import torch
+
+import florence
+from florence.data import MultiTaskDataset, SyntheticScenes, vocabulary_texts
+from florence.data.synthetic import SUPPORTED_TASKS
+from florence.engine import Florence2DataPreprocessor, build_tokenizer_from_cfg
+
+
+def test_synthetic_is_deterministic_and_covers_every_builtin_task():
+    a, b = SyntheticScenes(seed=3, length=40, cycle_tasks=True), SyntheticScenes(seed=3, length=40, cycle_tasks=True)
+    for i in (0, 7, 39):
+        assert np.array_equal(np.asarray(a[i]["image"]), np.asarray(b[i]["image"]))
+        assert a[i]["annotation"] == b[i]["annotation"]
+    assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(SyntheticScenes(seed=4, length=1)[0]["image"]))
+    builtin = {t.token for t in florence.list_tasks()}
+    assert set(SUPPORTED_TASKS) == builtin
+    assert {a[i]["task"] for i in range(15)} == builtin
+
+
+def test_every_synthetic_annotation_encodes_and_round_trips():
+    ds = SyntheticScenes(seed=1, length=300)
+    for i in range(300):
+        s = ds[i]
+        task = florence.get_task(s["task"])
+        prompt = task.prompt(s["text_input"], s["image_size"])
+        target = task.encode_target(s["annotation"], s["image_size"])
+        assert prompt and "<loc_1000>" not in target
+        decoded = task.decode_output(target, s["image_size"])
+        assert type(decoded) is type(s["annotation"])
+
+
+def test_tokenizer_from_vocabulary_is_deterministic_and_covers_the_words():
+    cfg = dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300)
+    a, b = build_tokenizer_from_cfg(cfg), build_tokenizer_from_cfg(cfg)
+    assert a.get_vocab() == b.get_vocab()
+    for text in vocabulary_texts():
+        assert a.unk_token_id not in a(text)["input_ids"]
+
+
+def test_multitask_weights_concat_and_bad_records():
+    d1 = dict(type=SyntheticScenes, seed=0, length=10, image_size=64, tasks=["<OD>"])
+    d2 = dict(type=SyntheticScenes, seed=1, length=5, image_size=64, tasks=["<CAPTION>"])
+    concat = MultiTaskDataset([d1, d2], image_size=64)
+    assert len(concat) == 15 and concat.locate(12) == (1, 2)
+    mixed = MultiTaskDataset([d1, d2], weights=[3, 1], length=400, image_size=64, seed=5)
+    picks = [mixed.locate(i)[0] for i in range(400)]
+    assert picks == [mixed.locate(i)[0] for i in range(400)]  # deterministic
+    assert 0.65 < picks.count(0) / 400 < 0.85
+    sample = mixed[0]
+    assert sample["inputs"].shape == (3, 64, 64) and sample["data_samples"].target
+
+    class Broken(SyntheticScenes):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            item["annotation"] = {"bboxes": [[1, 2, float("nan"), 4]], "labels": ["x"]}
+            return item
+    bad = MultiTaskDataset([Broken(seed=0, length=3, image_size=64, tasks=["<OD>"])], image_size=64)
+    with pytest.raises(ValueError, match=r"Broken\[1\].*<OD>.*non-finite"):
+        bad[1]
+    with pytest.raises(ValueError, match="weights"):
+        MultiTaskDataset([d1, d2], weights=[1])
+
+
+def test_preprocessor_pads_prompts_right_and_masks_label_padding():
+    tok = build_tokenizer_from_cfg(dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300))
+    ds = MultiTaskDataset([dict(type=SyntheticScenes, seed=2, length=8, image_size=64)], image_size=64)
+    batch = [ds[i] for i in range(4)]
+    data = {"inputs": [b["inputs"] for b in batch], "data_samples": [b["data_samples"] for b in batch]}
+    out = Florence2DataPreprocessor(tok)(data, training=True)
+    assert out["pixel_values"].shape == (4, 3, 64, 64)
+    for i, s in enumerate(data["data_samples"]):
+        ids = tok(s.target)["input_ids"]
+        n = len(ids)
+        assert out["labels"][i, :n].tolist() == ids and (out["labels"][i, n:] == -100).all()
+        m = int(out["attention_mask"][i].sum())
+        assert out["input_ids"][i, :m].tolist() == tok(s.prompt)["input_ids"]
+        assert (out["attention_mask"][i, m:] == 0).all()
+    assert (out["labels"] == -100).any() and (out["attention_mask"] == 0).any()
+    assert "labels" not in Florence2DataPreprocessor(tok)(data, training=False)

@@ -1,0 +1,43 @@
+"""Evaluate a checkpoint on a config's test set: prints the (task, metric, value, samples,
+invalid) table and writes it as JSON.
+
+    python tools/test.py CONFIG CHECKPOINT [--out metrics.json] [--work-dir DIR] [--cfg-options k=v ...]
+"""
+import argparse
+import json
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+from mmengine.runner import Runner
+
+import florence.engine  # noqa: F401  (registers florence's runner pieces)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("--out", help="write the metric table here as JSON")
+    parser.add_argument("--work-dir")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from, cfg.resume = args.checkpoint, False
+    runner = Runner.from_cfg(cfg)
+    metrics = runner.test()
+    rows = [row for m in runner.test_evaluator.metrics for row in getattr(m, "table", [])]
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"metrics": metrics, "table": rows}, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

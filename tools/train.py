@@ -1,0 +1,51 @@
+"""Train (and evaluate) a Florence-2 model from a config: a thin wrapper over mmengine's Runner.
+
+    python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+
+``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
+optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast (CPU or GPU).
+"""
+import argparse
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+
+from mmengine.runner import Runner
+
+import florence.engine  # noqa: F401  (registers florence's runner pieces)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
+    parser.add_argument("--resume", nargs="?", const="auto", default=None,
+                        help="resume from CKPT, or from the latest checkpoint of the work dir")
+    parser.add_argument("--amp", action="store_true", help="bf16 mixed precision (autocast)")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
+                        help="override config values, e.g. train_cfg.max_iters=100")
+    return parser.parse_args(argv)
+
+
+def build_config(args) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
+    if args.amp:
+        cfg.optim_wrapper.type = "AutocastOptimWrapper"
+        cfg.optim_wrapper.setdefault("dtype", "bfloat16")
+    if args.resume == "auto":
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
+
+
+def main(argv=None):
+    runner = Runner.from_cfg(build_config(parse_args(argv)))
+    runner.train()
+    return runner
+
+
+if __name__ == "__main__":
+    main()
