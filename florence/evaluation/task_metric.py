@@ -45,7 +45,7 @@ class TaskMetric(BaseMetric):
                                      text_input=s.text_input, text=s.text))
 
     def compute_metrics(self, results: list) -> dict:
-        from .metrics import METRIC_FUNCTIONS
+        from .functions import METRIC_FUNCTIONS
 
         groups = defaultdict(list)
         for r in results:

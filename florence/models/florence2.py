@@ -68,6 +68,10 @@ class LearnedPositionEmbedding2D(nn.Module):
         super().__init__()
         self.row_embeddings = nn.Embedding(max_pos, dim // 2)
         self.column_embeddings = nn.Embedding(max_pos, dim - dim // 2)
+        # small, like timm's position tables: at nn.Embedding's std 1 these constants swamp the
+        # image-dependent part of freshly initialised DaViT features (pretrained weights overwrite it)
+        nn.init.trunc_normal_(self.row_embeddings.weight, std=0.02)
+        nn.init.trunc_normal_(self.column_embeddings.weight, std=0.02)
 
     def forward(self, h: int, w: int) -> torch.Tensor:
         max_pos = self.row_embeddings.num_embeddings
