@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import colorsys
+import math
 
 from PIL import Image, ImageDraw
 
@@ -24,6 +25,17 @@ def _label(draw: ImageDraw.ImageDraw, xy, text: str, colour):
     draw.text((x + 2, y + 2), text, fill="white")
 
 
+def _points(coords) -> list[tuple[float, float]]:
+    """(x, y) pairs of a flat coordinate list; empty if anything is not a finite number."""
+    try:
+        v = [float(c) for c in coords]
+    except (TypeError, ValueError):
+        return []
+    if not all(math.isfinite(c) for c in v):
+        return []
+    return [(v[j], v[j + 1]) for j in range(0, len(v) - 1, 2)]
+
+
 def draw_result(image: Image.Image, result) -> Image.Image:
     """A copy of ``image`` (RGB) with ``result`` drawn on it: a task output (or the
     ``{task_token: output}`` dict the pipeline returns). Any output with ``bboxes``,
@@ -39,21 +51,27 @@ def draw_result(image: Image.Image, result) -> Image.Image:
     if not isinstance(result, dict):
         return canvas
     k = 0
-    for box, label in zip(result.get("bboxes", []), result.get("labels", result.get("bboxes_labels", []))):
-        draw.rectangle([float(v) for v in box], outline=_colour(k), width=3)
-        _label(draw, box[:2], label, _colour(k))
+    for box, label in zip(result.get("bboxes") or [], result.get("labels", result.get("bboxes_labels")) or []):
+        pts = _points(box)
+        if len(pts) == 2:  # malformed model output may have x2 < x1: draw the box it spans
+            (x1, y1), (x2, y2) = pts
+            draw.rectangle((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), outline=_colour(k), width=3)
+            _label(draw, (min(x1, x2), min(y1, y2)), str(label), _colour(k))
         k += 1
-    for quad, label in zip(result.get("quad_boxes", []), result.get("labels", [])):
-        pts = [(float(quad[j]), float(quad[j + 1])) for j in range(0, 8, 2)]
-        draw.polygon(pts, outline=_colour(k), width=3)
-        _label(draw, pts[0], label, _colour(k))
+    for quad, label in zip(result.get("quad_boxes") or [], result.get("labels") or []):
+        pts = _points(quad)
+        if len(pts) >= 2:
+            draw.polygon(pts, outline=_colour(k), width=3)
+            _label(draw, pts[0], str(label), _colour(k))
         k += 1
-    for parts, label in zip(result.get("polygons", []), result.get("labels", result.get("polygons_labels", []))):
-        for part in parts:
-            pts = [(float(part[j]), float(part[j + 1])) for j in range(0, len(part) - 1, 2)]
+    for parts, label in zip(result.get("polygons") or [], result.get("labels", result.get("polygons_labels")) or []):
+        first = None
+        for part in parts or []:
+            pts = _points(part)
             if len(pts) >= 2:
                 draw.polygon(pts, outline=_colour(k), width=3)
-        if parts and len(parts[0]) >= 2:
-            _label(draw, (parts[0][0], parts[0][1]), label, _colour(k))
+                first = first or pts[0]
+        if first:
+            _label(draw, first, str(label), _colour(k))
         k += 1
     return canvas

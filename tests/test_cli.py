@@ -61,3 +61,7 @@ def test_draw_result_draws_every_shape():
     quads = draw_result(white, {"quad_boxes": [[20, 20, 180, 20, 180, 80, 20, 80]], "labels": ["text"]})
     assert quads.getpixel((180, 50)) != (255, 255, 255)
     assert white.getpixel((10, 35)) == (255, 255, 255)  # the input is left untouched
+    # malformed model output draws what it can and never raises
+    flipped = draw_result(white, {"bboxes": [[60, 60, 10, 10], [1, float("nan"), 3, 4], [1, 2]], "labels": ["a", "b", "c"],
+                                  "polygons": [[[1, 2, 3]], None], "quad_boxes": [[1, 2, 3]]})
+    assert flipped.getpixel((10, 35)) != (255, 255, 255)

@@ -13,8 +13,9 @@ def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4,
     cfg = Config.fromfile(str(MAIN))
     cfg.work_dir = str(work_dir)
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = max_iters, 10 ** 6
-    cfg.param_scheduler[0].end = 2
-    cfg.param_scheduler[1].update(begin=2, end=max_iters, T_max=max_iters - 2)
+    warmup = max(2, max_iters // 10)  # LinearLR reaches the peak at its end: >= 2 iterations
+    cfg.param_scheduler[0].end = warmup
+    cfg.param_scheduler[1].update(begin=warmup, end=max_iters, T_max=max_iters - warmup)
     for loader, length, seed in ((cfg.train_dataloader, 10 ** 5, 0), (cfg.val_dataloader, val_length, 12345)):
         loader.batch_size = batch_size
         loader.dataset.image_size = image_size
@@ -35,4 +36,6 @@ def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4,
 
 @pytest.fixture
 def make_config(tmp_path):
-    return lambda **kw: small_config(tmp_path / "work", **kw)
+    def make(work_dir=None, **kw):
+        return small_config(work_dir or tmp_path / "work", **kw)
+    return make
