@@ -46,7 +46,8 @@ class ProgressBarHook(Hook):
             return
         self._bar.update(1)
         if outputs and "loss" in outputs:
-            self._bar.set_postfix(loss=f"{float(outputs['loss']):.3f}", refresh=False)
+            loss = outputs["loss"]
+            self._bar.set_postfix(loss=f"{float(getattr(loss, 'detach', lambda: loss)()):.3f}", refresh=False)
 
     def after_train(self, runner):
         self._close()

@@ -53,9 +53,9 @@ def test_resume_after_kill_equals_uninterrupted_run(make_config, tmp_path):
 
 
 def test_checkpoints_load_with_weights_only_and_test_tool_writes_table(make_config, tmp_path):
-    cfg = make_config(max_iters=2, work_dir=str(tmp_path / "w"))
+    cfg = make_config(max_iters=4, work_dir=str(tmp_path / "w"))
     Runner.from_cfg(cfg).train()
-    ckpt = torch.load(tmp_path / "w" / "iter_2.pth", weights_only=True)  # torch's safe default, no allow-list
+    ckpt = torch.load(tmp_path / "w" / "iter_4.pth", weights_only=True)  # torch's safe default, no allow-list
     assert {"state_dict", "optimizer", "param_schedulers", "message_hub", "rng_state"} <= set(ckpt)
     assert not [f for f in os.listdir(tmp_path / "w") if f.endswith(".tmp")]
 
@@ -67,7 +67,7 @@ def test_checkpoints_load_with_weights_only_and_test_tool_writes_table(make_conf
     cfg_path = tmp_path / "cfg.py"
     cfg.dump(str(cfg_path))
     out = tmp_path / "metrics.json"
-    rows = tool.main([str(cfg_path), str(tmp_path / "w" / "iter_2.pth"), "--out", str(out),
+    rows = tool.main([str(cfg_path), str(tmp_path / "w" / "iter_4.pth"), "--out", str(out),
                       "--work-dir", str(tmp_path / "t")])
     table = json.loads(out.read_text())["table"]
     assert table == rows and {r["task"] for r in rows} >= {"<OD>", "<CAPTION>"}
