@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "pluggy>=1.5",
     "pillow>=10",
     "tqdm>=4.60",
+    "peft==0.21.2",  # LoRA fine-tuning (adapters injected into any module, validated by us)
     # evaluation: the field's reference implementations
     "pycocotools>=2.0.8",
     "pycocoevalcap==1.2",
@@ -43,7 +44,7 @@ setup(
     entry_points={
         # built-in tasks load through the same entry points as third-party ones
         "florence.tasks": [f"{m} = florence.tasks.{m}" for m in
-                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region")],
+                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region", "vqa")],
         "console_scripts": ["florence = florence.cli:main"],
     },
     license="MIT",

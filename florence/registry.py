@@ -5,12 +5,15 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 MODELS = Registry("model", parent=MMENGINE_MODELS, scope="florence", locations=["florence.models", "florence.engine"])
+MODEL_WRAPPERS = Registry("model_wrapper", parent=MMENGINE_MODEL_WRAPPERS, scope="florence",
+                          locations=["florence.engine"])
 DATASETS = Registry("dataset", parent=MMENGINE_DATASETS, scope="florence", locations=["florence.data"])
 TRANSFORMS = Registry("transform", parent=MMENGINE_TRANSFORMS, scope="florence", locations=["florence.data"])
 METRICS = Registry("metric", parent=MMENGINE_METRICS, scope="florence",

@@ -201,10 +201,14 @@ def _phrase(rng: random.Random, n_words: int = 2) -> str:
 
 
 class TextTask(Task):
-    """Output is text (captions, OCR, region category / description / OCR)."""
+    """Output is text (captions, OCR, region category / description / OCR). The annotation is a
+    string, or a list of reference strings (evaluation against several captions): the first is the
+    training target."""
     output_kind = "text"
 
     def encode_target(self, annotation, image_size) -> str:
+        if isinstance(annotation, (list, tuple)) and annotation:
+            annotation = annotation[0]
         return _text(self.token, annotation, "a string").strip()
 
     def decode_output(self, text, image_size, scores=None) -> str:

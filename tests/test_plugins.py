@@ -113,7 +113,7 @@ def test_broken_plugins_are_named_and_builtins_still_load(plugin_dir):
         warnings.simplefilter("always")
         tasks = reload_tasks()
     errors = plugin_errors()
-    assert len(tasks) == 15 and florence.get_task("<CAPTION>").template == "What does the image describe?"
+    assert len(tasks) == 17 and florence.get_task("<CAPTION>").template == "What does the image describe?"
     assert any("'zz_import'" in e and "frobnicate" in e and "florence_broken" in e for e in errors)
     assert any("'zz_hook'" in e and "florence_register_task" in e for e in errors)
     assert any("'zz_return'" in e and "not florence.task.Task" in e for e in errors)

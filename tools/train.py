@@ -1,6 +1,7 @@
 """Train (and evaluate) a Florence-2 model from a config: a thin wrapper over mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
+    torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch     # data-parallel, CPU or GPU
 
 ``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
 optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast (CPU or GPU).
@@ -12,7 +13,7 @@ from mmengine.config import Config, DictAction
 
 from mmengine.runner import Runner
 
-import florence.engine  # noqa: F401  (registers florence's runner pieces)
+from florence.engine import init_process_group  # (importing florence.engine registers its runner pieces)
 
 
 def parse_args(argv=None):
@@ -22,6 +23,8 @@ def parse_args(argv=None):
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="resume from CKPT, or from the latest checkpoint of the work dir")
     parser.add_argument("--amp", action="store_true", help="bf16 mixed precision (autocast)")
+    parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                        help="'pytorch' for torchrun / tools/dist_train.sh (DDP; gloo on CPU)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
                         help="override config values, e.g. train_cfg.max_iters=100")
     return parser.parse_args(argv)
@@ -34,6 +37,7 @@ def build_config(args) -> Config:
     if args.amp:
         cfg.optim_wrapper.type = "AutocastOptimWrapper"
         cfg.optim_wrapper.setdefault("dtype", "bfloat16")
+    cfg.launcher = args.launcher
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -42,7 +46,10 @@ def build_config(args) -> Config:
 
 
 def main(argv=None):
-    runner = Runner.from_cfg(build_config(parse_args(argv)))
+    args = parse_args(argv)
+    cfg = build_config(args)
+    init_process_group(args.launcher, cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend", "gloo"))
+    runner = Runner.from_cfg(cfg)
     runner.train()
     return runner
 

@@ -19,6 +19,8 @@ default_hooks = dict(
 custom_hooks = [dict(type=ResumableCheckpointHook), dict(type=ProgressBarHook), dict(type=EvaluationReportHook, num_drawings=8)]
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="gloo"))
+# distributed runs only; a scoped name, not the class: mmengine looks model wrappers up by name
+model_wrapper_cfg = dict(type="florence.DataParallelAnyDevice")  # florence.engine.distributed: CPU (gloo) or GPU
 log_processor = dict(by_epoch=False, window_size=20)
 log_level = "INFO"
 load_from = None

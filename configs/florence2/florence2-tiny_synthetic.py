@@ -24,7 +24,7 @@ with read_base():
     from .._base_.schedules.adamw_cosine import *  # noqa: F401,F403
 
 image_size = 192
-max_iters = 1_100
+max_iters = 1_000
 warmup_iters = 100
 
 model = dict(
@@ -32,6 +32,9 @@ model = dict(
     model=dict(preset="tiny"),
     tokenizer=dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300),
     location_init="sinusoidal",
+    # without it the randomly initialised tower's features are unreadable when the decoder first
+    # looks for them and the text loss flattens them: the model never uses the image
+    reconstruction=dict(weight=1.0, cell=8),
     generation=dict(num_beams=1, max_new_tokens=80),
     max_target_tokens=128,
 )

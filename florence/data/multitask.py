@@ -4,7 +4,9 @@ A source dataset yields ``dict(image, image_size, task, text_input, annotation)`
 PIL image, array or path; ``annotation`` in the task's output format). :class:`MultiTaskDataset`
 turns each into model inputs through the task plugin: the prompt from ``task.prompt``, the target
 text from ``task.encode_target``, the pixels from the published preprocessing at the configured
-size. Tokenisation and padding happen per batch in the model's data preprocessor.
+size. An item may instead carry the text verbatim: ``prompt`` (a custom prompt) and ``target_text``
+(a raw target; ``annotation`` then only serves evaluation). Tokenisation and padding happen per
+batch in the model's data preprocessor.
 """
 from __future__ import annotations
 
@@ -93,8 +95,10 @@ class MultiTaskDataset(torch.utils.data.Dataset):
             task = get_task(item["task"])
             pixels, size = self.processor.prepare(item["image"])
             size = tuple(item.get("image_size") or size)
-            sample = TaskSample(task=task.token, prompt=task.prompt(item.get("text_input"), size),
-                                target=task.encode_target(item["annotation"], size), annotation=item["annotation"],
+            # optional verbatim text (custom prompt, raw target) takes the place of the task's own
+            prompt = item["prompt"] if "prompt" in item else task.prompt(item.get("text_input"), size)
+            target = item["target_text"] if "target_text" in item else task.encode_target(item["annotation"], size)
+            sample = TaskSample(task=task.token, prompt=prompt, target=target, annotation=item["annotation"],
                                 image_size=size, text_input=item.get("text_input"), source=source)
         except Exception as e:  # name the record: a bad sample must be findable
             raise ValueError(f"{source} (task {item.get('task')!r}): {type(e).__name__}: {e}") from e

@@ -1,7 +1,9 @@
 """Training and evaluation on mmengine: the model wrapper and the runner pieces."""
 from .model import Florence2DataPreprocessor, Florence2Model, build_tokenizer_from_cfg
+from .distributed import DataParallelAnyDevice, init_process_group
 from .hooks import EvaluationReportHook, ProgressBarHook
 from .runtime import AtomicLocalBackend, AutocastOptimWrapper, ResumableCheckpointHook
 
 __all__ = ["Florence2Model", "Florence2DataPreprocessor", "build_tokenizer_from_cfg", "AutocastOptimWrapper",
-           "AtomicLocalBackend", "ResumableCheckpointHook", "ProgressBarHook", "EvaluationReportHook"]
+           "AtomicLocalBackend", "ResumableCheckpointHook", "ProgressBarHook", "EvaluationReportHook",
+           "DataParallelAnyDevice", "init_process_group"]

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from PIL import Image
 
@@ -19,13 +20,18 @@ __all__ = ["ProgressBarHook", "EvaluationReportHook"]
 
 @HOOKS.register_module()
 class ProgressBarHook(Hook):
-    """A tqdm bar over training iterations (with the loss) and over evaluation batches."""
+    """A tqdm bar over training iterations (with the loss) and over evaluation batches (on the
+    main process only in distributed runs)."""
 
     priority = "VERY_LOW"
 
     def __init__(self, disable: bool | None = None):
         self.disable = disable
         self._bar = None
+
+    def before_run(self, runner):
+        if not is_main_process():
+            self.disable = True
 
     def _open(self, total, initial=0, desc=""):
         from tqdm import tqdm
@@ -89,7 +95,7 @@ def _to_image(pixels, size) -> Image.Image:
 class EvaluationReportHook(Hook):
     """After each evaluation: print the (task, metric, value, samples, invalid) table, write it to
     ``<work_dir>/eval_<iter>.json`` (and ``eval_last.json``), and draw the first ``num_drawings``
-    predictions to ``<work_dir>/predictions/``."""
+    predictions to ``<work_dir>/predictions/`` (main process only)."""
 
     priority = "LOW"
 
@@ -102,6 +108,8 @@ class EvaluationReportHook(Hook):
     before_val_epoch = before_test_epoch = lambda self, runner: self._reset()
 
     def _draw(self, runner, data_batch, outputs):
+        if not is_main_process():
+            return
         out_dir = Path(runner.work_dir) / "predictions"
         for pixels, sample in zip(data_batch["inputs"], outputs):
             if self._drawn >= self.num_drawings:

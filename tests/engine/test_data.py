@@ -16,8 +16,8 @@ def test_synthetic_is_deterministic_and_covers_every_builtin_task():
         assert a[i]["annotation"] == b[i]["annotation"]
     assert not np.array_equal(np.asarray(a[0]["image"]), np.asarray(SyntheticScenes(seed=4, length=1)[0]["image"]))
     builtin = {t.token for t in florence.list_tasks()}
-    assert set(SUPPORTED_TASKS) == builtin
-    assert {a[i]["task"] for i in range(15)} == builtin
+    assert builtin - set(SUPPORTED_TASKS) == {"<VQA>", "<DOCVQA>"}  # questions need real images
+    assert {a[i]["task"] for i in range(15)} == set(SUPPORTED_TASKS)
 
 
 def test_every_synthetic_annotation_encodes_and_round_trips():

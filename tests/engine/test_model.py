@@ -1,0 +1,116 @@
+"""The mmengine wrapper's losses: token cross-entropy, and the pixel reconstruction loss that lets a
+tower trained from scratch learn."""
+import pytest
+import torch
+
+from florence.engine import Florence2Model
+from florence.engine.model import PixelReconstructionHead
+
+TOKENIZER = dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300)
+
+
+def test_reconstruction_targets_are_each_tokens_own_cell():
+    head = PixelReconstructionHead(dim=8, cell=2)
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.zero_()
+    # a 64x96 image whose 2x3 grid cells have distinct constant colours: the target of token k is
+    # its own cell's colour repeated (channel-major, as F.unfold orders it)
+    pixels = torch.zeros(1, 3, 64, 96)
+    for r in range(2):
+        for c in range(3):
+            pixels[0, :, r * 32:(r + 1) * 32, c * 32:(c + 1) * 32] = torch.tensor([r, c, r * 3 + c]).view(3, 1, 1)
+    embeds = torch.zeros(1, 1 + 6, 8)
+    loss = head(pixels, embeds)  # prediction 0: loss = mean of target squares
+    expected = torch.tensor([[r, c, r * 3 + c] for r in range(2) for c in range(3)], dtype=torch.float32)
+    assert loss.item() == pytest.approx((expected ** 2).mean().item())
+    with torch.no_grad():  # a bias equal to one cell's target zeroes that cell's error only
+        head.proj.bias.copy_(expected[4].repeat_interleave(4))
+    per_token = ((head.proj(embeds[:, 1:]) - expected.repeat_interleave(4, dim=1)) ** 2).mean(-1)
+    assert per_token[0, 4] == 0 and (per_token[0, [0, 1, 2, 3, 5]] > 0).all()
+    with pytest.raises(ValueError, match="grid"):
+        head(pixels, torch.zeros(1, 1 + 5, 8))
+    with pytest.raises(ValueError, match="cell"):
+        PixelReconstructionHead(dim=8, cell=0)
+
+
+def test_wrapper_adds_the_pixel_loss_and_keeps_it_out_of_the_model():
+    torch.manual_seed(0)
+    plain = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER)
+    torch.manual_seed(0)
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, reconstruction=dict(weight=2.0, cell=4))
+    pixels = torch.randn(2, 3, 64, 64)
+    ids = torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1]])
+    labels = torch.tensor([[0, 9, 10, 2], [0, 11, 2, -100]])
+    losses = model(pixels, ids, labels=labels, mode="loss")
+    assert set(losses) == {"loss", "loss_pixels"}
+    # same weights, same text loss as without the head
+    assert losses["loss"].item() == pytest.approx(plain(pixels, ids, labels=labels, mode="loss")["loss"].item(), rel=1e-5)
+    losses["loss_pixels"].backward()
+    assert model.model.vision_tower.stem.conv.weight.grad.abs().sum() > 0  # it trains the tower
+    assert not any(k.startswith("reconstruction") for k in model.model.state_dict())  # not exported
+
+
+def _batch():
+    return torch.randn(2, 3, 64, 64), torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1]]), torch.tensor([[0, 9, 10, 2], [0, 11, 2, -100]])
+
+
+def _optimizer_params(model):
+    from mmengine.optim import build_optim_wrapper
+
+    wrapper = build_optim_wrapper(model, dict(optimizer=dict(type="AdamW", lr=1e-3),
+                                              paramwise_cfg=dict(bypass_duplicate=True)))
+    return {id(p) for g in wrapper.optimizer.param_groups for p in g["params"]}
+
+
+def test_freeze_means_no_grads_no_optimizer_slot_and_eval_mode():
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER,
+                           freeze=("vision_tower", "image_projection"))
+    model.train()
+    assert not model.model.vision_tower.training and model.model.language_model.training
+    pixels, ids, labels = _batch()
+    model(pixels, ids, labels=labels, mode="loss")["loss"].backward()
+    tower = list(model.model.vision_tower.parameters()) + [model.model.image_projection]
+    assert all(p.grad is None and not p.requires_grad for p in tower)
+    in_opt = _optimizer_params(model)
+    assert not any(id(p) in in_opt for p in tower)
+    assert id(model.model.image_proj_norm.weight) in in_opt
+    with pytest.raises(ValueError, match="vision_towr.*names no parameters"):
+        Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, freeze=("vision_towr",))
+
+
+def test_lora_trains_only_adapters_validates_targets_and_merges_on_export(tmp_path):
+    from florence.models import Florence2ForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER,
+                           lora=dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "qkv"]))
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any(n.startswith("model.vision_tower") for n in trainable)  # the DaViT's qkv too
+    with torch.no_grad():  # make the adapters do something (B starts at zero)
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    model.eval()
+    pixels, ids, labels = _batch()
+    expected = model(pixels, ids, labels=labels, mode="tensor")
+    model.export(tmp_path / "export")
+    loaded = Florence2ForConditionalGeneration.from_pretrained(tmp_path / "export").eval()
+    assert not any("lora" in k for k in loaded.state_dict())
+    torch.testing.assert_close(loaded(pixels, ids, labels=labels).logits, expected, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match=r"\['k_projj'\] match no linear layer"):
+        Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER,
+                       lora=dict(r=4, target_modules=["q_proj", "k_projj"]))
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, gradient_checkpointing=ckpt).train()
+        torch.manual_seed(1)
+        pixels, ids, labels = _batch()
+        model(pixels, ids, labels=labels, mode="loss")["loss"].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
