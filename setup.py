@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26",
 ]
 EXTRAS = {
+    # ZeRO through mmengine's FlexibleRunner (florence.engine.deepspeed); ninja builds its ops on first use
+    "deepspeed": ["deepspeed==0.19.8", "ninja"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2"],
 }

@@ -3,7 +3,8 @@
     python tools/train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...]
     torchrun --nproc_per_node N tools/train.py CONFIG --launcher pytorch     # data-parallel, CPU or GPU
 
-``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
+Configs with a ``strategy`` (DeepSpeed ZeRO, see ``florence.engine.deepspeed``) run on mmengine's
+FlexibleRunner. ``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
 optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast (CPU or GPU).
 """
 import argparse
@@ -48,8 +49,13 @@ def build_config(args) -> Config:
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
-    init_process_group(args.launcher, cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend", "gloo"))
-    runner = Runner.from_cfg(cfg)
+    if "strategy" in cfg:  # DeepSpeed: its strategy starts the process group (CPU or GPU)
+        from mmengine.runner import FlexibleRunner
+
+        runner = FlexibleRunner.from_cfg(cfg)
+    else:
+        init_process_group(args.launcher, cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend", "gloo"))
+        runner = Runner.from_cfg(cfg)
     runner.train()
     return runner
 

@@ -5,12 +5,14 @@ import pytest
 from mmengine.config import Config
 
 ROOT = Path(__file__).resolve().parents[2]
-MAIN = ROOT / "configs" / "florence2" / "florence2-tiny_synthetic.py"
+MAIN = ROOT / "configs" / "florence2" / "florence2_tiny_synthetic.py"
 
 
-def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4, val_length=8, **overrides) -> Config:
-    """The main config at toy scale: tiny images, few samples, no progress bars."""
-    cfg = Config.fromfile(str(MAIN))
+def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4, val_length=8, path=None,
+                 **overrides) -> Config:
+    """The main config (or ``path``, a variant of it) at toy scale: tiny images, few samples, no
+    progress bars."""
+    cfg = Config.fromfile(str(path or MAIN))
     cfg.work_dir = str(work_dir)
     cfg.train_cfg.max_iters, cfg.train_cfg.val_interval = max_iters, 10 ** 6
     warmup = max(2, max_iters // 10)  # LinearLR reaches the peak at its end: >= 2 iterations
@@ -28,7 +30,7 @@ def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4,
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = max(1, max_iters // 2)
     for hook in cfg.custom_hooks:
-        if hook["type"].__name__ == "ProgressBarHook":
+        if getattr(hook["type"], "__name__", hook["type"]) == "ProgressBarHook":
             hook["disable"] = True
     cfg.merge_from_dict(overrides)
     return cfg

@@ -1,8 +1,10 @@
-"""The model visibly learns: a few hundred steps on one location task drive the loss well below its
-start, and (the issue's bar, not met yet: see README "Main job results") the held-out result
-should be clearly above chance."""
+"""The model visibly learns: a few hundred steps drive the loss well below its start and teach the
+model to read the image (captions of held-out scenes are far likelier with their own image than
+with another scene's); and (the issue's bar, not met yet: see README "Main job results") a
+location task's held-out result should be clearly above chance."""
 import numpy as np
 import pytest
+import torch
 from mmengine.runner import Runner
 
 import florence.engine  # noqa: F401
@@ -42,3 +44,24 @@ def test_location_task_clearly_above_chance(trained):
                     pred={"polygons": [[[16, 16, 48, 16, 48, 48, 16, 48]]], "labels": [""]}) for i in range(32)]
     chance = METRIC_FUNCTIONS["refseg_miou"](samples)["mIoU"]
     assert learned > chance + 0.15 and learned > 0.3, (learned, chance)
+
+
+def test_the_model_reads_the_image():
+    """Caption-only training from scratch with the main config's recipe: the held-out caption loss
+    must depend on the image. Without the pixel reconstruction loss it does not (measured: equal to
+    3 decimals with the images swapped, after 600 steps at 192 px)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        cfg = small_config(work, max_iters=300, tasks=["<CAPTION>"], image_size=128, batch_size=32, val_length=64)
+        cfg.default_hooks.logger.interval = 50
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+    model = runner.model.eval()
+    batch = model.data_preprocessor(next(iter(runner.val_dataloader)), training=True)
+    batch.pop("data_samples")
+    with torch.no_grad():
+        own = model.model(**batch).loss.item()
+        batch["pixel_values"] = batch["pixel_values"].roll(1, dims=0)  # every caption with another scene
+        other = model.model(**batch).loss.item()
+    assert other > own + 0.2, (own, other)

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import numpy as np
 import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -72,6 +73,19 @@ def test_checkpoints_load_with_weights_only_and_test_tool_writes_table(make_conf
     table = json.loads(out.read_text())["table"]
     assert table == rows and {r["task"] for r in rows} >= {"<OD>", "<CAPTION>"}
     assert all(set(r) == {"task", "metric", "value", "samples", "invalid"} for r in rows)
+
+    # tools/export.py: the trained weights as a Florence-2 folder the pipeline loads
+    spec = importlib.util.spec_from_file_location("export_tool", Path(__file__).parents[2] / "tools" / "export.py")
+    export = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(export)
+    export.main([str(cfg_path), str(tmp_path / "w" / "iter_4.pth"), str(tmp_path / "export"), "--layout", "microsoft"])
+    import florence
+
+    pipe = florence.pipeline(str(tmp_path / "export"))
+    trained = ckpt["state_dict"]
+    exported = pipe.model.state_dict()
+    assert all(torch.equal(exported[k[len("model."):]], v) for k, v in trained.items() if k.startswith("model."))
+    assert isinstance(pipe(np.zeros((32, 48, 3), np.uint8), "<OD>", max_new_tokens=8, num_beams=1)["<OD>"], dict)
 
 
 def test_atomic_put_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch):

@@ -1,0 +1,32 @@
+"""Export a training checkpoint as a Florence-2 folder (weights, config.json, tokenizer) that
+``florence.pipeline`` and ``from_pretrained`` load; LoRA adapters are merged.
+
+    python tools/export.py CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--cfg-options k=v ...]
+"""
+import argparse
+
+from mmengine.config import Config, DictAction
+from mmengine.runner.checkpoint import load_checkpoint
+
+from florence.registry import MODELS
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("checkpoint", help="a .pth written by tools/train.py")
+    parser.add_argument("out_dir")
+    parser.add_argument("--layout", choices=["native", "microsoft"], default="native",
+                        help="transformers-native (default) or Microsoft's hub layout")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={})
+    args = parser.parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, args.checkpoint, map_location="cpu", strict=True)
+    model.export(args.out_dir, layout=args.layout)
+    print(f"wrote {args.out_dir} ({args.layout} layout)")
+
+
+if __name__ == "__main__":
+    main()
