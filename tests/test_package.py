@@ -21,7 +21,7 @@ def test_builtin_tasks_load_through_entry_points():
     pm, errors = plugin_manager()
     assert ENTRY_POINT_GROUP == "florence.tasks" and errors == []
     builtin = {name for name, plugin in pm.list_name_plugin() if plugin.__name__.startswith("florence.tasks.")}
-    assert builtin == {"captioning", "ocr", "detection", "grounding", "segmentation", "region"}
+    assert builtin == {"captioning", "ocr", "detection", "grounding", "segmentation", "region", "vqa"}
 
 
 def test_demo_runs_offline(capsys):
