@@ -2,8 +2,8 @@
 
 ``mode="loss"`` returns the token cross-entropy (pad labels never count), plus an optional pixel
 reconstruction loss that lets a vision tower trained from scratch learn at all (see
-:class:`PixelReconstructionHead`); ``mode="predict"`` generates, parses through each sample's task plugin and returns the samples with ``pred``
-filled in for the metrics.
+:class:`PixelReconstructionHead`); ``mode="predict"`` generates, parses through each sample's task
+plugin and returns the samples with ``pred`` filled in for the metrics.
 """
 from __future__ import annotations
 
@@ -127,16 +127,15 @@ def _matches(name: str, prefix: str) -> bool:
 def freeze_(model: nn.Module, prefixes) -> tuple:
     """Freeze the parameters under each name prefix; an unknown prefix is an error."""
     prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
-    names = [n for n, _ in model.named_parameters()]
+    params = dict(model.named_parameters())
     for prefix in prefixes:
-        hits = [n for n in names if _matches(n, prefix)]
+        hits = [n for n in params if _matches(n, prefix)]
         if not hits:
-            tops = sorted({n.split(".")[0] for n in names})
+            tops = sorted({n.split(".")[0] for n in params})
             raise ValueError(f"freeze: {prefix!r} names no parameters of the model; parameter names start with "
                              f"{tops} (e.g. 'vision_tower', 'language_model.model.encoder')")
-        for n, p in model.named_parameters():
-            if _matches(n, prefix):
-                p.requires_grad_(False)
+        for n in hits:
+            params[n].requires_grad_(False)
     modules = dict(model.named_modules())
     return tuple(p for p in prefixes if p in modules)  # the ones to keep in eval mode
 
@@ -200,7 +199,8 @@ class Florence2Model(BaseModel):
     def __init__(self, model: dict | None = None, pretrained: str | None = None, tokenizer=None,
                  generation: dict | None = None, block_location_ngrams: bool = False,
                  location_init: str | None = None, reconstruction: dict | None = None, freeze=(),
-                 lora: dict | None = None, gradient_checkpointing: bool = False, max_prompt_tokens: int = 256, max_target_tokens: int = 1024, init_cfg=None):
+                 lora: dict | None = None, gradient_checkpointing: bool = False, max_prompt_tokens: int = 256,
+                 max_target_tokens: int = 1024, init_cfg=None):
         tokenizer = build_tokenizer_from_cfg(tokenizer, pretrained)
         super().__init__(data_preprocessor=Florence2DataPreprocessor(tokenizer, max_prompt_tokens, max_target_tokens),
                          init_cfg=init_cfg)
