@@ -305,6 +305,14 @@ class _Adapter:
             return [check_item(it) for it in ([] if made is None else made if isinstance(made, list) else [made])]
         self.items += self.attempt(file, where, checked) or []
 
+    def add_per_image(self, file: str, tasks, images: "_Images", grouped: dict) -> None:
+        """For each task, one item per image with anything in ``grouped`` (image id -> parts),
+        built by ``self._items(task, path, size, parts)``, in the file's image order."""
+        for task in tasks:
+            for image_id in (i for i in images.entries if i in grouped):
+                self.add(file, images.entries[image_id][0],
+                         lambda: self._items(task, *images(image_id), grouped[image_id]))
+
     def warn_skipped(self) -> None:
         """One warning for all the records skipped while loading."""
         if self.skipped:
@@ -372,10 +380,7 @@ class CocoDetection(_Adapter):
                 found = self.attempt(ann_file, f"annotations[{i}]", lambda: self._object(ann, images, names))
                 if found:
                     objects[ann["image_id"]].append(found)
-        for task in tasks:
-            for image_id in (i for i in images.entries if i in objects):  # in the file's image order
-                self.add(ann_file, images.entries[image_id][0],
-                         lambda: self._items(task, *images(image_id), objects[image_id]))
+        self.add_per_image(ann_file, tasks, images, objects)
         self.warn_skipped()
 
     @staticmethod
@@ -584,10 +589,7 @@ class OcrDataset(_Adapter):
             found = self.attempt(ann_file, f"anns[{key!r}]", lambda: self._word(ann, images))
             if found:
                 words[ann["image_id"]].append(found)
-        for task in tasks:
-            for image_id in (i for i in images.entries if i in words):  # in the file's image order
-                self.add(ann_file, images.entries[image_id][0],
-                         lambda: self._items(task, *images(image_id), words[image_id]))
+        self.add_per_image(ann_file, tasks, images, words)
         self.warn_skipped()
 
     def _word(self, ann, images):
