@@ -22,7 +22,7 @@ default_hooks = dict(
 custom_hooks = [dict(type=ResumableCheckpointHook)]
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="nccl"))
-visualizer = dict(type=DetLocalVisualizer, vis_backends=[dict(type=LocalVisBackend)], name="visualizer")
+visualizer = dict(type=DetLocalVisualizer, vis_backends=[dict(type=LocalVisBackend)])  # named after the run
 log_processor = dict(type=LogProcessor, window_size=50, by_epoch=True)
 log_level = "INFO"
 load_from = None

@@ -21,7 +21,7 @@ default_hooks = dict(
 custom_hooks = [dict(type=ResumableCheckpointHook)]
 env_cfg = dict(cudnn_benchmark=True, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="nccl"))
-visualizer = dict(type=SegLocalVisualizer, vis_backends=[dict(type=LocalVisBackend)], name="visualizer")
+visualizer = dict(type=SegLocalVisualizer, vis_backends=[dict(type=LocalVisBackend)])  # named after the run
 log_processor = dict(type=LogProcessor, by_epoch=False)
 log_level = "INFO"
 load_from = None
