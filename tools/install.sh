@@ -66,6 +66,12 @@ if [ "${FLORENCE_DOWNSTREAM:-1}" != 0 ]; then
   ) 9> "$wheels/.lock"
   # --only-binary: never fall back to compiling PyPI's mmcv source (a wrong wheel fails here, at once)
   pip_install -e ".[test,deepspeed,downstream]" --find-links "$wheels" --only-binary mmcv
+  # mmsegmentation 1.2.2's wheel also installs its own test suite as a top-level `tests` package, which
+  # shadows this repository's tests/ (tests/engine/dist_run.py imports tests.engine): remove that copy
+  site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  if grep -qs "^tests/__init__.py," "$site"/mmsegmentation-*.dist-info/RECORD; then
+    rm -rf "$site/tests"
+  fi
 fi
 .venv/bin/python -c "import florence, torch, timm, transformers; print('florence installed: torch', torch.__version__, '| transformers', transformers.__version__, '| timm', timm.__version__)"
 if [ "${FLORENCE_DOWNSTREAM:-1}" != 0 ]; then
