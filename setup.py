@@ -25,6 +25,10 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # ZeRO through mmengine's FlexibleRunner (florence.engine.deepspeed); ninja builds its ops on first use
     "deepspeed": ["deepspeed==0.19.8", "ninja"],
+    # transfer to detection / segmentation (florence.downstream). mmdet 3.3 and mmseg 1.2 need mmcv < 2.2
+    # with compiled ops; PyPI has only mmcv's source, which tools/install.sh builds once into a wheel
+    # cache. mmseg imports ftfy without declaring it.
+    "downstream": ["mmcv==2.1.0", "mmdet==3.3.0", "mmsegmentation==1.2.2", "ftfy>=6"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2"],
 }
@@ -39,7 +43,7 @@ setup(
     # plugins/ and tasks/ live at the repository root but install under the florence namespace,
     # so no generic top-level names (`tasks`, `plugins`) are taken.
     packages=["florence", "florence.models", "florence.processing", "florence.evaluation", "florence.data",
-              "florence.engine", "florence.plugins", "florence.tasks"],
+              "florence.engine", "florence.downstream", "florence.plugins", "florence.tasks"],
     package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

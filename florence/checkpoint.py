@@ -227,6 +227,24 @@ def _listing(items, n=5) -> str:
     return f"{len(items)}: {items[:n]}" + (" ..." if len(items) > n else "")
 
 
+def check_keys(expected: dict, state: dict, what: str):
+    """Raise a CheckpointError starting with ``what`` that lists the missing, unexpected and
+    mis-shaped keys of ``state`` against ``expected`` (a model's state dict); nothing if they match."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                  for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or mismatched:
+        parts = [what]
+        if missing:
+            parts.append("missing keys " + _listing(missing))
+        if unexpected:
+            parts.append("unexpected keys " + _listing(unexpected))
+        if mismatched:
+            parts.append("mis-shaped keys " + _listing(mismatched))
+        raise CheckpointError("; ".join(parts) + " (key names in florence's layout)")
+
+
 def load_state_dict_strict(model, state: dict, source: str = "checkpoint", assign: bool = False):
     """Load a florence-layout state dict, filling tied aliases and optional tensors; any other
     difference raises a CheckpointError listing missing, unexpected and mis-shaped keys.
@@ -250,19 +268,7 @@ def load_state_dict_strict(model, state: dict, source: str = "checkpoint", assig
     for k, default in _OPTIONAL.items():
         if k not in state:
             state[k] = default(model)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-                  for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or mismatched:
-        parts = [f"{source} does not match the model built from its config"]
-        if missing:
-            parts.append("missing keys " + _listing(missing))
-        if unexpected:
-            parts.append("unexpected keys " + _listing(unexpected))
-        if mismatched:
-            parts.append("mis-shaped keys " + _listing(mismatched))
-        raise CheckpointError("; ".join(parts) + " (key names in florence's layout)")
+    check_keys(expected, state, f"{source} does not match the model built from its config")
     model.load_state_dict(state, strict=True, assign=assign)
     if assign:
         for group in groups:  # one Parameter object per tied group again, as built

@@ -35,7 +35,8 @@ def main(argv=None):
     rows = [row for m in runner.test_evaluator.metrics for row in getattr(m, "table", [])]
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"metrics": metrics, "table": rows}, f, indent=1)
+            # numpy scalars (mmseg's metrics) as plain numbers
+            json.dump({"metrics": metrics, "table": rows}, f, indent=1, default=lambda x: x.item())
     return rows
 
 

@@ -36,7 +36,7 @@ def build_config(args) -> Config:
     cfg.merge_from_dict(args.cfg_options)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        cfg.optim_wrapper.type = "AutocastOptimWrapper"
+        cfg.optim_wrapper.type = "florence.AutocastOptimWrapper"  # scoped: found from mmdet/mmseg configs too
         cfg.optim_wrapper.setdefault("dtype", "bfloat16")
     cfg.launcher = args.launcher
     if args.resume == "auto":

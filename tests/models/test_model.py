@@ -8,9 +8,10 @@ from mmengine.config import Config
 from florence import ConfigError, Florence2Config, Florence2ForConditionalGeneration
 from florence.registry import MODELS
 
-# fine-tuning configs start from the hub checkpoints: tests/engine/test_finetune_configs.py runs them
+# fine-tuning configs start from the hub checkpoints: tests/engine/test_finetune_configs.py runs them;
+# mmdet/mmseg configs (configs/downstream/): tests/downstream/test_configs.py
 CONFIGS = sorted(str(p) for p in (Path(__file__).parents[2] / "configs").rglob("*.py") if "finetune" not in p.name
-                 and p.parent.name != "finetune")
+                 and p.parent.name != "finetune" and "downstream" not in p.parts)
 
 # parameter counts from the spec (vision tower / encoder-decoder), in millions
 SPEC_SIZES = {"base": (90, 140), "large": (360, 410)}
