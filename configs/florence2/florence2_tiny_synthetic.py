@@ -30,12 +30,19 @@ warmup_iters = 100
 
 model = dict(
     type=Florence2Model,
-    model=dict(preset="tiny"),
-    tokenizer=dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300),
-    location_init="sinusoidal",
+    # init std 1/sqrt(d_model) instead of BART's 0.02 (meant for width 768+): at width 128 the
+    # attention logits start ~0 and copying a prompt's box took > 300 steps instead of ~150
+    model=dict(preset="tiny", init_std=0.088),
+    # every merge of the dataset's words: each printed word and category word is one token
+    tokenizer=dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=600),
+    location_init="coordinate",
     # without it the randomly initialised tower's features are unreadable when the decoder first
     # looks for them and the text loss flattens them: the model never uses the image
     reconstruction=dict(weight=1.0, cell=8),
+    # each image token says which object lies under it and that object's box: the decoder then
+    # only has to find the token and copy its numbers
+    objects=dict(classes="florence.data.synthetic:category_names"),
+    fused_attention=False,  # ~1.8x faster training steps on CPU in bf16
     generation=dict(num_beams=1, max_new_tokens=80),
     max_target_tokens=128,
 )

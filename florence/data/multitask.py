@@ -100,6 +100,8 @@ class MultiTaskDataset(torch.utils.data.Dataset):
             target = item["target_text"] if "target_text" in item else task.encode_target(item["annotation"], size)
             sample = TaskSample(task=task.token, prompt=prompt, target=target, annotation=item["annotation"],
                                 image_size=size, text_input=item.get("text_input"), source=source)
+            if "objects" in item:  # every object of the image, for auxiliary dense losses
+                sample.extra["objects"] = item["objects"]
         except Exception as e:  # name the record: a bad sample must be findable
             raise ValueError(f"{source} (task {item.get('task')!r}): {type(e).__name__}: {e}") from e
         return dict(inputs=torch.from_numpy(pixels), data_samples=sample)

@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..registry import DATASETS
 
-__all__ = ["SyntheticScenes", "Scene", "make_scene", "vocabulary_texts"]
+__all__ = ["SyntheticScenes", "Scene", "make_scene", "vocabulary_texts", "category_names"]
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (230, 200, 30)}
 SHAPES = ("square", "circle", "triangle")
@@ -120,12 +120,12 @@ def _place(rng: random.Random, w: float, h: float, size: int, placed: list, trie
     return None
 
 
-def make_scene(rng: random.Random, size: int = 192) -> Scene:
+def make_scene(rng: random.Random, size: int = 192, text_size: float = 1 / 9) -> Scene:
     """Draw one scene: 1-3 distinct shapes and 1-2 words on a light background, nothing overlapping."""
     bg = tuple(rng.randint(215, 255) for _ in range(3))
     image = Image.new("RGB", (size, size), bg)
     draw = ImageDraw.Draw(image)
-    font = _font(max(12, size // 9))
+    font = _font(max(12, round(size * text_size)))
     placed, shapes, words = [], [], []
 
     def add_word():
@@ -208,6 +208,11 @@ SUPPORTED_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>",
                    "<REGION_TO_CATEGORY>", "<REGION_TO_DESCRIPTION>", "<REGION_TO_OCR>")
 
 
+def category_names() -> list[str]:
+    """Every object label of the scenes: the shape categories ("red circle") and the words."""
+    return [f"{c} {k}" for c in COLOURS for k in SHAPES] + list(WORDS)
+
+
 def vocabulary_texts() -> list[str]:
     """Every word and phrase the dataset's targets and prompts use: enough to train a tokenizer
     for models trained from scratch on it."""
@@ -215,7 +220,7 @@ def vocabulary_texts() -> list[str]:
 
     texts = [f"{s} {c} {k}" for s in ("small", "large") for c in COLOURS for k in SHAPES]
     texts += [f"a {c} {k} and the {c} {k}" for c in COLOURS for k in SHAPES]
-    texts += [f"the word {w}, the words {w} and {w}" for w in WORDS]
+    texts += [f"the word {w}, the words {w} and {w}" for w in WORDS] + list(WORDS)  # OCR targets start with a word
     texts += [f"at the {v} {h}," for v in ("top", "bottom") for h in ("left", "right")]
     texts += [get_task(t).template.replace("{input}", "") for t in SUPPORTED_TASKS]
     return texts
@@ -233,10 +238,11 @@ class SyntheticScenes:
         task_weights: sampling weights of ``tasks`` (default: uniform).
         cycle_tasks: give sample ``i`` task ``tasks[i % len(tasks)]`` instead of sampling (even
             counts per task, for evaluation).
+        text_size: font size of the printed words, as a fraction of the canvas side (at least 12 px).
     """
 
     def __init__(self, seed: int = 0, length: int = 10000, image_size: int = 192, tasks=None, task_weights=None,
-                 cycle_tasks: bool = False):
+                 cycle_tasks: bool = False, text_size: float = 1 / 9):
         self.seed, self.length, self.image_size = int(seed), int(length), int(image_size)
         self.tasks = list(tasks or SUPPORTED_TASKS)
         unknown = [t for t in self.tasks if t not in SUPPORTED_TASKS]
@@ -246,6 +252,9 @@ class SyntheticScenes:
             raise ValueError(f"{len(self.tasks)} tasks but {len(task_weights)} task_weights")
         self.task_weights = task_weights
         self.cycle_tasks = cycle_tasks
+        self.text_size = float(text_size)
+        if not 0 < self.text_size <= 0.5:
+            raise ValueError(f"text_size is a fraction of the canvas side in (0, 0.5], got {text_size}")
         if self.length <= 0 or self.image_size < 32:
             raise ValueError(f"need length > 0 and image_size >= 32, got {length}, {image_size}")
 
@@ -256,11 +265,13 @@ class SyntheticScenes:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         rng = random.Random(self.seed * 1_000_003 + index)
-        scene = make_scene(rng, self.image_size)
+        scene = make_scene(rng, self.image_size, self.text_size)
         if self.cycle_tasks:
             token = self.tasks[index % len(self.tasks)]
         else:
             token = rng.choices(self.tasks, weights=self.task_weights)[0]
         text_input, annotation = annotate(scene, token, rng)
+        things = scene.shapes + scene.words
+        objects = dict(bboxes=[list(t.box) for t in things], labels=[t.category for t in things])
         return dict(image=scene.image, image_size=scene.image.size, task=token, text_input=text_input,
-                    annotation=annotation)
+                    annotation=annotation, objects=objects)

@@ -80,3 +80,23 @@ def test_preprocessor_pads_prompts_right_and_masks_label_padding():
         assert (out["attention_mask"][i, m:] == 0).all()
     assert (out["labels"] == -100).any() and (out["attention_mask"] == 0).any()
     assert "labels" not in Florence2DataPreprocessor(tok)(data, training=False)
+
+
+def test_synthetic_samples_carry_every_object_for_dense_losses():
+    from florence.data.synthetic import category_names
+
+    ds = SyntheticScenes(seed=5, length=20, image_size=96, text_size=0.2)
+    mixed = MultiTaskDataset([ds], image_size=96)
+    for i in range(20):
+        item = ds[i]
+        objects = item["objects"]
+        assert len(objects["bboxes"]) == len(objects["labels"]) >= 2  # a shape and a word at least
+        assert set(objects["labels"]) <= set(category_names())
+        if item["task"] == "<OD>":  # the detection target lists exactly the shapes among them
+            assert item["annotation"]["bboxes"] == [b for b, label in zip(objects["bboxes"], objects["labels"])
+                                                    if not label.isupper()]
+        assert mixed[i]["data_samples"].extra["objects"] == objects
+    word = next(b for b, label in zip(objects["bboxes"], objects["labels"]) if label.isupper())
+    assert word[3] - word[1] > 0.1 * 96  # the font follows text_size
+    with pytest.raises(ValueError, match="text_size"):
+        SyntheticScenes(text_size=0)

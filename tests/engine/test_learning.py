@@ -1,7 +1,6 @@
-"""The model visibly learns: a few hundred steps drive the loss well below its start and teach the
-model to read the image (captions of held-out scenes are far likelier with their own image than
-with another scene's); and (the issue's bar, not met yet: see README "Main job results") a
-location task's held-out result should be clearly above chance."""
+"""The model visibly learns: a few hundred steps drive the loss well below its start, put a
+location task's held-out result clearly above chance, and teach the model to read the image
+(captions of held-out scenes are far likelier with their own image than with another scene's)."""
 import numpy as np
 import pytest
 import torch
@@ -12,7 +11,7 @@ from florence.evaluation import METRIC_FUNCTIONS
 
 from .conftest import small_config
 
-ITERS = 600
+ITERS = 400
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +28,14 @@ def trained(tmp_path_factory):
 def test_loss_falls_well_below_its_start(trained):
     losses = trained.message_hub.get_scalar("train/loss").data[0]
     start, end = float(np.mean(losses[:10])), float(np.mean(losses[-20:]))
-    assert end < 0.7 * start, (start, end)  # measured: 7.19 -> 4.60 (uniform over the vocabulary is 7.2)
+    assert end < 0.7 * start, (start, end)  # measured: 7.78 -> 4.08
 
 
-@pytest.mark.xfail(strict=True, reason="not reached yet: in 600 steps the tiny model learns the location "
-                                       "marginal but not to copy the region's coordinates (see README)")
 def test_location_task_clearly_above_chance(trained):
+    """The polygon of the shape in a given box: the box's coordinates must be read from the prompt
+    and combined (a circle's points are cx + r cos t, a triangle's apex the midpoint), the shape
+    from the image. Measured: mIoU 0.54 after 400 steps (0.00 before the coordinate location init
+    and the 1/sqrt(d) weight init)."""
     trained.val()
     rows = {r["metric"]: r for m in trained.val_evaluator.metrics for r in m.table}
     learned = rows["mIoU"]["value"]

@@ -4,7 +4,9 @@ import pytest
 import torch
 
 from florence.engine import Florence2Model
-from florence.engine.model import PixelReconstructionHead
+from florence.data.multitask import TaskSample
+from florence.engine.model import DenseObjectHead, PixelReconstructionHead
+from florence.processing.quantizer import NUM_BINS, loc_token
 
 TOKENIZER = dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300)
 
@@ -114,3 +116,59 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         model(pixels, ids, labels=labels, mode="loss")["loss"].backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_objects_head_targets_cells_under_each_object():
+    head = DenseObjectHead(dim=8, classes=["red circle", "CAT"])
+    # a 60x90 image on a 2x3 grid of 30 px cells (centres x = 15, 45, 75; y = 15, 45)
+    objects = {"bboxes": [[0, 0, 60, 60], [40, 35, 50, 44], [70, 20, 80, 28]], "labels": ["red circle", "CAT", "CAT"]}
+    cls, box = head.targets(objects, (90, 60), 2, 3)
+    # the big circle covers the centres (15|45, 15|45); the first word lies inside it and owns its centre
+    # cell (45, 45) although it covers no centre; the second word covers no centre and gets its centre's
+    # cell (75, 15)
+    assert cls.tolist() == [1, 1, 2, 1, 2, 0]
+    assert box[0].tolist() == pytest.approx([0, 0, 60 / 90, 1.0]) and box[4].tolist() == pytest.approx([40 / 90, 35 / 60, 50 / 90, 44 / 60])
+    cls, _ = head.targets(None, (90, 60), 2, 3)
+    assert (cls == -100).all()  # no objects given: nothing counts
+    with pytest.raises(ValueError, match="'DOG' is not one of the head's classes"):
+        head.targets({"bboxes": [[0, 0, 5, 5]], "labels": ["DOG"]}, (90, 60), 2, 3)
+
+
+def test_wrapper_adds_the_objects_losses_and_keeps_the_head_out_of_the_model():
+    torch.manual_seed(0)
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER,
+                           objects=dict(classes="florence.data.synthetic:category_names"))
+    pixels, ids, labels = _batch()
+    samples = [TaskSample("<OD>", "p", "t", None, (64, 64), extra={"objects": {"bboxes": [[4, 4, 40, 40]],
+                                                                               "labels": ["red circle"]}}),
+               TaskSample("<OD>", "p", "t", None, (64, 64))]  # no objects: does not count
+    losses = model(pixels, ids, labels=labels, data_samples=samples, mode="loss")
+    assert set(losses) == {"loss", "loss_objects", "loss_boxes"}
+    (losses["loss_objects"] + losses["loss_boxes"]).backward()
+    assert model.model.vision_tower.stem.conv.weight.grad.abs().sum() > 0  # it trains the tower
+    assert not any(k.startswith("objects") for k in model.model.state_dict())  # not exported
+
+
+def test_coordinate_location_init_makes_a_coordinate_a_linear_read_out():
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, location_init="coordinate")
+    ids = model.tokenizer.convert_tokens_to_ids([loc_token(i) for i in range(NUM_BINS)])
+    rows = model.model.get_input_embeddings().weight[ids].detach()  # (1000, d)
+    k = rows.shape[1] // 8
+    for target in (0, 7, 250, 500, 613, 999):
+        u = 2 * (target + 0.5) / NUM_BINS - 1
+        h = torch.zeros(rows.shape[1])
+        h[:k], h[k:2 * k] = 3 * u, 1.0  # the score a*k*(3u*u + (1 - 3u^2)/2) peaks at u*
+        assert abs((rows @ h).argmax().item() - target) <= 1
+    with pytest.raises(ValueError, match="location_init"):
+        Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, location_init="linear")
+
+
+def test_plain_attention_gives_the_fused_result():
+    out = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, fused_attention=fused).eval()
+        pixels, ids, labels = _batch()
+        out.append(model(pixels, ids, labels=labels, mode="tensor"))
+    assert not any(getattr(m, "fused_attn", False) for m in model.model.vision_tower.modules())
+    torch.testing.assert_close(out[0], out[1], atol=1e-5, rtol=1e-4)
