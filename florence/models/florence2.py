@@ -33,6 +33,8 @@ from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
 from ..registry import MODELS
 from .config import Florence2Config
+from .davit import davit_features
+from .kernels import ATTENTION, register_attention, use_fast_linear_
 
 __all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right"]
 
@@ -154,6 +156,10 @@ class Florence2ForConditionalGeneration(nn.Module):
             bos_token_id=config.text.bos_token_id, pad_token_id=config.text.pad_token_id,
             eos_token_id=config.text.eos_token_id, decoder_start_token_id=config.text.decoder_start_token_id,
         )
+        # CPU speed (florence.models.kernels): oneDNN linears, cheap attention for bf16 decoding steps
+        register_attention()
+        self.language_model.set_attn_implementation(ATTENTION)
+        use_fast_linear_(self)
 
     # ---- properties ------------------------------------------------------------------------------
     @property
@@ -170,9 +176,9 @@ class Florence2ForConditionalGeneration(nn.Module):
     # ---- encoding --------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px)."""
-        x = self.vision_tower.forward_features(pixel_values.to(self.dtype))  # (B, C4, h, w)
-        B, C, h, w = x.shape
-        x = x.flatten(2).transpose(1, 2)  # (B, h*w, C4)
+        x = davit_features(self.vision_tower, pixel_values.to(self.dtype))  # (B, h, w, C4)
+        B, h, w, C = x.shape
+        x = x.reshape(B, h * w, C)  # (B, h*w, C4), row-major grid
         x = x + self.image_pos_embed(h, w).to(x.dtype) + self.visual_temporal_embed(0).to(x.dtype)
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # (B, 1 + h*w, C4): [pooled, grid]
         x = x @ self.image_projection.to(x.dtype)  # (B, 1 + h*w, D)
@@ -262,6 +268,7 @@ class Florence2ForConditionalGeneration(nn.Module):
         """Grow (or shrink) the shared vocabulary, e.g. for a task plugin's new special tokens; new
         rows start at the mean embedding (transformers' default). Keeps the config in step."""
         self.language_model.resize_token_embeddings(num_tokens)
+        use_fast_linear_(self.language_model)  # a resized lm_head is a new nn.Linear
         self.config.text.vocab_size = num_tokens
         return self.get_input_embeddings()
 

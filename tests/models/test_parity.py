@@ -118,7 +118,7 @@ def test_image_encoded_once_per_generate_call(pair, batch):
     _, ours = pair
     pixels, ids, mask = batch
     calls = []
-    hooks = [ours.vision_tower.stages.register_forward_hook(lambda *a: calls.append("tower")),
+    hooks = [ours.vision_tower.stem.conv.register_forward_hook(lambda *a: calls.append("tower")),
              ours.language_model.model.encoder.register_forward_hook(lambda *a: calls.append("encoder"))]
     try:
         ours.generate(pixels[:1], ids[:1], mask[:1], num_beams=3, max_new_tokens=12)
