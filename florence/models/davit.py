@@ -6,9 +6,10 @@ timm's blocks hold NCHW tensors between blocks and transpose to tokens (B, H*W, 
 times per block; the depthwise convolutions then run on NCHW. Here tokens and image are the same
 memory: a depthwise convolution reads the (B, H, W, C) tensor as a channels-last NCHW view (oneDNN's
 preferred layout, no copy), LayerNorm and the linears read it as tokens, and only the window
-partition copies. fc1 and GELU run as one oneDNN call where fc1 is a plain
-:class:`~florence.models.kernels.FastLinear`. Outputs equal timm's up to float rounding (the parity
-tests compare both with transformers' native Florence-2).
+partition copies. Where the MLP is made of plain :class:`~florence.models.kernels.FastLinear`
+layers, fc1 and GELU run as one oneDNN call, and in inference fc2 takes the residual add into its
+output pass and the MLP runs in row chunks that stay in cache. Outputs equal timm's up to float
+rounding (the parity tests compare both with transformers' native Florence-2).
 """
 from __future__ import annotations
 
@@ -36,13 +37,33 @@ def _contiguous(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.contiguous_format)
 
 
-def _mlp(mlp: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if type(mlp.fc1) is FastLinear and isinstance(mlp.act, nn.GELU) and mlp.act.approximate == "none":
-        x = linear(x, mlp.fc1.weight, mlp.fc1.bias, act="gelu", module=mlp.fc1)
-        x = mlp.drop1(x)
-    else:  # e.g. a LoRA-wrapped fc1: run the modules as they are
-        x = mlp.drop1(mlp.act(mlp.fc1(x)))
-    return mlp.drop2(mlp.fc2(mlp.norm(x)))
+# Rows per chunk of the MLP in inference: a chunk's 4x-wide hidden activations stay in cache
+# (DaViT's first stage has 36864 tokens at 768 px; chunking makes its MLP ~1.5x faster).
+_MLP_CHUNK = 4096
+
+
+def _plain_mlp(mlp: nn.Module) -> bool:
+    """fc1 -> exact GELU -> fc2 with FastLinears (not e.g. LoRA-wrapped): fusable."""
+    return (type(mlp.fc1) is FastLinear and type(mlp.fc2) is FastLinear and isinstance(mlp.act, nn.GELU)
+            and mlp.act.approximate == "none" and isinstance(mlp.norm, nn.Identity))
+
+
+def _mlp_residual(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x + drop_path2(mlp(norm2(x)))``; in inference chunk by chunk with GELU and the residual add
+    fused into the linears."""
+    mlp = blk.mlp
+    if blk.training or torch.is_grad_enabled() or not _plain_mlp(mlp):
+        if _plain_mlp(mlp):
+            h = mlp.drop1(linear(_norm(blk.norm2, x), mlp.fc1.weight, mlp.fc1.bias, act="gelu", module=mlp.fc1))
+            return x + blk.drop_path2(mlp.drop2(mlp.fc2(h)))
+        return x + blk.drop_path2(mlp(_norm(blk.norm2, x)))
+    rows = x.reshape(-1, x.shape[-1])  # (B*H*W, C)
+    out = torch.empty_like(rows)
+    for i in range(0, rows.shape[0], _MLP_CHUNK):
+        r = rows[i:i + _MLP_CHUNK]
+        h = linear(_norm(blk.norm2, r), mlp.fc1.weight, mlp.fc1.bias, act="gelu", module=mlp.fc1)
+        out[i:i + _MLP_CHUNK] = linear(h, mlp.fc2.weight, mlp.fc2.bias, module=mlp.fc2, residual=r)
+    return out.view(x.shape)
 
 
 def _spatial_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -66,7 +87,7 @@ def _spatial_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     else:  # add the windows straight from their layout: no separate window-reverse copy
         x = (x.view(B, H // ws_h, ws_h, W // ws_w, ws_w, C) + blk.drop_path1(y)).view(B, H, W, C)
     x = _contiguous(x + _conv_nhwc(blk.cpe2.proj, x))
-    return x + blk.drop_path2(_mlp(blk.mlp, _norm(blk.norm2, x)))
+    return _mlp_residual(blk, x)
 
 
 def _channel_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -80,9 +101,12 @@ def _channel_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     scale = N ** -0.5 if attn.dynamic_scale else attn.head_dim ** -0.5
     a = ((q * scale).transpose(-1, -2) @ k).softmax(dim=-1)  # (B, groups, head_dim, head_dim)
     y = (a @ v.transpose(-1, -2)).permute(0, 3, 1, 2).reshape(B, N, C)  # (B, N, groups * head_dim)
-    x = x + blk.drop_path1(attn.proj(y).view(B, H, W, C))
+    if type(attn.proj) is FastLinear and not blk.training:  # residual add fused in inference
+        x = linear(y, attn.proj.weight, attn.proj.bias, module=attn.proj, residual=x.view(B, N, C)).view(B, H, W, C)
+    else:
+        x = x + blk.drop_path1(attn.proj(y).view(B, H, W, C))
     x = _contiguous(x + _conv_nhwc(blk.cpe2.proj, x))
-    return x + blk.drop_path2(_mlp(blk.mlp, _norm(blk.norm2, x)))
+    return _mlp_residual(blk, x)
 
 
 def _unit(unit: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -176,7 +176,11 @@ class Florence2ForConditionalGeneration(nn.Module):
     # ---- encoding --------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px)."""
-        x = davit_features(self.vision_tower, pixel_values.to(self.dtype))  # (B, h, w, C4)
+        pixels = pixel_values.to(self.dtype)
+        if torch.is_grad_enabled():
+            x = davit_features(self.vision_tower, pixels)  # (B, h, w, C4)
+        else:  # one image at a time: no slower per image, and only one image's activations in memory
+            x = torch.cat([davit_features(self.vision_tower, p[None]) for p in pixels])
         B, h, w, C = x.shape
         x = x.reshape(B, h * w, C)  # (B, h*w, C4), row-major grid
         x = x + self.image_pos_embed(h, w).to(x.dtype) + self.visual_temporal_embed(0).to(x.dtype)
