@@ -28,9 +28,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from transformers import BartForConditionalGeneration, GenerationConfig
+from transformers import BartForConditionalGeneration, DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
+from ..generation import SharedCrossAttentionCache
 from ..registry import MODELS
 from .config import Florence2Config
 from .davit import davit_features
@@ -246,10 +247,27 @@ class Florence2ForConditionalGeneration(nn.Module):
             pixel_values, input_ids, attention_mask, image_embeds)
         config = copy.deepcopy(generation_config or self.generation_config)
         other_kwargs = config.update(**generation_kwargs)  # e.g. logits_processor, stopping_criteria
+        if (config.use_cache is not False and getattr(config, "penalty_alpha", None) is None
+                and "assistant_model" not in other_kwargs
+                and other_kwargs.get("past_key_values") is None):
+            other_kwargs["past_key_values"] = self.cross_attention_cache(encoder_outputs.last_hidden_state)
         # generate expands encoder outputs for beams in place: hand it a copy
         encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
         return self.language_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask,
                                             generation_config=config, **other_kwargs)
+
+    @torch.no_grad()
+    def cross_attention_cache(self, encoder_hidden_states: torch.Tensor) -> EncoderDecoderCache:
+        """A decoding cache holding every decoder layer's cross-attention keys and values, projected
+        once per input (not once per beam) and shared by its beams (:class:`SharedCrossAttentionCache`)."""
+        B, L, _ = encoder_hidden_states.shape
+        cross = SharedCrossAttentionCache()
+        for i, layer in enumerate(self.language_model.model.decoder.layers):
+            attn = layer.encoder_attn
+            k = attn.k_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)  # (B, heads, L, hd)
+            v = attn.v_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)
+            cross.update(k, v, i)
+        return EncoderDecoderCache(DynamicCache(), cross)
 
     @torch.no_grad()
     def sequence_log_probs(self, encoded, sequences: torch.Tensor, chunk: int = 4) -> torch.Tensor:

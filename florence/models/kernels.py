@@ -134,24 +134,38 @@ ATTENTION = "florence_cpu"  # the name florence registers with transformers' att
 
 def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
               **kwargs):
-    """A transformers attention function: SDPA (transformers' own ``sdpa_attention_forward``), except
-    for one bf16 query row on CPU (a decoding step), where torch's flash kernel costs 5-9x more than
-    two small matmuls with a float32 softmax (measured: cross-attention over 591 encoder tokens,
-    598 vs 133 us; 3 beams 1835 vs 364 us)."""
+    """A transformers attention function: transformers' own SDPA, with two CPU exceptions.
+
+    - Keys and values with fewer rows than the queries: cross-attention K/V shared by the ``group``
+      beams (or returned sequences) of each input (:class:`SharedCrossAttentionCache`). The group's
+      queries become extra query rows of one attention per input.
+    - A few bf16 query rows that need no causal mask (decoding steps): two matmuls with a float32
+      softmax, where torch's flash kernel costs 5-9x more (measured: cross-attention over 591 encoder
+      tokens, 598 vs 133 us; 3 beams 1835 vs 364 us)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    if (query.shape[2] != 1 or query.dtype != torch.bfloat16 or query.device.type != "cpu"
+    group = query.shape[0] // key.shape[0]
+    if group > 1:
+        B, heads, q_len, dim = key.shape[0], query.shape[1], query.shape[2], query.shape[3]
+        query = query.view(B, group, heads, q_len, dim).transpose(1, 2).reshape(B, heads, group * q_len, dim)
+        if attention_mask is not None:  # the rows of a group share the input's mask
+            attention_mask = attention_mask[::group]
+            attention_mask = attention_mask.repeat(1, 1, group, 1) if attention_mask.shape[2] > 1 else attention_mask
+        out, _ = attention(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
+        return out.view(B, group, q_len, heads, dim).reshape(B * group, q_len, heads, dim), None
+    short = query.shape[2] == 1 or (query.shape[2] <= 16 and not getattr(module, "is_causal", True))
+    if (not short or query.dtype != torch.bfloat16 or query.device.type != "cpu"
             or (dropout and module.training) or kwargs.get("output_attentions")):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     # float32 scores and softmax, bf16 probabilities times bf16 values: the precision of the flash kernel
-    scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scale  # (B, heads, 1, kv)
+    scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scale  # (B, heads, q, kv)
     if attention_mask is not None:
         scores = (scores.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool
                   else scores + attention_mask)
     probs = scores.softmax(-1).to(value.dtype)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None  # (B, 1, heads, head_dim)
+    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None  # (B, q, heads, head_dim)
 
 
 def register_attention():
