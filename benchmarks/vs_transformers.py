@@ -301,12 +301,20 @@ def reset_hwm():
         f.write("5")
 
 
+def touch_(model):
+    """Read every weight once: loading may leave them memory-mapped and not yet resident, and the
+    first workload would then count the weights it happens to read."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        t.sum()
+    return model
+
+
 def memory_child(side: str, dtype: str, folders: dict, sections) -> dict:
     """Peak RSS (GB) of each workload, in this process holding only ``side``'s model."""
     tok, out = tokenizer(), {}
     for preset, folder in folders.items():
         if set(sections) & {"b1", "b2", "b3"}:
-            w = Workloads(side, load(side, folder, dtype), tok, dtype)
+            w = Workloads(side, touch_(load(side, folder, dtype)), tok, dtype)
             fns = {}
             if "b1" in sections:
                 fns.update({f"b1-{n}": w.b1(n) for n in (1, 8)})
@@ -322,7 +330,7 @@ def memory_child(side: str, dtype: str, folders: dict, sections) -> dict:
     if "b4" in sections:
         for preset, folder in folders.items():
             reset_hwm()
-            train_step(side, load(side, folder, "fp32"), tok, dtype)()
+            train_step(side, touch_(load(side, folder, "fp32")), tok, dtype)()
             out[f"{preset}/b4"] = hwm_gb()
     return out
 
