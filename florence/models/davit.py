@@ -66,6 +66,16 @@ def _mlp_residual(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return out.view(x.shape)
 
 
+def _window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """SDPA, except when training in bf16: there the backward of torch's CPU flash kernel costs 1.6x
+    (first stage) to 4x (last stage) two matmuls and a softmax (which computes in float32 inside),
+    forward and backward."""
+    if not (torch.is_grad_enabled() and q.requires_grad and q.dtype == torch.bfloat16):
+        return F.scaled_dot_product_attention(q, k, v)
+    scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))  # (B * windows, heads, N, N)
+    return torch.matmul(scores.softmax(-1), v)
+
+
 def _spatial_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     B, H, W, C = x.shape
     ws_h, ws_w = blk.window_size
@@ -79,7 +89,7 @@ def _spatial_block(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
     y = y.reshape(-1, ws_h * ws_w, C)  # (B * windows, N, C): the one copy
     n_win, N = y.shape[:2]
     qkv = attn.qkv(y).view(n_win, N, 3, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 1, 4)
-    y = F.scaled_dot_product_attention(*qkv.unbind(0))  # (B * windows, heads, N, head_dim)
+    y = _window_attention(*qkv.unbind(0))  # (B * windows, heads, N, head_dim)
     y = attn.proj(y.transpose(1, 2).reshape(n_win, N, C))
     y = y.view(B, Hp // ws_h, Wp // ws_w, ws_h, ws_w, C).transpose(2, 3)  # (B, nH, ws, nW, ws, C)
     if pad_b or pad_r:

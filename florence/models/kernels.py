@@ -56,13 +56,13 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight, pre = ctx.saved_tensors
         if ctx.act == "gelu":
             grad = torch.ops.aten.gelu_backward(grad, pre)
-        g = grad.reshape(-1, grad.shape[-1])  # (M, out)
+        g = grad.reshape(-1, grad.shape[-1]).contiguous()  # (M, out)
         gx = gw = gb = None
         fp32 = g.dtype == torch.float32
         if ctx.needs_input_grad[0]:  # (M, in) = g @ W, as a linear with the transposed weight
             gx = (_lp(g, weight.t()) if fp32 else g @ weight).view(*grad.shape[:-1], weight.shape[1])
         if ctx.needs_input_grad[1]:  # (out, in) = g^T @ x
-            x2 = x.reshape(-1, x.shape[-1])
+            x2 = x.reshape(-1, x.shape[-1]).contiguous()  # a transposed x (channel attention) costs oneDNN 100x
             if fp32:
                 gw = sum(_lp(g[i:i + _GRAD_WEIGHT_CHUNK].t(), x2[i:i + _GRAD_WEIGHT_CHUNK].t())
                          for i in range(0, g.shape[0], _GRAD_WEIGHT_CHUNK))
