@@ -28,11 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from transformers import BartForConditionalGeneration, GenerationConfig
+from transformers import BartForConditionalGeneration, DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
+from ..generation import SharedCrossAttentionCache
 from ..registry import MODELS
 from .config import Florence2Config
+from .davit import davit_features
+from .kernels import ATTENTION, register_attention, use_fast_linear_
 
 __all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right"]
 
@@ -154,6 +157,10 @@ class Florence2ForConditionalGeneration(nn.Module):
             bos_token_id=config.text.bos_token_id, pad_token_id=config.text.pad_token_id,
             eos_token_id=config.text.eos_token_id, decoder_start_token_id=config.text.decoder_start_token_id,
         )
+        # CPU speed (florence.models.kernels): oneDNN linears, cheap attention for bf16 decoding steps
+        register_attention()
+        self.language_model.set_attn_implementation(ATTENTION)
+        use_fast_linear_(self)
 
     # ---- properties ------------------------------------------------------------------------------
     @property
@@ -170,9 +177,13 @@ class Florence2ForConditionalGeneration(nn.Module):
     # ---- encoding --------------------------------------------------------------------------------
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px)."""
-        x = self.vision_tower.forward_features(pixel_values.to(self.dtype))  # (B, C4, h, w)
-        B, C, h, w = x.shape
-        x = x.flatten(2).transpose(1, 2)  # (B, h*w, C4)
+        pixels = pixel_values.to(self.dtype)
+        if torch.is_grad_enabled():
+            x = davit_features(self.vision_tower, pixels)  # (B, h, w, C4)
+        else:  # one image at a time: no slower per image, and only one image's activations in memory
+            x = torch.cat([davit_features(self.vision_tower, p[None]) for p in pixels])
+        B, h, w, C = x.shape
+        x = x.reshape(B, h * w, C)  # (B, h*w, C4), row-major grid
         x = x + self.image_pos_embed(h, w).to(x.dtype) + self.visual_temporal_embed(0).to(x.dtype)
         x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)  # (B, 1 + h*w, C4): [pooled, grid]
         x = x @ self.image_projection.to(x.dtype)  # (B, 1 + h*w, D)
@@ -236,10 +247,27 @@ class Florence2ForConditionalGeneration(nn.Module):
             pixel_values, input_ids, attention_mask, image_embeds)
         config = copy.deepcopy(generation_config or self.generation_config)
         other_kwargs = config.update(**generation_kwargs)  # e.g. logits_processor, stopping_criteria
+        if (config.use_cache is not False and getattr(config, "penalty_alpha", None) is None
+                and "assistant_model" not in other_kwargs
+                and other_kwargs.get("past_key_values") is None):
+            other_kwargs["past_key_values"] = self.cross_attention_cache(encoder_outputs.last_hidden_state)
         # generate expands encoder outputs for beams in place: hand it a copy
         encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
         return self.language_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask,
                                             generation_config=config, **other_kwargs)
+
+    @torch.no_grad()
+    def cross_attention_cache(self, encoder_hidden_states: torch.Tensor) -> EncoderDecoderCache:
+        """A decoding cache holding every decoder layer's cross-attention keys and values, projected
+        once per input (not once per beam) and shared by its beams (:class:`SharedCrossAttentionCache`)."""
+        B, L, _ = encoder_hidden_states.shape
+        cross = SharedCrossAttentionCache()
+        for i, layer in enumerate(self.language_model.model.decoder.layers):
+            attn = layer.encoder_attn
+            k = attn.k_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)  # (B, heads, L, hd)
+            v = attn.v_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)
+            cross.update(k, v, i)
+        return EncoderDecoderCache(DynamicCache(), cross)
 
     @torch.no_grad()
     def sequence_log_probs(self, encoded, sequences: torch.Tensor, chunk: int = 4) -> torch.Tensor:
@@ -262,6 +290,7 @@ class Florence2ForConditionalGeneration(nn.Module):
         """Grow (or shrink) the shared vocabulary, e.g. for a task plugin's new special tokens; new
         rows start at the mean embedding (transformers' default). Keeps the config in step."""
         self.language_model.resize_token_embeddings(num_tokens)
+        use_fast_linear_(self.language_model)  # a resized lm_head is a new nn.Linear
         self.config.text.vocab_size = num_tokens
         return self.get_input_embeddings()
 

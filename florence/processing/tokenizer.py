@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transformers import BartTokenizer
 
-__all__ = ["FLORENCE_TOKENS", "load_tokenizer", "build_tokenizer", "add_florence_tokens"]
+__all__ = ["FLORENCE_TOKENS", "BART_VOCAB_SIZE", "load_tokenizer", "build_tokenizer", "add_florence_tokens"]
 
 # In the order Microsoft's processor adds them (the misspelling "desciption" is in the real vocabulary).
 FLORENCE_TOKENS = (
@@ -51,17 +51,25 @@ def load_tokenizer(folder):
     return add_florence_tokens(tok)
 
 
-def build_tokenizer(texts, vocab_size: int = 1000, save_dir=None):
+BART_VOCAB_SIZE = 50265  # BART's byte-level BPE; the Florence tokens follow from this id on
+
+
+def build_tokenizer(texts, vocab_size: int = 1000, save_dir=None, pad_to: int | None = None):
     """Train a byte-level BPE on ``texts`` (an iterable of strings) and return a BART tokenizer with
     BART's special-token ids plus the 1024 Florence tokens. ``vocab_size`` counts the BPE part; the
-    Florence tokens come on top. With ``save_dir``, writes vocab.json + merges.txt (+ tokenizer
-    files) that :func:`load_tokenizer` reads back."""
+    Florence tokens come on top. ``pad_to`` (e.g. ``BART_VOCAB_SIZE``) fills the BPE part up to that
+    size with placeholder words no text tokenizes to (`` w123``), so that the Florence tokens get their
+    published ids and every id of a published-size model decodes (benchmarks on random weights).
+    With ``save_dir``, writes vocab.json + merges.txt (+ tokenizer files) that :func:`load_tokenizer`
+    reads back."""
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=1,
                             special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"], show_progress=False)
     model = json.loads(bpe.to_str())["model"]
+    for i in range(len(model["vocab"]), pad_to or 0):  # no merge builds these: never produced by encoding
+        model["vocab"][f"\u0120w{i}"] = i
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
     tok = BartTokenizer(vocab=model["vocab"], merges=merges)
     tok = add_florence_tokens(tok)

@@ -25,11 +25,11 @@ def batch(tokenizer):
     return pixels, enc["input_ids"], enc["attention_mask"]
 
 
-def native_inputs(hf, input_ids, attention_mask):
-    """The native port's input: 577 <image> placeholders in front of the prompt tokens."""
+def native_inputs(hf, input_ids, attention_mask, n_image_tokens=N_IMAGE_TOKENS):
+    """The native port's input: <image> placeholders (577 at 768 px) in front of the prompt tokens."""
     B = input_ids.shape[0]
-    image = torch.full((B, N_IMAGE_TOKENS), hf.config.image_token_id)
-    return torch.cat([image, input_ids], 1), torch.cat([torch.ones(B, N_IMAGE_TOKENS, dtype=torch.long),
+    image = torch.full((B, n_image_tokens), hf.config.image_token_id)
+    return torch.cat([image, input_ids], 1), torch.cat([torch.ones(B, n_image_tokens, dtype=torch.long),
                                                         attention_mask], 1)
 
 
@@ -118,7 +118,7 @@ def test_image_encoded_once_per_generate_call(pair, batch):
     _, ours = pair
     pixels, ids, mask = batch
     calls = []
-    hooks = [ours.vision_tower.stages.register_forward_hook(lambda *a: calls.append("tower")),
+    hooks = [ours.vision_tower.stem.conv.register_forward_hook(lambda *a: calls.append("tower")),
              ours.language_model.model.encoder.register_forward_hook(lambda *a: calls.append("encoder"))]
     try:
         ours.generate(pixels[:1], ids[:1], mask[:1], num_beams=3, max_new_tokens=12)

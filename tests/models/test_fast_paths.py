@@ -1,0 +1,118 @@
+"""The CPU fast paths (florence.models.kernels, florence.models.davit, the shared cross-attention
+cache) against transformers' native Florence-2 on the same random tiny weights: training gradients
+(oneDNN linears with their backward, the channels-last DaViT with and without gradient
+checkpointing, bf16 autocast), batched beam search over padded prompts, and bf16 decoding steps."""
+import copy
+
+import pytest
+import torch
+
+from florence import Florence2ForConditionalGeneration
+from florence.models.kernels import FastLinear
+
+from test_parity import native_inputs  # tests/models is on sys.path (pytest rootdir-relative imports)
+
+N_TARGET = 6
+N_IMAGE_TOKENS = 145  # 384 px: a 12x12 grid + the pooled token
+
+
+@pytest.fixture(scope="module")
+def models(oracle):
+    hf, native, _ = oracle
+    return hf, Florence2ForConditionalGeneration.from_pretrained(native)
+
+
+@pytest.fixture(scope="module")
+def inputs(tokenizer):
+    torch.manual_seed(3)
+    pixels = torch.randn(2, 3, 384, 384)  # stage grids 96/48/24/12: first-stage weight gradients span 18432 rows
+    long = "Locate the phrases in the caption: " + " and ".join(["a red square next to a blue circle"] * 4)
+    enc = tokenizer(["What does the image describe?", long], padding=True, padding_side="right", return_tensors="pt")
+    labels = torch.randint(4, 300, (2, N_TARGET))
+    return pixels, enc["input_ids"], enc["attention_mask"], labels
+
+
+def losses_and_grads(hf, ours, inputs, autocast=False, checkpointing=False):
+    pixels, ids, mask, labels = inputs
+    ref_ids, ref_mask = native_inputs(hf, ids, mask, N_IMAGE_TOKENS)
+    ours.vision_tower.set_grad_checkpointing(checkpointing)
+    out = []
+    try:
+        for model, kwargs in ((hf, dict(input_ids=ref_ids, attention_mask=ref_mask)),
+                              (ours, dict(input_ids=ids, attention_mask=mask))):
+            model.train()
+            model.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss = model(pixel_values=pixels, labels=labels, **kwargs).loss
+            loss.backward()
+            out.append((loss.item(), model))
+    finally:
+        ours.vision_tower.set_grad_checkpointing(False)
+        hf.eval(), ours.eval()
+    return out
+
+
+# (native name, florence name) of weights whose gradients run through FastLinear's backward
+GRADS = [("model.vision_tower.blocks.0.0.spatial_block.ffn.fc1.weight", "vision_tower.stages.0.blocks.0.spatial_block.mlp.fc1.weight"),
+         ("model.vision_tower.blocks.0.0.channel_block.channel_attn.qkv.weight", "vision_tower.stages.0.blocks.0.channel_block.attn.qkv.weight"),
+         ("model.vision_tower.blocks.3.0.spatial_block.window_attn.proj.bias", "vision_tower.stages.3.blocks.0.spatial_block.attn.proj.bias"),
+         ("model.vision_tower.convs.0.conv.weight", "vision_tower.stem.conv.weight"),
+         ("model.language_model.encoder.layers.0.fc1.weight", "language_model.model.encoder.layers.0.fc1.weight"),
+         ("model.language_model.decoder.layers.1.encoder_attn.k_proj.weight", "language_model.model.decoder.layers.1.encoder_attn.k_proj.weight")]
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_training_gradients_equal_oracle(models, inputs, checkpointing):
+    hf, ours = models
+    assert type(ours.vision_tower.stages[0].blocks[0].spatial_block.mlp.fc1) is FastLinear
+    (ref_loss, _), (loss, _) = losses_and_grads(hf, ours, inputs, checkpointing=checkpointing)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for native_name, name in GRADS:
+        ref, got = hf.get_parameter(native_name).grad, ours.get_parameter(name).grad
+        assert ref.abs().max() > 0
+        assert (got - ref).abs().max() <= 1e-4 * ref.abs().max() + 1e-6, name
+
+
+def test_autocast_training_follows_oracle(models, inputs):
+    hf, ours = models
+    (ref_loss, _), (loss, _) = losses_and_grads(hf, ours, inputs, autocast=True)
+    assert loss == pytest.approx(ref_loss, rel=2e-2)
+    for native_name, name in GRADS:
+        ref, got = hf.get_parameter(native_name).grad, ours.get_parameter(name).grad
+        assert got.dtype == torch.float32
+        cos = torch.nn.functional.cosine_similarity(got.flatten(), ref.flatten(), dim=0)
+        assert cos > 0.99, name
+
+
+@torch.no_grad()
+def test_batched_padded_beam_search_equals_oracle(models, inputs):
+    """Beams share one cross-attention K/V per input (group queries, padded encoder masks)."""
+    hf, ours = models
+    pixels, ids, mask, _ = inputs
+    kwargs = dict(num_beams=3, do_sample=False, max_new_tokens=10, min_new_tokens=10, no_repeat_ngram_size=0,
+                  early_stopping=True, forced_bos_token_id=0, forced_eos_token_id=2, decoder_start_token_id=2)
+    ref_ids, ref_mask = native_inputs(hf, ids, mask, N_IMAGE_TOKENS)
+    ref = hf.generate(input_ids=ref_ids, attention_mask=ref_mask, pixel_values=pixels, **kwargs)
+    got = ours.generate(pixels, ids, mask, **kwargs)
+    assert (mask == 0).any() and got.tolist() == ref.tolist()
+
+
+@torch.no_grad()
+def test_bf16_decoding_steps_as_accurate_as_oracle(oracle, inputs):
+    """bf16 decoding (float32-softmax attention for one query row, shared cross-attention K/V,
+    packed weights): step logits against the fp32 oracle's teacher-forced logits, no further off
+    than the native model's own bf16 logits."""
+    hf, native, _ = oracle
+    ours = Florence2ForConditionalGeneration.from_pretrained(native, dtype=torch.bfloat16)
+    hf16 = copy.deepcopy(hf).to(torch.bfloat16)
+    pixels, ids, mask, _ = inputs
+    out = ours.generate(pixels.bfloat16(), ids, mask, num_beams=1, max_new_tokens=8, min_new_tokens=8,
+                        no_repeat_ngram_size=0, output_logits=True, return_dict_in_generate=True)
+    steps = torch.stack(out.logits, 1).float()  # (B, 8, V): logits of each cached decoding step
+    ref_ids, ref_mask = native_inputs(hf, ids, mask, N_IMAGE_TOKENS)
+    dec = out.sequences[:, :-1]
+    ref = hf(input_ids=ref_ids, attention_mask=ref_mask, pixel_values=pixels, decoder_input_ids=dec).logits
+    ref16 = hf16(input_ids=ref_ids, attention_mask=ref_mask, pixel_values=pixels.bfloat16(),
+                 decoder_input_ids=dec).logits.float()
+    err, err_native = (steps - ref).abs().max(), (ref16 - ref).abs().max()
+    assert err <= 2 * err_native + 1e-3 and err < 0.1 * ref.abs().max()
