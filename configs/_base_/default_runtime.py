@@ -16,7 +16,7 @@ default_hooks = dict(
                     backend_args=dict(backend="atomic_local")),
     sampler_seed=dict(type=DistSamplerSeedHook),
 )
-custom_hooks = [dict(type=ResumableCheckpointHook), dict(type=ProgressBarHook), dict(type=EvaluationReportHook, num_drawings=8)]
+custom_hooks = [dict(type=ResumableCheckpointHook), dict(type=ProgressBarHook), dict(type=EvaluationReportHook, num_drawings=15)]
 env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),
                dist_cfg=dict(backend="gloo"))
 # distributed runs only; a scoped name, not the class: mmengine looks model wrappers up by name

@@ -222,13 +222,6 @@ class PixelReconstructionHead(nn.Module):
         return self.weight * F.mse_loss(self.proj(image_embeds[:, 1:].float()), target)
 
 
-def use_plain_attention_(model: nn.Module) -> None:
-    """Unfused attention (matmul + softmax) in timm's DaViT blocks and transformers' BART."""
-    for module in model.vision_tower.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = False
-    model.language_model.set_attn_implementation("eager")
-
 
 def _matches(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
@@ -304,10 +297,6 @@ class Florence2Model(BaseModel):
         lora: ``dict(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], lora_dropout=0.05, ...)``
             (``peft.LoraConfig`` arguments): LoRA adapters on those modules, everything else frozen.
             Every target must name modules of the model (peft alone accepts a partly-unknown list).
-        fused_attention: ``False`` computes attention as plain matmul + softmax in the DaViT tower
-            and in BART instead of torch's fused kernels: the same values, and on CPU in bf16 a
-            training step of the tiny model at 192 px is ~1.8x faster (the fused kernel's backward
-            is slow for these small heads). Inference (export, pipeline) is not affected.
         gradient_checkpointing: recompute activations in the backward pass (DaViT stages and BART
             layers) to save memory.
         max_prompt_tokens, max_target_tokens: truncation lengths.
@@ -316,7 +305,7 @@ class Florence2Model(BaseModel):
     def __init__(self, model: dict | None = None, pretrained: str | None = None, tokenizer=None,
                  generation: dict | None = None, block_location_ngrams: bool = False,
                  location_init: str | None = None, reconstruction: dict | None = None, objects: dict | None = None,
-                 freeze=(), fused_attention: bool = True,
+                 freeze=(),
                  lora: dict | None = None, gradient_checkpointing: bool = False, max_prompt_tokens: int = 256,
                  max_target_tokens: int = 1024, init_cfg=None):
         tokenizer = build_tokenizer_from_cfg(tokenizer, pretrained)
@@ -339,8 +328,6 @@ class Florence2Model(BaseModel):
         self.frozen = freeze_(self.model, freeze)
         if lora:
             add_lora_(self.model, lora)
-        if not fused_attention:
-            use_plain_attention_(self.model)
         if gradient_checkpointing:
             self.model.vision_tower.set_grad_checkpointing(True)
             self.model.language_model.activation_checkpointing_enable()

@@ -162,13 +162,3 @@ def test_coordinate_location_init_makes_a_coordinate_a_linear_read_out():
     with pytest.raises(ValueError, match="location_init"):
         Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, location_init="linear")
 
-
-def test_plain_attention_gives_the_fused_result():
-    out = []
-    for fused in (True, False):
-        torch.manual_seed(0)
-        model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, fused_attention=fused).eval()
-        pixels, ids, labels = _batch()
-        out.append(model(pixels, ids, labels=labels, mode="tensor"))
-    assert not any(getattr(m, "fused_attn", False) for m in model.model.vision_tower.modules())
-    torch.testing.assert_close(out[0], out[1], atol=1e-5, rtol=1e-4)
