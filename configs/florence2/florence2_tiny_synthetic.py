@@ -62,7 +62,7 @@ train_dataloader = dict(
     sampler=dict(type=InfiniteSampler, shuffle=True),
     dataset=dict(type=MultiTaskDataset, image_size=image_size,
                  datasets=[dict(type=SyntheticScenes, seed=0, length=1_000_000, image_size=image_size, text_size=text_size,
-                                tasks=list(task_weights), task_weights=list(task_weights.values()))]),
+                                task_weights=task_weights)]),
 )
 val_dataloader = dict(
     batch_size=32, num_workers=0,

@@ -12,10 +12,13 @@ unambiguous) and 1-2 printed words. From a scene come the annotations of every b
 - referring segmentation ("the red circle" -> polygon) and region-to-segmentation (box -> polygon);
 - region-to-category / -description / -OCR (box -> "red circle" / "large red circle" / word).
 
+Each sample also carries ``objects``: every shape's and word's box with its label ("red circle",
+"CAT"; :func:`category_names`), for training-only heads that need dense supervision.
+
 >>> ds = SyntheticScenes(seed=0, length=1000)
 >>> sample = ds[3]
 >>> sorted(sample)
-['annotation', 'image', 'image_size', 'task', 'text_input']
+['annotation', 'image', 'image_size', 'objects', 'task', 'text_input']
 """
 from __future__ import annotations
 
@@ -111,6 +114,8 @@ def _font(size: int):
 
 def _place(rng: random.Random, w: float, h: float, size: int, placed: list, tries: int = 50):
     """A free (x1, y1, x2, y2) of the given extent, or None."""
+    if w > size - 4 or h > size - 4:
+        return None
     for _ in range(tries):
         x, y = rng.uniform(2, size - w - 2), rng.uniform(2, size - h - 2)
         box = (x, y, x + w, y + h)
@@ -235,26 +240,38 @@ class SyntheticScenes:
         length: number of samples.
         image_size: canvas side in pixels.
         tasks: task tokens to sample from (default: all built-in tasks).
-        task_weights: sampling weights of ``tasks`` (default: uniform).
+        task_weights: sampling weights, a list parallel to ``tasks`` or a ``{task: weight}`` dict
+            (whose keys are then the default ``tasks``); default: uniform.
         cycle_tasks: give sample ``i`` task ``tasks[i % len(tasks)]`` instead of sampling (even
             counts per task, for evaluation).
-        text_size: font size of the printed words, as a fraction of the canvas side (at least 12 px).
+        text_size: font size of the printed words, as a fraction of the canvas side (at least 12 px;
+            at most 1/4, so that every word fits on the canvas).
     """
 
     def __init__(self, seed: int = 0, length: int = 10000, image_size: int = 192, tasks=None, task_weights=None,
                  cycle_tasks: bool = False, text_size: float = 1 / 9):
         self.seed, self.length, self.image_size = int(seed), int(length), int(image_size)
+        if isinstance(task_weights, dict):
+            tasks = list(tasks or task_weights)
+            missing = [t for t in tasks if t not in task_weights]
+            if missing:
+                raise ValueError(f"task_weights has no weight for {missing}")
+            task_weights = [task_weights[t] for t in tasks]
         self.tasks = list(tasks or SUPPORTED_TASKS)
         unknown = [t for t in self.tasks if t not in SUPPORTED_TASKS]
         if unknown:
             raise ValueError(f"SyntheticScenes cannot annotate {unknown}; it covers {list(SUPPORTED_TASKS)}")
-        if task_weights is not None and len(task_weights) != len(self.tasks):
-            raise ValueError(f"{len(self.tasks)} tasks but {len(task_weights)} task_weights")
+        if task_weights is not None:
+            task_weights = list(task_weights)
+            if len(task_weights) != len(self.tasks):
+                raise ValueError(f"{len(self.tasks)} tasks but {len(task_weights)} task_weights")
+            if not all(isinstance(w, (int, float)) and w >= 0 for w in task_weights) or not sum(task_weights) > 0:
+                raise ValueError(f"task_weights must be numbers >= 0 with a positive sum, got {task_weights}")
         self.task_weights = task_weights
         self.cycle_tasks = cycle_tasks
         self.text_size = float(text_size)
-        if not 0 < self.text_size <= 0.5:
-            raise ValueError(f"text_size is a fraction of the canvas side in (0, 0.5], got {text_size}")
+        if not 0 < self.text_size <= 0.25:
+            raise ValueError(f"text_size is a fraction of the canvas side in (0, 0.25], got {text_size}")
         if self.length <= 0 or self.image_size < 32:
             raise ValueError(f"need length > 0 and image_size >= 32, got {length}, {image_size}")
 

@@ -1,8 +1,8 @@
 """The mmengine face of Florence-2: a ``BaseModel`` with its data preprocessor.
 
-``mode="loss"`` returns the token cross-entropy (pad labels never count), plus an optional pixel
-reconstruction loss that lets a vision tower trained from scratch learn at all (see
-:class:`PixelReconstructionHead`); ``mode="predict"`` generates, parses through each sample's task
+``mode="loss"`` returns the token cross-entropy (pad labels never count), plus optional
+training-only losses on the image tokens that let a model trained from scratch learn in a short
+run (:class:`PixelReconstructionHead`, :class:`DenseObjectHead`); ``mode="predict"`` generates, parses through each sample's task
 plugin and returns the samples with ``pred`` filled in for the metrics.
 """
 from __future__ import annotations
@@ -156,18 +156,21 @@ class DenseObjectHead(nn.Module):
         box = torch.zeros(h * w, 4)
         if not objects:
             return cls, box
+        bboxes, labels = objects.get("bboxes"), objects.get("labels")
+        if bboxes is None or labels is None or len(bboxes) != len(labels) or any(len(b) != 4 for b in bboxes):
+            raise ValueError("objects must be {'bboxes': [[x1, y1, x2, y2], ...], 'labels': [...]} with one label "
+                             f"per box; got {objects!r}")
         W, H = image_size
         cx = (torch.arange(w, dtype=torch.float32) + 0.5) * W / w  # cell centres, original pixels
         cy = (torch.arange(h, dtype=torch.float32) + 0.5) * H / h
-        order = sorted(range(len(objects["bboxes"])), key=lambda i: -_area(objects["bboxes"][i]))
-        for i in order:  # large first: smaller objects overwrite
-            label = objects["labels"][i]
+        for i in sorted(range(len(bboxes)), key=lambda i: -_area(bboxes[i])):  # large first: small ones overwrite
+            label = labels[i]
             if label not in self.index:
                 raise ValueError(f"objects label {label!r} is not one of the head's classes {self.classes}")
-            x1, y1, x2, y2 = (float(v) for v in objects["bboxes"][i])
+            x1, y1, x2, y2 = (float(v) for v in bboxes[i])
             inside = ((cy >= y1) & (cy <= y2))[:, None] & ((cx >= x1) & (cx <= x2))[None]  # (h, w)
-            r = min(int((y1 + y2) / 2 / H * h), h - 1)
-            c = min(int((x1 + x2) / 2 / W * w), w - 1)
+            r = min(max(int((y1 + y2) / 2 / H * h), 0), h - 1)
+            c = min(max(int((x1 + x2) / 2 / W * w), 0), w - 1)
             inside[r, c] = True
             inside = inside.flatten()
             cls[inside] = self.index[label]
@@ -180,8 +183,8 @@ class DenseObjectHead(nn.Module):
         cls = torch.stack([t[0] for t in targets]).to(image_embeds.device)  # (B, h*w)
         box = torch.stack([t[1] for t in targets]).to(image_embeds.device)  # (B, h*w, 4)
         tokens = image_embeds[:, 1:].float()  # (B, h*w, D); the pooled token has no cell
-        if not (cls >= 0).any():
-            zero = tokens.sum() * 0
+        if not (cls >= 0).any():  # both heads stay in the graph: DDP expects a gradient for every parameter
+            zero = (self.cls(tokens).sum() + self.box(tokens).sum()) * 0
             return {"loss_objects": zero, "loss_boxes": zero}
         loss_cls = F.cross_entropy(self.cls(tokens).flatten(0, 1), cls.flatten(), ignore_index=-100)
         fg = cls > 0
@@ -220,7 +223,6 @@ class PixelReconstructionHead(nn.Module):
         target = F.adaptive_avg_pool2d(pixel_values.float(), (h * self.cell, w * self.cell))
         target = F.unfold(target, self.cell, stride=self.cell).transpose(1, 2)  # (B, h*w, 3*cell*cell)
         return self.weight * F.mse_loss(self.proj(image_embeds[:, 1:].float()), target)
-
 
 
 def _matches(name: str, prefix: str) -> bool:
@@ -284,7 +286,8 @@ class Florence2Model(BaseModel):
         tokenizer: see :func:`build_tokenizer_from_cfg` (default: the pretrained folder's).
         generation: generation arguments for ``mode="predict"`` (default: the checkpoint's).
         block_location_ngrams: the published n-gram blocking over location tokens (default off).
-        location_init: ``"sinusoidal"`` to initialise location-token embeddings smoothly (from scratch).
+        location_init: initial location-token embeddings for training from scratch (see
+            :func:`location_init_`): ``"sinusoidal"`` or ``"coordinate"``.
         reconstruction: ``dict(weight=1.0, cell=8)`` adds :class:`PixelReconstructionHead`'s loss
             (``loss_pixels`` in the logs) when training; for towers trained from scratch.
         objects: ``dict(classes=[...] or "module:function", weight=1.0, box_weight=5.0)`` adds
@@ -348,7 +351,7 @@ class Florence2Model(BaseModel):
     def export(self, folder, layout: str = "native"):
         """Write the trained model as a Florence-2 checkpoint folder (weights, config, tokenizer) that
         :func:`florence.pipeline` and ``from_pretrained`` load; LoRA adapters are merged into the
-        weights, the reconstruction head is left out."""
+        weights, the training-only heads (reconstruction, objects) are left out."""
         model = copy.deepcopy(self.model)
         merge_lora_(model)
         model.save_pretrained(folder, layout=layout)
@@ -364,6 +367,9 @@ class Florence2Model(BaseModel):
             if self.reconstruction is not None:
                 losses["loss_pixels"] = self.reconstruction(pixel_values, image_embeds)
             if self.objects is not None:
+                if data_samples is None:
+                    raise ValueError("the objects head needs data_samples (each sample's extra['objects']) in "
+                                     "mode='loss'")
                 objects = [(s.extra.get("objects"), s.image_size) for s in data_samples]
                 losses.update(self.objects(pixel_values, image_embeds, objects))
             return losses

@@ -25,7 +25,6 @@ def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4,
         src.update(image_size=image_size, length=length, seed=seed)
         if tasks is not None:
             src.tasks = tasks
-            src.pop("task_weights", None)  # the main config's weights are per task of the full list
     cfg.test_dataloader = cfg.val_dataloader
     cfg.model.generation = dict(num_beams=1, max_new_tokens=24)
     cfg.default_hooks.logger.interval = 1

@@ -85,9 +85,10 @@ def test_preprocessor_pads_prompts_right_and_masks_label_padding():
 def test_synthetic_samples_carry_every_object_for_dense_losses():
     from florence.data.synthetic import category_names
 
-    ds = SyntheticScenes(seed=5, length=20, image_size=96, text_size=0.2)
+    ds = SyntheticScenes(seed=5, length=30, image_size=96, text_size=0.2, cycle_tasks=True)  # 2 of each task
     mixed = MultiTaskDataset([ds], image_size=96)
-    for i in range(20):
+    seen_od = 0
+    for i in range(30):
         item = ds[i]
         objects = item["objects"]
         assert len(objects["bboxes"]) == len(objects["labels"]) >= 2  # a shape and a word at least
@@ -95,8 +96,27 @@ def test_synthetic_samples_carry_every_object_for_dense_losses():
         if item["task"] == "<OD>":  # the detection target lists exactly the shapes among them
             assert item["annotation"]["bboxes"] == [b for b, label in zip(objects["bboxes"], objects["labels"])
                                                     if not label.isupper()]
+            seen_od += 1
         assert mixed[i]["data_samples"].extra["objects"] == objects
+    assert seen_od == 2
     word = next(b for b, label in zip(objects["bboxes"], objects["labels"]) if label.isupper())
     assert word[3] - word[1] > 0.1 * 96  # the font follows text_size
-    with pytest.raises(ValueError, match="text_size"):
-        SyntheticScenes(text_size=0)
+    for bad in (0, 0.3):
+        with pytest.raises(ValueError, match="text_size"):
+            SyntheticScenes(text_size=bad)
+
+
+def test_synthetic_task_weights_list_or_dict():
+    weights = {"<OD>": 3, "<OCR>": 1}
+    by_dict = SyntheticScenes(seed=1, length=200, task_weights=weights)
+    by_list = SyntheticScenes(seed=1, length=200, tasks=["<OD>", "<OCR>"], task_weights=[3, 1])
+    tasks = [by_dict[i]["task"] for i in range(200)]
+    assert tasks == [by_list[i]["task"] for i in range(200)]
+    assert 0.6 < tasks.count("<OD>") / 200 < 0.9
+    assert SyntheticScenes(tasks=["<OCR>"], task_weights=weights).task_weights == [1]
+    for bad, match in (({"<OD>": 1, "<CAPTION>": -1}, "numbers >= 0"), ([0, 0], "positive sum"),
+                       ([1], "2 tasks but 1")):
+        with pytest.raises(ValueError, match=match):
+            SyntheticScenes(tasks=None if isinstance(bad, dict) else ["<OD>", "<OCR>"], task_weights=bad)
+    with pytest.raises(ValueError, match="no weight for"):
+        SyntheticScenes(tasks=["<CAPTION>"], task_weights=weights)

@@ -1,5 +1,5 @@
-"""The mmengine wrapper's losses: token cross-entropy, and the pixel reconstruction loss that lets a
-tower trained from scratch learn."""
+"""The mmengine wrapper's losses: token cross-entropy and the training-only heads (pixel
+reconstruction, dense objects) that let a model trained from scratch learn; location-token init."""
 import pytest
 import torch
 
@@ -132,6 +132,29 @@ def test_objects_head_targets_cells_under_each_object():
     assert (cls == -100).all()  # no objects given: nothing counts
     with pytest.raises(ValueError, match="'DOG' is not one of the head's classes"):
         head.targets({"bboxes": [[0, 0, 5, 5]], "labels": ["DOG"]}, (90, 60), 2, 3)
+    for bad in ({"bboxes": [[0, 0, 5, 5]], "labels": []}, {"bboxes": [[0, 0, 5]], "labels": ["CAT"]}, {"labels": []}):
+        with pytest.raises(ValueError, match="one label per box"):
+            head.targets(bad, (90, 60), 2, 3)
+    cls, _ = head.targets({"bboxes": [[-50, -40, -20, -30]], "labels": ["CAT"]}, (90, 60), 2, 3)
+    assert cls.tolist() == [2, 0, 0, 0, 0, 0]  # a box off the canvas owns the nearest cell, not a wrapped one
+    for bad in (dict(classes=[]), dict(classes=["CAT"], weight=0)):
+        with pytest.raises(ValueError, match="objects head needs"):
+            DenseObjectHead(dim=8, **bad)
+
+
+def test_objects_head_loss_counts_only_samples_with_objects():
+    torch.manual_seed(0)
+    head = DenseObjectHead(dim=8, classes=["red circle", "CAT"])
+    pixels, embeds = torch.zeros(2, 3, 64, 64), torch.randn(2, 1 + 4, 8)  # 2x2 grid + the pooled token
+    one = [({"bboxes": [[0, 0, 30, 30]], "labels": ["CAT"]}, (64, 64))]
+    alone = head(pixels[:1], embeds[:1], one)
+    mixed = head(pixels, embeds, one + [(None, (64, 64))])
+    for k in alone:
+        torch.testing.assert_close(mixed[k], alone[k])
+    none = head(pixels, embeds, [(None, (64, 64))] * 2)
+    assert none["loss_objects"].item() == 0 and none["loss_boxes"].item() == 0
+    (none["loss_objects"] + none["loss_boxes"]).backward()  # every parameter gets a (zero) gradient, as DDP needs
+    assert all(p.grad is not None for p in head.parameters())
 
 
 def test_wrapper_adds_the_objects_losses_and_keeps_the_head_out_of_the_model():
@@ -162,3 +185,11 @@ def test_coordinate_location_init_makes_a_coordinate_a_linear_read_out():
     with pytest.raises(ValueError, match="location_init"):
         Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, location_init="linear")
 
+
+def test_sinusoidal_location_init_puts_neighbouring_bins_close():
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, location_init="sinusoidal")
+    ids = model.tokenizer.convert_tokens_to_ids([loc_token(i) for i in range(NUM_BINS)])
+    rows = torch.nn.functional.normalize(model.model.get_input_embeddings().weight[ids].detach(), dim=-1)
+    near = (rows[:-1] * rows[1:]).sum(-1)  # cosine of each bin with the next
+    far = (rows[:-500] * rows[500:]).sum(-1)
+    assert near.min() > 0.9 and far.mean() < 0.5, (near.min(), far.mean())
