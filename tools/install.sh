@@ -6,7 +6,7 @@
 #
 # The downstream extra needs mmcv 2.1.0 with its compiled ops (mmdet 3.3 / mmseg 1.2 require
 # mmcv < 2.2), and PyPI has only mmcv's source. The first run builds its wheel against the installed
-# torch (~25-35 min on 2 cores) into a cache directory outside the repository, ONCE; later runs, and
+# torch (6 min on 2 idle cores, measured; 32 min when the cores were shared) into a cache directory outside the repository, ONCE; later runs, and
 # fresh clones on the same machine, install that wheel in seconds:
 #   ${FLORENCE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/wheels}/torch-<version>-py<version>/
 # Set FLORENCE_DOWNSTREAM=0 to skip the downstream extra (and the build) altogether.
@@ -28,7 +28,7 @@ build_mmcv_wheel() {  # $1: the folder the wheel goes to
   local tmp src wheel
   tmp=$(mktemp -d)
   src="$tmp/mmcv-$MMCV_VERSION"
-  echo "building the mmcv $MMCV_VERSION wheel (compiles its C++ ops, once per torch version: ~25-35 min on 2 cores)" \
+  echo "building the mmcv $MMCV_VERSION wheel (compiles its C++ ops, once per torch version: ~6-30 min on 2 cores)" \
        "into $1; log: .venv/mmcv-build.log"
   # mmcv's setup.py imports pkg_resources, which setuptools 81 removed: an older setuptools for this
   # build only (first on PYTHONPATH); ninja from .venv/bin builds MAX_JOBS files at a time.
