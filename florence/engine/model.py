@@ -2,8 +2,9 @@
 
 ``mode="loss"`` returns the token cross-entropy (pad labels never count), plus optional
 training-only losses on the image tokens that let a model trained from scratch learn in a short
-run (:class:`PixelReconstructionHead`, :class:`DenseObjectHead`); ``mode="predict"`` generates, parses through each sample's task
-plugin and returns the samples with ``pred`` filled in for the metrics.
+run (:class:`PixelReconstructionHead`, :class:`DenseObjectHead`); ``mode="predict"`` generates,
+parses through each sample's task plugin and returns the samples with ``pred`` filled in for the
+metrics.
 """
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ from ..task import get_task
 __all__ = ["Florence2Model", "Florence2DataPreprocessor", "PixelReconstructionHead", "build_tokenizer_from_cfg"]
 
 
+def _call_named(spec: str):
+    """The result of calling the function a ``"module:function"`` string names."""
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"expected 'module:function', got {spec!r}")
+    return getattr(importlib.import_module(module), name)()
+
+
 def build_tokenizer_from_cfg(cfg, pretrained=None):
     """A tokenizer from a folder path, from ``dict(texts_from="module:function", vocab_size=N)`` (a
     byte-level BPE trained offline on that function's texts; deterministic), or from the
@@ -39,8 +48,7 @@ def build_tokenizer_from_cfg(cfg, pretrained=None):
     if isinstance(cfg, str):
         return load_tokenizer(cfg)
     if isinstance(cfg, dict) and "texts_from" in cfg:
-        module, _, name = cfg["texts_from"].partition(":")
-        texts = getattr(importlib.import_module(module), name)()
+        texts = _call_named(cfg["texts_from"])
         return build_tokenizer(texts, vocab_size=cfg.get("vocab_size", 1000))
     raise ValueError(f"tokenizer must be a folder or dict(texts_from='module:function', vocab_size=N), got {cfg!r}")
 
@@ -138,10 +146,7 @@ class DenseObjectHead(nn.Module):
 
     def __init__(self, dim: int, classes, weight: float = 1.0, box_weight: float = 5.0):
         super().__init__()
-        if isinstance(classes, str):
-            module, _, name = classes.partition(":")
-            classes = getattr(importlib.import_module(module), name)()
-        self.classes = list(classes)
+        self.classes = list(_call_named(classes) if isinstance(classes, str) else classes)
         if not self.classes or weight <= 0 or box_weight < 0:
             raise ValueError(f"objects head needs classes, weight > 0 and box_weight >= 0; got {len(self.classes)} "
                              f"classes, weight={weight}, box_weight={box_weight}")
@@ -308,9 +313,8 @@ class Florence2Model(BaseModel):
     def __init__(self, model: dict | None = None, pretrained: str | None = None, tokenizer=None,
                  generation: dict | None = None, block_location_ngrams: bool = False,
                  location_init: str | None = None, reconstruction: dict | None = None, objects: dict | None = None,
-                 freeze=(),
-                 lora: dict | None = None, gradient_checkpointing: bool = False, max_prompt_tokens: int = 256,
-                 max_target_tokens: int = 1024, init_cfg=None):
+                 freeze=(), lora: dict | None = None, gradient_checkpointing: bool = False,
+                 max_prompt_tokens: int = 256, max_target_tokens: int = 1024, init_cfg=None):
         tokenizer = build_tokenizer_from_cfg(tokenizer, pretrained)
         super().__init__(data_preprocessor=Florence2DataPreprocessor(tokenizer, max_prompt_tokens, max_target_tokens),
                          init_cfg=init_cfg)
@@ -363,7 +367,8 @@ class Florence2Model(BaseModel):
             if self.reconstruction is None and self.objects is None:
                 return {"loss": self.model(pixel_values, input_ids, attention_mask, labels=labels).loss}
             image_embeds = self.model.encode_image(pixel_values)
-            losses = {"loss": self.model(None, input_ids, attention_mask, labels=labels, image_embeds=image_embeds).loss}
+            out = self.model(None, input_ids, attention_mask, labels=labels, image_embeds=image_embeds)
+            losses = {"loss": out.loss}
             if self.reconstruction is not None:
                 losses["loss_pixels"] = self.reconstruction(pixel_values, image_embeds)
             if self.objects is not None:

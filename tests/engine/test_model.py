@@ -140,6 +140,8 @@ def test_objects_head_targets_cells_under_each_object():
     for bad in (dict(classes=[]), dict(classes=["CAT"], weight=0)):
         with pytest.raises(ValueError, match="objects head needs"):
             DenseObjectHead(dim=8, **bad)
+    with pytest.raises(ValueError, match="expected 'module:function', got 'red circle'"):
+        DenseObjectHead(dim=8, classes="red circle")
 
 
 def test_objects_head_loss_counts_only_samples_with_objects():
