@@ -22,6 +22,7 @@ from transformers import LogitsProcessorList
 from .checkpoint import resolve_folder
 from .generation import TextNoRepeatNGramLogitsProcessor
 from .models import Florence2ForConditionalGeneration
+from .models.kernels import release_packed_weights_
 from .processing import Florence2Processor
 from .processing.image import load_image
 from .task import Task, TaskError, get_task, list_tasks
@@ -162,7 +163,8 @@ class Pipeline:
         """Generated texts (special tokens kept) and, per row, the log-probabilities of its location
         tokens (None when scores are off)."""
         batch = self.processor(images=images, text=prompts)
-        return generate_texts(self.model, self.processor, batch["pixel_values"], batch["input_ids"],
+        # pop: generate_texts then holds the only reference to the pixels and drops them once encoded
+        return generate_texts(self.model, self.processor, batch.pop("pixel_values"), batch["input_ids"],
                               batch["attention_mask"], block_location_ngrams=self.block_location_ngrams,
                               scores=self.scores, **{**self.generation, **generation_kwargs})
 
@@ -176,7 +178,13 @@ def generate_texts(model, processor, pixel_values, input_ids, attention_mask=Non
     device, dtype = model.device, model.dtype
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    beams = max(generation_kwargs.get("num_beams") or model.generation_config.num_beams or 1,
+                generation_kwargs.get("num_return_sequences") or 1)
+    release_packed_weights_(model, input_ids.shape[0] * beams)  # before encoding: see Florence2...generate
     encoded = model.encode(pixel_values.to(device, dtype), input_ids.to(device), attention_mask.to(device))
+    # the batch's float32 pixels (8 x 7 MB at 768 px) are not needed while decoding; the caller may
+    # still hold them (then this frees nothing)
+    del pixel_values
     kwargs = dict(generation_kwargs)
     ngram = kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size) or 0
     loc_ids = processor.location_token_ids
