@@ -248,7 +248,8 @@ class Florence2ForConditionalGeneration(nn.Module):
         # rows per decoder linear: above the packing limit the packed bf16 weights are dead weight
         # (released before the encoder runs, so that its activations can reuse their memory)
         inputs = encoded[0].last_hidden_state if encoded is not None else input_ids
-        release_packed_weights_(self, inputs.shape[0] * max(config.num_beams or 1, config.num_return_sequences or 1))
+        if inputs is not None:
+            release_packed_weights_(self, len(inputs) * max(config.num_beams or 1, config.num_return_sequences or 1))
         encoder_outputs, mask = encoded if encoded is not None else self.encode(
             pixel_values, input_ids, attention_mask, image_embeds)
         hidden = encoder_outputs.last_hidden_state
