@@ -21,6 +21,13 @@ bf16 autocast over fp32 weights for training. Sections:
   post_process_generation); 3 beams, 32 forced new tokens each.
 - B4 one training step (forward + backward + AdamW step), tiny and base, batch 2 at 768 px.
 
+Floors (notes column): the time no implementation of this model can beat on this machine, from
+measured limits: the matmul FLOPs of tower and encoder (counted on the reference) at the measured
+matmul peak, plus one read of the decoder's weights per decoding step (florence's step reads every
+decoder matrix but the cross-attention keys/values, and the LM head) at the measured memory bandwidth
+of a 1 GiB copy. A target whose floor ratio is beyond it cannot be met by speed-ups of the same
+computation. B4 notes give the training step's FLOPs (forward + backward, counted) per second.
+
 Timings are medians of ``--reps`` runs after one warm-up, ours and the reference alternating. Outputs
 are checked: token ids (B2, B3 texts) must be equal; B1 features and B4 losses are compared. Peak
 memory is the peak resident set size of a separate process per side and dtype that loads only that
@@ -291,6 +298,49 @@ def vision_flops(reference) -> float:
     return counter.get_total_flops()
 
 
+def encoder_flops(reference, tokens: int = 590) -> float:
+    """FLOPs of the BART encoder over one image's 577 visual tokens and a prompt (counted on the reference)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    d = reference.config.text_config.d_model
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        reference.get_encoder()(inputs_embeds=torch.zeros(1, tokens, d, dtype=reference.dtype))
+    return counter.get_total_flops()
+
+
+def train_flops(reference, tok, dtype: str) -> float:
+    """FLOPs of one B4 training step, forward and backward (counted on the reference)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    step = train_step("ref", reference, tok, dtype)
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def memory_bandwidth() -> float:
+    """GB/s moved by a 1 GiB copy (bytes read + written): the bound of a decoding step, which reads
+    every decoder weight once for a handful of rows."""
+    src = torch.ones(2 ** 28)
+    dst = torch.empty_like(src).copy_(src)
+    ts = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        ts.append(time.perf_counter() - t0)
+    return 2 * src.numel() * src.element_size() / min(ts) / 1e9
+
+
+def decode_bytes(model) -> int:
+    """Bytes of weights florence's decoding step reads: every decoder matrix except the cross-attention
+    keys/values (projected once per input) and the LM head."""
+    layers = model.language_model.model.decoder.layers
+    n = sum(p.numel() for name, p in layers.named_parameters() if p.ndim == 2
+            and not re.search(r"encoder_attn\.(k|v)_proj", name))
+    head = model.language_model.lm_head.weight
+    return (n + head.numel()) * head.element_size()
+
+
 def hwm_gb() -> float:
     status = open("/proc/self/status").read()
     return int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) / 2 ** 20
@@ -417,6 +467,8 @@ def main():
     peaks = {dt: matmul_peak(torch.float32 if dt == "fp32" else torch.bfloat16) for dt in args.dtypes}
     for dt, (gf, how) in peaks.items():
         print(f"matmul peak {dt}: {gf:.0f} GFLOP/s ({how})", flush=True)
+    bandwidth = memory_bandwidth()
+    print(f"memory bandwidth: {bandwidth:.1f} GB/s (1 GiB copy, read + write)", flush=True)
     tok, results = tokenizer(), []
     with tempfile.TemporaryDirectory() as tmp:
         infer_sections = [s for s in args.sections if s != "b4"]
@@ -437,8 +489,12 @@ def main():
                 print(f"[{preset} {dtype}]", flush=True)
                 ref = Workloads("ref", load("ref", folders[preset], dtype), tok, dtype)
                 ours = Workloads("ours", load("ours", folders[preset], dtype), tok, dtype)
+                # floors: matmul FLOPs at the measured peak, and decoding steps reading their weights at the
+                # measured memory bandwidth (what no implementation of this model beats on this machine)
+                flops, enc_flops = vision_flops(ref.model), encoder_flops(ref.model)
+                step_s = decode_bytes(ours.model) / bandwidth / 1e9
+                peak_flops = peaks[dtype][0] * 1e9
                 if "b1" in infer_sections:
-                    flops = vision_flops(ref.model)
                     for n in (1, 8):
                         rt, ot, a, b = compare(ref.b1(n), ours.b1(n), args.reps)
                         err = ((a - b).abs().max() / a.abs().max()).item()
@@ -448,24 +504,29 @@ def main():
                 if "b2" in infer_sections:
                     for name, beams in (("greedy", 1), ("beams", 3)):
                         rt, ot, a, b = compare(ref.b2(beams), ours.b2(beams), args.reps)
+                        floor = (flops + enc_flops) / peak_flops + 64 * step_s
                         row(results, f"{preset}/b2-{name}", dtype, rt, ot, "ids equal" if a == b else
                             f"ids DIFFER ({sum(x == y for x, y in zip(a[0], b[0]))}/{len(a[0])} positions equal)",
-                            tokens=64, peak=mem)
+                            tokens=64, peak=mem, extra=f"floor {floor:.2f} s = {floor / rt:.2f}x")
                 if "b3" in infer_sections:
                     rt, ot, a, b = compare(ref.b3(), ours.b3(), max(1, args.reps - 1))
+                    floor = 8 * (flops + enc_flops) / peak_flops + 32 * step_s
                     row(results, f"{preset}/b3", dtype, rt, ot, f"{sum(x == y for x, y in zip(a, b))}/{len(a)} texts equal",
-                        tokens=8 * 32, peak=mem, extra=f"throughput {rt / ot:.1f}x")
+                        tokens=8 * 32, peak=mem, extra=f"throughput {rt / ot:.1f}x; floor {floor:.2f} s = {rt / floor:.1f}x")
                 del ref, ours
             for preset in train_presets:
                 print(f"[train {preset} {dtype}]", flush=True)
+                step_flops = train_flops(load("ref", folders[preset], "fp32"), tok, dtype)
                 rt, ot, a, b = compare(train_step("ref", load("ref", folders[preset], "fp32"), tok, dtype),
                                        train_step("ours", load("ours", folders[preset], "fp32"), tok, dtype),
                                        args.reps)
                 row(results, f"{preset}/b4", dtype, rt, ot, f"loss {a:.4f} / {b:.4f}", peak=mem,
-                    extra=f"throughput {rt / ot:.2f}x" + (" (autocast)" if dtype == "bf16" else ""))
+                    extra=f"throughput {rt / ot:.2f}x" + (" (autocast)" if dtype == "bf16" else "")
+                    + f"; {step_flops / ot / 1e9:.0f} GFLOP/s = {step_flops / ot / 1e9 / peaks[dtype][0]:.0%} of peak")
     minutes = (time.perf_counter() - start) / 60
     header = (f"{args.threads} threads, torch {torch.__version__}, transformers {transformers.__version__}; "
               + "; ".join(f"matmul peak {dt} {gf:.0f} GFLOP/s" for dt, (gf, _) in peaks.items())
+              + f"; memory bandwidth {bandwidth:.0f} GB/s"
               + f"; ran {minutes:.1f} min")
     print()
     print(table(results, header))

@@ -103,7 +103,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if residual is not None and (act != "none" or torch.is_grad_enabled() or residual.dtype != x.dtype
                                  or residual.shape[:-1] != x.shape[:-1]):
         return linear(x, weight, bias, act, module) + residual
-    if torch.is_autocast_enabled("cpu") and x.device.type == "cpu" and x.is_floating_point():
+    autocast = torch.is_autocast_enabled("cpu")
+    if autocast and x.device.type == "cpu" and x.is_floating_point():
         dt = torch.get_autocast_dtype("cpu")
         x, weight = x.to(dt), weight.to(dt)
         bias = bias.to(dt) if bias is not None else None
@@ -114,16 +115,22 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         y = F.linear(x, weight, bias)
         y = F.gelu(y) if act == "gelu" else y
         return y if residual is None else y + residual
-    with torch.autocast("cpu", enabled=False):
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
-                                        or (bias is not None and bias.requires_grad)):
-            return _OneDNNLinear.apply(x, weight, bias, act)
-        rows = x.numel() // x.shape[-1]
-        if module is not None and x.dtype == torch.bfloat16 and rows <= _PACK_MAX_ROWS:
-            weight = _packed(module, weight)
-        if residual is not None:
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
-        return _lp(x, weight, bias, act)
+    if autocast:  # inputs already cast: the ops inside run as they are (the switch costs ~10 us, so only here)
+        with torch.autocast("cpu", enabled=False):
+            return _onednn(x, weight, bias, act, module, residual)
+    return _onednn(x, weight, bias, act, module, residual)
+
+
+def _onednn(x, weight, bias, act, module, residual):
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return _OneDNNLinear.apply(x, weight, bias, act)
+    rows = x.numel() // x.shape[-1]
+    if module is not None and x.dtype == torch.bfloat16 and rows <= _PACK_MAX_ROWS:
+        weight = _packed(module, weight)
+    if residual is not None:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
+    return _lp(x, weight, bias, act)
 
 
 class FastLinear(nn.Linear):
