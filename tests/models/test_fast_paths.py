@@ -98,6 +98,20 @@ def test_batched_padded_beam_search_equals_oracle(models, inputs):
 
 
 @torch.no_grad()
+def test_encode_one_input_at_a_time_equals_batched_encoder(models, inputs):
+    """encode() runs the BART encoder row by row: every unpadded position as in one padded batch."""
+    _, ours = models
+    pixels, ids, mask, _ = inputs
+    embeds, full_mask = ours.encoder_inputs(pixels, ids, mask)
+    batched = ours.language_model.get_encoder()(inputs_embeds=embeds, attention_mask=full_mask).last_hidden_state
+    encoded, got_mask = ours.encode(pixels, ids, mask)
+    rows = encoded.last_hidden_state
+    valid = full_mask.bool()
+    assert (~valid).any() and torch.equal(got_mask, full_mask)
+    assert torch.equal(rows[valid], batched[valid])
+
+
+@torch.no_grad()
 def test_bf16_decoding_steps_as_accurate_as_oracle(oracle, inputs):
     """bf16 decoding (float32-softmax attention for one query row, shared cross-attention K/V,
     packed weights): step logits against the fp32 oracle's teacher-forced logits, no further off
