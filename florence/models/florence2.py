@@ -236,7 +236,7 @@ class Florence2ForConditionalGeneration(nn.Module):
         if len(embeds) == 1:
             return encoder(inputs_embeds=embeds, attention_mask=mask), mask
         # one input at a time: the same numbers as the batch (each row attends only to itself), less
-        # memory, and faster on CPU (measured: 8 inputs of 591 tokens, fp32, 1.53 -> 1.33 s)
+        # memory, and no slower on CPU (measured, 8 mixed prompts: fp32 1.50 -> 1.41 s, bf16 0.89 -> 0.87 s)
         hidden = torch.cat([encoder(inputs_embeds=e[None], attention_mask=m[None]).last_hidden_state
                             for e, m in zip(embeds, mask)])
         return BaseModelOutput(last_hidden_state=hidden), mask
