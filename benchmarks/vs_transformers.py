@@ -288,34 +288,32 @@ def matmul_peak(dtype) -> tuple[float, str]:
     return best, how
 
 
+def count_flops(fn) -> float:
+    """FLOPs of ``fn()``, counted by torch's FlopCounterMode. Run it on the reference: the counter
+    knows plain aten ops, not oneDNN's linear."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+@torch.inference_mode()
 def vision_flops(reference) -> float:
-    """FLOPs of one image's tower + projector, counted on the reference (plain aten ops; the counter
-    does not know oneDNN's linear)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        reference.model.get_image_features(torch.zeros(1, 3, 768, 768, dtype=reference.dtype))
-    return counter.get_total_flops()
+    """FLOPs of one image's tower + projector."""
+    return count_flops(lambda: reference.model.get_image_features(torch.zeros(1, 3, 768, 768, dtype=reference.dtype)))
 
 
+@torch.inference_mode()
 def encoder_flops(reference, tokens: int = 590) -> float:
-    """FLOPs of the BART encoder over one image's 577 visual tokens and a prompt (counted on the reference)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+    """FLOPs of the BART encoder over one image's 577 visual tokens and a prompt."""
     d = reference.config.text_config.d_model
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        reference.get_encoder()(inputs_embeds=torch.zeros(1, tokens, d, dtype=reference.dtype))
-    return counter.get_total_flops()
+    return count_flops(lambda: reference.get_encoder()(inputs_embeds=torch.zeros(1, tokens, d, dtype=reference.dtype)))
 
 
 def train_flops(reference, tok, dtype: str) -> float:
-    """FLOPs of one B4 training step, forward and backward (counted on the reference)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    step = train_step("ref", reference, tok, dtype)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    return counter.get_total_flops()
+    """FLOPs of one B4 training step, forward and backward."""
+    return count_flops(train_step("ref", reference, tok, dtype))
 
 
 def memory_bandwidth() -> float:
