@@ -19,7 +19,8 @@ bf16 autocast over fp32 weights for training. Sections:
 - B3 8 images with mixed tasks: ``florence.pipeline`` (one batch, results parsed, per-box scores on) vs
   the reference called image by image as its model card shows (processor, generate, batch_decode,
   post_process_generation); 3 beams, 32 forced new tokens each.
-- B4 one training step (forward + backward + AdamW step), tiny and base, batch 2 at 768 px.
+- B4 one training step (forward + backward + AdamW step), tiny and base, batch 2 at 768 px; fused
+  AdamW on both sides (transformers' Trainer default with torch >= 2.8, and florence's configs').
 
 Floors (notes column): the time no implementation of this model can beat on this machine, from
 measured limits: the matmul FLOPs of tower and encoder (counted on the reference) at the measured
@@ -239,7 +240,7 @@ def train_step(side: str, model, tok, dtype: str, batch: int = 2, target_tokens:
         inputs = dict(pixel_values=pixels, input_ids=torch.cat([image, prompt["input_ids"]], 1),
                       attention_mask=torch.cat([torch.ones_like(image), prompt["attention_mask"]], 1))
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-6, fused=True)
 
     def run():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16"):

@@ -30,7 +30,7 @@ model = dict(type=Florence2Model, pretrained="microsoft/Florence-2-base",
              generation=dict(num_beams=3, max_new_tokens=1024), max_target_tokens=1024)
 
 optim_wrapper = dict(type=AutocastOptimWrapper, dtype="bfloat16",
-                     optimizer=dict(type=AdamW, lr=1e-5, betas=(0.9, 0.999), weight_decay=0.01),
+                     optimizer=dict(type=AdamW, lr=1e-5, betas=(0.9, 0.999), weight_decay=0.01, fused=True),
                      paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, bypass_duplicate=True),
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
 param_scheduler = [

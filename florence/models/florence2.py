@@ -28,13 +28,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from transformers import BartForConditionalGeneration, DynamicCache, EncoderDecoderCache, GenerationConfig
+from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
 from ..generation import SharedCrossAttentionCache
 from ..registry import MODELS
 from .config import Florence2Config
 from .davit import davit_features
+from .decoding import DecodingBart
 from .kernels import ATTENTION, register_attention, release_packed_weights_, use_fast_linear_
 
 __all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right"]
@@ -151,7 +152,7 @@ class Florence2ForConditionalGeneration(nn.Module):
         self.image_projection = nn.Parameter(torch.empty(dim, v.projection_dim))  # (C4, D), no bias
         nn.init.trunc_normal_(self.image_projection, std=0.02)
         self.image_proj_norm = nn.LayerNorm(v.projection_dim)
-        self.language_model = BartForConditionalGeneration(config.text)
+        self.language_model = DecodingBart(config.text)  # transformers' BART, leaner decoding steps
         self.generation_config = GenerationConfig(
             **config.generation,
             bos_token_id=config.text.bos_token_id, pad_token_id=config.text.pad_token_id,

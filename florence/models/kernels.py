@@ -100,14 +100,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     and ``residual`` optional, through oneDNN where it applies (the residual add fused into the
     matmul's output pass in inference) and ``F.linear`` elsewhere. Under CPU autocast it computes in
     the autocast dtype, as ``F.linear`` does. ``module`` lets bf16 inference keep a packed weight."""
-    if residual is not None and (act != "none" or torch.is_grad_enabled() or residual.dtype != x.dtype
-                                 or residual.shape[:-1] != x.shape[:-1]):
-        return linear(x, weight, bias, act, module) + residual
     autocast = torch.is_autocast_enabled("cpu")
     if autocast and x.device.type == "cpu" and x.is_floating_point():
         dt = torch.get_autocast_dtype("cpu")
         x, weight = x.to(dt), weight.to(dt)
         bias = bias.to(dt) if bias is not None else None
+    if residual is not None and (act != "none" or torch.is_grad_enabled() or residual.dtype != x.dtype
+                                 or residual.shape[:-1] != x.shape[:-1]):
+        return linear(x, weight, bias, act, module) + residual  # e.g. a float32 residual under autocast
     usable = (x.device.type == "cpu" and x.dtype in _DTYPES and weight.dtype == x.dtype
               and (bias is None or bias.dtype == x.dtype) and type(x) is torch.Tensor
               and type(weight) in (torch.Tensor, nn.Parameter) and x.numel() > 0 and onednn_available())

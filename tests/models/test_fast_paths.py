@@ -130,3 +130,82 @@ def test_bf16_decoding_steps_as_accurate_as_oracle(oracle, inputs):
                  decoder_input_ids=dec).logits.float()
     err, err_native = (steps - ref).abs().max(), (ref16 - ref).abs().max()
     assert err <= 2 * err_native + 1e-3 and err < 0.1 * ref.abs().max()
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_lean_decoding_steps_equal_transformers_forward(models, inputs, num_beams, monkeypatch):
+    """DecodingBart's own decoding step (padded batch, beams sharing cross-attention rows) gives
+    transformers' forward's token ids and, within fp32 rounding, its step logits."""
+    from florence.models.decoding import DecodingBart
+
+    _, ours = models
+    pixels, ids, mask, _ = inputs
+    steps = []
+    monkeypatch.setattr(DecodingBart, "decode_step", lambda self, *a, _f=DecodingBart.decode_step: steps.append(1) or _f(self, *a))
+    kwargs = dict(num_beams=num_beams, do_sample=False, max_new_tokens=12, min_new_tokens=12, no_repeat_ngram_size=3,
+                  output_logits=True, return_dict_in_generate=True, suppress_tokens=[5, 7, 10 ** 6])
+    out = {}
+    for lean in (True, False):
+        ours.language_model.lean_steps = lean
+        try:
+            out[lean] = ours.generate(pixels, ids, mask, **kwargs)
+        finally:
+            del ours.language_model.lean_steps  # back to the class default
+        assert len(steps) == (12 if lean else 0)  # every step, the first included
+        steps.clear()
+    assert (mask == 0).any() and out[True].sequences.tolist() == out[False].sequences.tolist()
+    for a, b in zip(out[True].logits, out[False].logits):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    assert not torch.isin(out[True].sequences, torch.tensor([5, 7])).any()
+
+
+@torch.no_grad()
+def test_decoding_falls_back_to_transformers_forward(models, inputs):
+    """Requests the lean step does not serve (per-layer hidden states) run transformers' forward."""
+    _, ours = models
+    pixels, ids, mask, _ = inputs
+    out = ours.generate(pixels[:1], ids[:1], mask[:1], num_beams=1, max_new_tokens=3, output_hidden_states=True,
+                        return_dict_in_generate=True)
+    layers = ours.config.text.decoder_layers
+    assert [len(step) for step in out.decoder_hidden_states] == [layers + 1] * 3
+
+
+def test_fast_logits_processors_equal_transformers():
+    from transformers.generation.logits_process import (ForcedEOSTokenLogitsProcessor, LogitsProcessorList,
+                                                        MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
+                                                        NoRepeatNGramLogitsProcessor, SuppressTokensLogitsProcessor)
+
+    from florence.generation import fast_logits_processors
+
+    def build():  # min_new_tokens before forced EOS, as transformers orders them: the last step is EOS
+        return LogitsProcessorList([MinLengthLogitsProcessor(6, [2, 3]), MinNewTokensLengthLogitsProcessor(3, 4, 2),
+                                    NoRepeatNGramLogitsProcessor(2), ForcedEOSTokenLogitsProcessor(7, 2),
+                                    SuppressTokensLogitsProcessor([1, 40, 99, 500])])
+
+    g = torch.Generator().manual_seed(0)
+    fast = fast_logits_processors(build())
+    assert [type(p).__name__ for p in fast][:2] == ["_MinLength", "_MinNewTokens"]
+    for length in range(3, 8):
+        ids = torch.randint(0, 50, (3, length), generator=g)
+        scores = torch.randn(3, 100, generator=g)
+        assert torch.equal(fast(ids, scores), build()(ids, scores))
+
+
+@torch.no_grad()
+def test_fp32_model_runs_inference_under_bf16_autocast(models, inputs):
+    """oneDNN linears with a fused residual add get a float32 residual under autocast (DaViT's
+    channel attention and MLPs, the decoding step): they add it after the bf16 matmul, as F.linear
+    + residual does, and the outputs follow the model's own bf16 autocast logits."""
+    from florence.models.kernels import linear
+
+    x, w, b, r = torch.randn(5, 8), torch.randn(6, 8), torch.randn(6), torch.randn(5, 6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, ref = linear(x, w, b, residual=r), torch.nn.functional.linear(x, w, b) + r
+    assert got.dtype == ref.dtype == torch.float32 and torch.equal(got, ref)
+    _, ours = models
+    pixels, ids, mask, _ = inputs
+    plain = ours.generate(pixels, ids, mask, num_beams=1, max_new_tokens=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = ours.generate(pixels, ids, mask, num_beams=1, max_new_tokens=4)
+    assert auto.shape == plain.shape

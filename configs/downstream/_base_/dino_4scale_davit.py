@@ -68,6 +68,6 @@ train_cfg = dict(type=EpochBasedTrainLoop, max_epochs=max_epochs, val_interval=1
 val_cfg = dict(type=ValLoop)
 test_cfg = dict(type=TestLoop)
 optim_wrapper = dict(
-    type=OptimWrapper, optimizer=dict(type=AdamW, lr=1e-4, weight_decay=1e-4), clip_grad=dict(max_norm=0.1, norm_type=2),
+    type=OptimWrapper, optimizer=dict(type=AdamW, lr=1e-4, weight_decay=1e-4, fused=True), clip_grad=dict(max_norm=0.1, norm_type=2),
     paramwise_cfg=dict(custom_keys={"backbone": dict(lr_mult=0.1)}))  # DINO's recipe: the backbone at lr / 10
 param_scheduler = [dict(type=MultiStepLR, begin=0, end=max_epochs, by_epoch=True, milestones=[11], gamma=0.1)]

@@ -11,7 +11,7 @@ val_cfg = dict(type=ValLoop)
 test_cfg = dict(type=TestLoop)
 optim_wrapper = dict(
     type=OptimWrapper,
-    optimizer=dict(type=AdamW, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),  # Swin's mmdet recipe
+    optimizer=dict(type=AdamW, lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, fused=True),  # Swin's mmdet recipe
     constructor=LayerDecayOptimWrapperConstructor,
     # stem lr x 0.9^13 = 0.25, last DaViT unit x 0.9 (rule: LayerDecayOptimWrapperConstructor's docstring)
     paramwise_cfg=dict(decay_rate=0.9))

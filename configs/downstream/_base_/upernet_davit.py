@@ -35,7 +35,7 @@ train_cfg = dict(type=IterBasedTrainLoop, max_iters=max_iters, val_interval=1600
 val_cfg = dict(type=ValLoop)
 test_cfg = dict(type=TestLoop)
 optim_wrapper = dict(
-    type=OptimWrapper, optimizer=dict(type=AdamW, lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01),
+    type=OptimWrapper, optimizer=dict(type=AdamW, lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01, fused=True),
     constructor=LayerDecayOptimWrapperConstructor,
     paramwise_cfg=dict(decay_rate=0.9))  # stem lr x 0.9^13 (rule: the constructor's docstring)
 param_scheduler = [
