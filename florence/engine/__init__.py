@@ -2,8 +2,8 @@
 from .model import Florence2DataPreprocessor, Florence2Model, build_tokenizer_from_cfg
 from .distributed import DataParallelAnyDevice, init_process_group
 from .hooks import EvaluationReportHook, ProgressBarHook
-from .runtime import AtomicLocalBackend, AutocastOptimWrapper, ResumableCheckpointHook
+from .runtime import AtomicLocalBackend, AutocastOptimWrapper, ResumableCheckpointHook, keep_freed_memory
 
 __all__ = ["Florence2Model", "Florence2DataPreprocessor", "build_tokenizer_from_cfg", "AutocastOptimWrapper",
            "AtomicLocalBackend", "ResumableCheckpointHook", "ProgressBarHook", "EvaluationReportHook",
-           "DataParallelAnyDevice", "init_process_group"]
+           "DataParallelAnyDevice", "init_process_group", "keep_freed_memory"]
