@@ -1,5 +1,5 @@
 """Generation helpers: n-gram blocking that leaves location tokens alone, a cross-attention cache
-shared by the beams of an input, and cheaper equivalents of two of transformers' logits processors.
+shared by the beams of an input, and cheaper equivalents of three of transformers' logits processors.
 
 The published generation settings use ``no_repeat_ngram_size=3`` over all tokens, which also
 forbids repeating any three location tokens: two objects sharing a corner or an edge
@@ -9,9 +9,9 @@ n-gram that contains a location token is never blocked.
 """
 from __future__ import annotations
 
-import torch
 import inspect
 
+import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import (MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
                                                     SuppressTokensLogitsProcessor)
@@ -116,8 +116,8 @@ def fast_logits_processors(processors: LogitsProcessorList) -> LogitsProcessorLi
     """The same processors, in the same order, in a list that looks their signatures up once, with
     the ones transformers builds for ``suppress_tokens``, ``min_length`` and ``min_new_tokens``
     turned into subclasses that compute the same scores with one ``index_fill`` (transformers'
-    build a vocabulary-wide ``isin`` mask at every step: ~0.5 and ~0.15 ms per step at 51k
-    tokens, measured)."""
+    build a vocabulary-wide ``isin`` mask at every step: ~0.5 ms per step for ``suppress_tokens``,
+    ~0.15 ms for each of the others at 51k tokens, measured)."""
     for p in processors:
         fast = _FAST_PROCESSORS.get(type(p))
         if fast is not None:

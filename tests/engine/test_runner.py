@@ -116,21 +116,29 @@ from florence.engine import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "keep" else None
 def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.ones(2 ** 26)  # 256 MB, allocated, written and freed once
+def step():  # a training step's pattern: large blocks allocated, written, all freed at the end
+    return [torch.ones(n).sum() for n in (10_000_000, 20_000_000, 30_000_000, 15_000_000)]
+for _ in range(3):
+    step()
 before = faults()
-torch.ones(2 ** 26)  # the same size again
-print(applied, faults() - before)
+for _ in range(4):
+    step()
+print(applied, (faults() - before) // 4)
 """
 
 
 @pytest.mark.skipif(not hasattr(os, "confstr") or "glibc" not in (os.confstr("CS_GNU_LIBC_VERSION") or ""),
                     reason="a glibc malloc setting")
 def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in(tmp_path):
-    """A freed 256 MB block comes back without page faults (default glibc: one fault per 4 kB page)."""
+    """Once warm, a step of 40-120 MB blocks (300 MB) reuses most of its pages; with glibc's defaults
+    every step faults them all in again (one fault per 4 kB page: ~73k). Kept, 0 faults per step in
+    most runs and ~29k in some (a 120 MB block that does not fit the freed space, which depends on
+    the heap's layout): at most 0.6x the default's is asserted."""
     import subprocess
     import sys
 
     out = {mode: subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
                                 cwd=tmp_path).stdout.split() for mode in ("default", "keep")}
     assert out["keep"][0] == "True"
-    assert int(out["default"][1]) > 2 ** 28 // 4096 // 2 and int(out["keep"][1]) < 1000
+    default, kept = int(out["default"][1]), int(out["keep"][1])
+    assert default > 300_000_000 // 4096 // 2 and kept < 0.6 * default
