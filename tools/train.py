@@ -6,8 +6,9 @@
 Configs with a ``strategy`` (DeepSpeed ZeRO, see ``florence.engine.deepspeed``) run on mmengine's
 FlexibleRunner. ``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
 optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast (CPU or GPU).
-Run as a script it sets glibc's malloc to keep freed memory (``florence.engine.keep_freed_memory``:
-~30% faster training steps on CPU; ``FLORENCE_KEEP_FREED_MEMORY=0`` turns that off).
+Run as a script it sets glibc's malloc to keep freed memory (``florence.engine.keep_freed_memory``;
+measured on CPU: a base bf16 step 6.6-6.9 -> 4.3-4.8 s, the main job 14 -> 12 min;
+``FLORENCE_KEEP_FREED_MEMORY=0`` turns that off).
 """
 import argparse
 import os
