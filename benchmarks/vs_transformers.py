@@ -54,7 +54,7 @@ from PIL import Image
 
 import florence
 from florence import Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
-from florence.models.kernels import onednn_available
+from florence import hardware
 from florence.processing.tokenizer import BART_VOCAB_SIZE, build_tokenizer
 from florence.task import region_tokens
 
@@ -274,7 +274,7 @@ def matmul_peak(dtype) -> tuple[float, str]:
     for n in (1024, 2048, 4096):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         kernels = {"torch.matmul": lambda: a @ b}
-        if onednn_available():
+        if dtype in hardware.onednn_dtypes():
             kernels["oneDNN"] = lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [None], "")
         for name, fn in kernels.items():
             fn()
@@ -449,6 +449,9 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--b1-batches", nargs="+", type=int, default=[1, 8], help="B1 batch sizes")
+    parser.add_argument("--bf16-anyway", action="store_true",
+                        help="run the bf16 sections on a CPU without native bf16 too (slow fallbacks)")
     parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--folders", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -462,7 +465,12 @@ def main():
 
     start = time.perf_counter()
     print(f"florence vs transformers {transformers.__version__} native Florence-2 | torch {torch.__version__} | "
-          f"{args.threads} threads | reps {args.reps}", flush=True)
+          f"{args.threads} threads | reps {args.reps} | {hardware.describe()}", flush=True)
+    skipped = []
+    if "bf16" in args.dtypes and not hardware.native_bf16("cpu") and not args.bf16_anyway:
+        args.dtypes = [dt for dt in args.dtypes if dt != "bf16"]
+        skipped.append("bf16 skipped: no native bf16 (--bf16-anyway runs it through the fallbacks)")
+        print(skipped[-1], flush=True)
     peaks = {dt: matmul_peak(torch.float32 if dt == "fp32" else torch.bfloat16) for dt in args.dtypes}
     for dt, (gf, how) in peaks.items():
         print(f"matmul peak {dt}: {gf:.0f} GFLOP/s ({how})", flush=True)
@@ -494,7 +502,7 @@ def main():
                 step_s = decode_bytes(ours.model) / bandwidth / 1e9
                 peak_flops = peaks[dtype][0] * 1e9
                 if "b1" in infer_sections:
-                    for n in (1, 8):
+                    for n in args.b1_batches:
                         rt, ot, a, b = compare(ref.b1(n), ours.b1(n), args.reps)
                         err = ((a - b).abs().max() / a.abs().max()).item()
                         frac = flops * n / ot / 1e9 / peaks[dtype][0]
@@ -524,6 +532,7 @@ def main():
                     + f"; {step_flops / ot / 1e9:.0f} GFLOP/s = {step_flops / ot / 1e9 / peaks[dtype][0]:.0%} of peak")
     minutes = (time.perf_counter() - start) / 60
     header = (f"{args.threads} threads, torch {torch.__version__}, transformers {transformers.__version__}; "
+              + f"{hardware.describe()}; " + "".join(f"{s}; " for s in skipped)
               + "; ".join(f"matmul peak {dt} {gf:.0f} GFLOP/s" for dt, (gf, _) in peaks.items())
               + f"; memory bandwidth {bandwidth:.0f} GB/s"
               + f"; ran {minutes:.1f} min")

@@ -16,8 +16,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,8 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--out", required=True, help="JSON Lines file to write")
     infer.add_argument("--vis", help="folder for PNG drawings of the results")
     infer.add_argument("--batch-size", type=int, default=8)
-    infer.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: cpu)")
-    infer.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    infer.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: cuda when a GPU is there, else cpu)")
+    infer.add_argument("--dtype", choices=DTYPES, default="auto",
+                       help="auto (default): bf16 where the device computes it natively, else float32 "
+                            "(float16 on a GPU without bf16)")
     infer.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's (3)")
     infer.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
     infer.add_argument("--block-location-ngrams", action="store_true",
@@ -56,9 +57,9 @@ def _region_or_text(text: str | None):
 
 
 def _infer(args) -> int:
-    import torch
     from tqdm import tqdm
 
+    from . import hardware
     from .inference import expand_images, pipeline
     from .task import get_task
     from .visualize import draw_result
@@ -68,8 +69,9 @@ def _infer(args) -> int:
     sources = []
     for item in args.images:
         sources.extend(expand_images(item)[0] if Path(item).is_dir() else [item])
-    pipe = pipeline(args.model, device=args.device, dtype=getattr(torch, DTYPES[args.dtype]),
-                    block_location_ngrams=args.block_location_ngrams)
+    device = args.device or hardware.default_device()
+    dtype = hardware.resolve_dtype(args.dtype, device, log=lambda m: print(m, file=sys.stderr))
+    pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams)
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens))
            if v is not None}
     vis = Path(args.vis) if args.vis else None

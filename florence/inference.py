@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from transformers import LogitsProcessorList
 
+from . import hardware
 from .checkpoint import resolve_folder
 from .generation import TextNoRepeatNGramLogitsProcessor
 from .models import Florence2ForConditionalGeneration
@@ -32,9 +33,13 @@ __all__ = ["Pipeline", "pipeline", "add_task_tokens", "expand_images", "generate
 
 def pipeline(model, processor: Florence2Processor | None = None, device=None, dtype=None, **options) -> "Pipeline":
     """A :class:`Pipeline` for a checkpoint folder or hub id (model and tokenizer both read from
-    it), or for a model object with its ``processor``. ``options`` go to :class:`Pipeline`."""
+    it), or for a model object with its ``processor``. ``dtype``: a torch dtype or its name,
+    ``"auto"`` (bf16 where the device computes it natively, float32 on CPUs without it, float16 on
+    GPUs without bf16) or ``None`` (float32 for a folder, the model's own for a model object).
+    ``options`` go to :class:`Pipeline`."""
     if isinstance(model, (str, os.PathLike)):
         folder = resolve_folder(model)
+        dtype = hardware.resolve_dtype(dtype, device if device is not None else "cpu")
         model = Florence2ForConditionalGeneration.from_pretrained(folder, dtype=dtype, device=device)
         processor = processor or Florence2Processor.from_pretrained(folder)
     elif processor is None:
@@ -91,7 +96,8 @@ class Pipeline:
 
     Args:
         model, processor: a :class:`Florence2ForConditionalGeneration` and its processor.
-        device, dtype: where and in which dtype to run (default: the model's).
+        device, dtype: where and in which dtype to run (default: the model's; ``dtype`` as for
+            :func:`pipeline`, ``"auto"`` included).
         block_location_ngrams: ``False`` (default) applies ``no_repeat_ngram_size`` to text only;
             ``True`` restores the published behaviour of blocking repeated location-token n-grams
             too (which turns boxes sharing coordinates into wrong boxes).
@@ -103,6 +109,7 @@ class Pipeline:
 
     def __init__(self, model, processor: Florence2Processor, device=None, dtype=None,
                  block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None):
+        dtype = hardware.resolve_dtype(dtype, device if device is not None else model.device)
         self.model = model.to(device=device, dtype=dtype).eval()
         self.processor = processor
         self.block_location_ngrams = block_location_ngrams

@@ -30,6 +30,7 @@ def test_infer_writes_jsonl_and_drawings(photo_dir, tiny_folder, tmp_path):
            str(photo_dir), "--out", str(out), "--vis", str(vis), "--max-new-tokens", "12", "--batch-size", "2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "dtype 'auto' -> " in proc.stderr  # the default dtype is chosen for this machine, and said
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [Path(r["image"]).name for r in lines] == ["astronaut.jpg", "camera.png", "coffee.png"]
     assert all(set(r["result"]) >= {"bboxes", "labels"} and r["task"] == "<OD>" for r in lines)

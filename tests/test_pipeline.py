@@ -120,3 +120,17 @@ def test_inputs_folder_errors_and_broadcast(tiny_pipeline, tmp_path):
         tiny_pipeline(images(2), "<CAPTION_TO_PHRASE_GROUNDING>", ["a", "b", "c"], **GEN)
     with pytest.raises(florence.TaskError, match="needs a text input"):
         tiny_pipeline(images(1), "<CAPTION_TO_PHRASE_GROUNDING>", **GEN)
+
+
+def test_pipeline_dtype_auto_and_bf16_run_on_any_cpu(tiny_folder):
+    """``dtype="auto"`` picks bf16 only where this CPU computes it natively; an explicit bf16
+    runs everywhere (through the fallbacks on CPUs without it) and parses to the same kind of result."""
+    from florence import hardware
+
+    auto = florence.pipeline(str(tiny_folder), dtype="auto")
+    assert auto.model.dtype == (torch.bfloat16 if hardware.native_bf16("cpu") else torch.float32)
+    with hardware.limited(onednn=[torch.float32]):  # what an AVX2-only CPU has, on any machine
+        assert florence.pipeline(str(tiny_folder), dtype="auto").model.dtype == torch.float32
+        bf16 = florence.pipeline(str(tiny_folder), dtype=torch.bfloat16)
+        got = bf16(images(1)[0], "<OD>", **GEN)
+    assert bf16.model.dtype == torch.bfloat16 and set(got["<OD>"]) >= {"bboxes", "labels"}

@@ -5,7 +5,8 @@
 
 Configs with a ``strategy`` (DeepSpeed ZeRO, see ``florence.engine.deepspeed``) run on mmengine's
 FlexibleRunner. ``--resume`` without a path continues from the work dir's latest checkpoint (iteration,
-optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast (CPU or GPU).
+optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast where the GPU or
+CPU computes bf16 natively (float32 elsewhere, logged; ``optim_wrapper.dtype=bfloat16`` forces it).
 Run as a script it sets glibc's malloc to keep freed memory (``florence.engine.keep_freed_memory``;
 measured on CPU: a base bf16 step 6.6-6.9 -> 4.3-4.8 s, the main job 14 -> 12 min;
 ``FLORENCE_KEEP_FREED_MEMORY=0`` turns that off).
@@ -27,7 +28,8 @@ def parse_args(argv=None):
     parser.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="resume from CKPT, or from the latest checkpoint of the work dir")
-    parser.add_argument("--amp", action="store_true", help="bf16 mixed precision (autocast)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 mixed precision (autocast) where the device computes bf16 natively")
     parser.add_argument("--launcher", choices=["none", "pytorch"], default="none",
                         help="'pytorch' for torchrun / tools/dist_train.sh (DDP; gloo on CPU)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, default={},
@@ -41,7 +43,7 @@ def build_config(args) -> Config:
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         cfg.optim_wrapper.type = "florence.AutocastOptimWrapper"  # scoped: found from mmdet/mmseg configs too
-        cfg.optim_wrapper.setdefault("dtype", "bfloat16")
+        cfg.optim_wrapper.setdefault("dtype", "auto")  # bf16 where native, else float32 (logged)
     cfg.launcher = args.launcher
     if args.resume == "auto":
         cfg.resume, cfg.load_from = True, None

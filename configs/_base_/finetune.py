@@ -3,7 +3,8 @@
 Starts from ``pretrained`` (a local folder or a hub id; override with
 ``--cfg-options model.pretrained=/path/to/Florence-2-base``), 768 px inputs, AdamW at lr 1e-5 with
 500 warm-up iterations and cosine decay to zero (far below pre-training's 1e-4: the model already
-knows the tasks), bf16 autocast, gradient clipping at 1.0, no weight decay on norms and biases.
+knows the tasks), bf16 autocast where native (float32 elsewhere: ``dtype="auto"``), gradient
+clipping at 1.0, no weight decay on norms and biases.
 Memory levers, all in the model dict: ``freeze=("vision_tower",)``, ``gradient_checkpointing=True``,
 ``lora=dict(r=8, lora_alpha=16, target_modules=[...])``. Multi-process: ``tools/dist_train.sh``.
 Evaluation uses the published generation settings (3 beams), with location n-grams allowed.
@@ -29,7 +30,7 @@ warmup_iters = 500
 model = dict(type=Florence2Model, pretrained="microsoft/Florence-2-base",
              generation=dict(num_beams=3, max_new_tokens=1024), max_target_tokens=1024)
 
-optim_wrapper = dict(type=AutocastOptimWrapper, dtype="bfloat16",
+optim_wrapper = dict(type=AutocastOptimWrapper, dtype="auto",
                      optimizer=dict(type=AdamW, lr=1e-5, betas=(0.9, 0.999), weight_decay=0.01, fused=True),
                      paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, bypass_duplicate=True),
                      clip_grad=dict(max_norm=1.0), accumulative_counts=1)

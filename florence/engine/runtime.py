@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import Hook
-from mmengine.logging import HistoryBuffer
+from mmengine.logging import HistoryBuffer, print_log
 from mmengine.optim import OptimWrapper
 
+from .. import hardware
 from ..registry import HOOKS, OPTIM_WRAPPERS
 
 __all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "ResumableCheckpointHook", "keep_freed_memory"]
@@ -43,18 +44,27 @@ def keep_freed_memory() -> bool:
 
 @OPTIM_WRAPPERS.register_module()
 class AutocastOptimWrapper(OptimWrapper):
-    """Mixed precision with ``torch.autocast`` on the model's device (CPU included: bf16 uses AMX
-    where the CPU has it). bf16 needs no loss scaling; for fp16 on GPU use mmengine's
-    ``AmpOptimWrapper``."""
+    """Mixed precision with ``torch.autocast`` on the model's device. ``dtype="auto"`` (default)
+    is bf16 where the device computes it natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX)
+    and no autocast (float32) elsewhere (:func:`florence.hardware.resolve_dtype`; the choice is
+    logged once); ``"bfloat16"`` forces bf16 (slow where it is not native: a warning says so).
+    bf16 needs no loss scaling; for fp16 on GPU use mmengine's ``AmpOptimWrapper``."""
 
-    def __init__(self, *args, dtype: str = "bfloat16", **kwargs):
+    def __init__(self, *args, dtype: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
-        self.cast_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if dtype != "auto":
+            hardware.resolve_dtype(dtype)  # a bad name fails when the runner is built, not at the first step
+        self.requested_dtype = dtype
+        self.cast_dtype = None  # resolved on the model's device at the first step
 
     @contextlib.contextmanager
     def optim_context(self, model):
-        device = next(model.parameters()).device.type
-        with super().optim_context(model), torch.autocast(device_type=device, dtype=self.cast_dtype):
+        device = next(model.parameters()).device
+        if self.cast_dtype is None:
+            self.cast_dtype = hardware.resolve_dtype(self.requested_dtype, device, training=True,
+                                                     log=lambda m: print_log(m, logger="current"))
+        with super().optim_context(model), torch.autocast(device_type=device.type, dtype=self.cast_dtype,
+                                                          enabled=self.cast_dtype != torch.float32):
             yield
 
 

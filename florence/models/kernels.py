@@ -8,7 +8,10 @@ with 2-3 rows (beam search) is 3-4x slower than with one row, and bf16 GEMV with
 ``nn.Linear`` (same parameters, state-dict keys and ``isinstance``) whose forward calls oneDNN's
 inner product (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's own inductor emits for
 CPU linears), with a backward of the same kernels, and falls back to ``F.linear`` wherever that
-kernel does not apply (other devices and dtypes, tensor subclasses, torch builds without oneDNN).
+kernel does not apply or does not win: other devices, tensor subclasses, dtypes oneDNN does not run
+on this machine and sizes where the plain op is faster here (:func:`florence.hardware.onednn_max_rows`:
+every size with AVX-512; only decoding-sized matmuls of float32 on AVX2-only CPUs, which have no
+oneDNN bf16; nothing in torch builds without oneDNN or with ``FLORENCE_ONEDNN=0``).
 Outputs equal ``F.linear``'s up to float rounding (fp32: ~1e-6 relative; different summation
 order), so fp32 generation gives the same token ids.
 
@@ -22,9 +25,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["FastLinear", "use_fast_linear_", "linear", "onednn_available", "release_packed_weights_"]
+from .. import hardware
 
-_DTYPES = (torch.float32, torch.bfloat16)
+__all__ = ["FastLinear", "use_fast_linear_", "linear", "release_packed_weights_"]
+
 # Weight-gradient GEMMs reduce over the token dimension (73728 rows in DaViT's first stage for two
 # 768 px images): oneDNN's inner product runs them fastest summed over chunks of this many rows
 # (measured fp32: 70-150 GFLOP/s vs MKL's ~65 and unchunked oneDNN's 45-130).
@@ -32,10 +36,6 @@ _GRAD_WEIGHT_CHUNK = 2048
 # bf16 decoding steps multiply a handful of rows by each weight: oneDNN is ~3x faster with the
 # weight reordered once into its blocked layout (kept as a cache next to the parameter).
 _PACK_MAX_ROWS = 16
-
-
-def onednn_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def _lp(x, w, b=None, act="none"):
@@ -108,9 +108,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     if residual is not None and (act != "none" or torch.is_grad_enabled() or residual.dtype != x.dtype
                                  or residual.shape[:-1] != x.shape[:-1]):
         return linear(x, weight, bias, act, module) + residual  # e.g. a float32 residual under autocast
-    usable = (x.device.type == "cpu" and x.dtype in _DTYPES and weight.dtype == x.dtype
-              and (bias is None or bias.dtype == x.dtype) and type(x) is torch.Tensor
-              and type(weight) in (torch.Tensor, nn.Parameter) and x.numel() > 0 and onednn_available())
+    usable = (x.device.type == "cpu" and weight.dtype == x.dtype and (bias is None or bias.dtype == x.dtype)
+              and type(x) is torch.Tensor and type(weight) in (torch.Tensor, nn.Parameter)
+              and 0 < x.numel() <= hardware.onednn_max_rows(x.dtype) * x.shape[-1])
     if not usable:
         y = F.linear(x, weight, bias)
         y = F.gelu(y) if act == "gelu" else y

@@ -1,5 +1,6 @@
 """Training through mmengine's Runner: exact resume after a kill, atomic checkpoints that load under
 weights_only, bf16 autocast, tools/test.py's table."""
+import contextlib
 import json
 import os
 
@@ -10,6 +11,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 import florence.engine  # noqa: F401
+from florence import hardware
 from florence.engine.runtime import AtomicLocalBackend, AutocastOptimWrapper
 
 
@@ -102,12 +104,21 @@ def test_atomic_put_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["latest.pth"]  # no temporary file left behind
 
 
-def test_autocast_wrapper_runs_bf16():
+def test_autocast_wrapper_runs_bf16_where_native_and_float32_elsewhere():
     model = torch.nn.Linear(4, 4)
-    wrapper = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
-    with wrapper.optim_context(model):
+    forced = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype="bfloat16")
+    with forced.optim_context(model):
         assert model(torch.randn(2, 4)).dtype == torch.bfloat16
     assert model(torch.randn(2, 4)).dtype == torch.float32
+    for level, expected in (([torch.float32], torch.float32), (None, None)):
+        with contextlib.nullcontext() if level is None else hardware.limited(onednn=level):
+            auto = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1))
+            with auto.optim_context(model):
+                got = model(torch.randn(2, 4)).dtype
+        native = torch.bfloat16 if hardware.native_bf16("cpu") else torch.float32
+        assert got == (expected or native) and auto.cast_dtype == got
+    with pytest.raises(ValueError, match="dtype must be"):
+        AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype="bf61")
 
 
 _FAULTS = """

@@ -1,19 +1,39 @@
 """The CPU fast paths (florence.models.kernels, florence.models.davit, the shared cross-attention
 cache) against transformers' native Florence-2 on the same random tiny weights: training gradients
 (oneDNN linears with their backward, the channels-last DaViT with and without gradient
-checkpointing, bf16 autocast), batched beam search over padded prompts, and bf16 decoding steps."""
+checkpointing, bf16 autocast), batched beam search over padded prompts, and bf16 decoding steps.
+
+Every test runs once per capability level this machine can stand in for: as it is, without oneDNN's
+bf16 kernels (what an AVX2-only CPU has) where it has them, and with no oneDNN linear at all (the
+plain ``F.linear`` fallback). So CI on any CPU checks each fast path and each of its fallbacks."""
 import copy
 
 import pytest
 import torch
 
-from florence import Florence2ForConditionalGeneration
+from florence import Florence2ForConditionalGeneration, hardware
 from florence.models.kernels import FastLinear
 
 from test_parity import native_inputs  # tests/models is on sys.path (pytest rootdir-relative imports)
 
 N_TARGET = 6
 N_IMAGE_TOKENS = 145  # 384 px: a 12x12 grid + the pooled token
+
+_NATIVE = hardware.onednn_dtypes()
+LEVELS = {"native": None, "no-onednn-bf16": _NATIVE - {torch.bfloat16}, "no-onednn": frozenset()}
+LEVELS = {k: v for k, v in LEVELS.items() if v is None or v != _NATIVE}  # only the levels that differ here
+
+
+@pytest.fixture(autouse=True, params=list(LEVELS))
+def capability(request):
+    """The test body runs with the oneDNN linears this level allows (``hardware.limited``)."""
+    level = LEVELS[request.param]
+    if level is None:
+        yield _NATIVE
+        return
+    with hardware.limited(onednn=level):
+        assert hardware.onednn_dtypes() == level
+        yield level
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +229,26 @@ def test_fp32_model_runs_inference_under_bf16_autocast(models, inputs):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         auto = ours.generate(pixels, ids, mask, num_beams=1, max_new_tokens=4)
     assert auto.shape == plain.shape
+
+
+@torch.no_grad()
+def test_bf16_generation_gives_fp32_token_ids(oracle, inputs):
+    """A bf16 model (oneDNN's bf16 kernels where this level has them, plain torch ops otherwise)
+    picks the fp32 model's greedy token at every step where the fp32 top two logits lie further apart
+    than twice the native model's own bf16 error: nowhere does ours round worse than the reference."""
+    hf, native, _ = oracle
+    fp32 = Florence2ForConditionalGeneration.from_pretrained(native)
+    bf16 = Florence2ForConditionalGeneration.from_pretrained(native, dtype=torch.bfloat16)
+    pixels, ids, mask, _ = inputs
+    seq = fp32.generate(pixels, ids, mask, num_beams=1, max_new_tokens=12, min_new_tokens=12, no_repeat_ngram_size=0)
+    dec, nxt = seq[:, :-1], seq[:, 1:]
+    ref = fp32(pixels, ids, mask, decoder_input_ids=dec).logits  # (B, T, V), teacher-forced
+    got = bf16(pixels.bfloat16(), ids, mask, decoder_input_ids=dec).logits.float()
+    ref_ids, ref_mask = native_inputs(hf, ids, mask, N_IMAGE_TOKENS)
+    ref16 = copy.deepcopy(hf).to(torch.bfloat16)(input_ids=ref_ids, attention_mask=ref_mask,
+                                                pixel_values=pixels.bfloat16(), decoder_input_ids=dec).logits.float()
+    top2 = ref.topk(2, dim=-1).values
+    free = ref.argmax(-1) == nxt  # steps the generation settings did not force (the first token is <s>)
+    clear = free & ((top2[..., 0] - top2[..., 1]) > 2 * (ref16 - ref).abs().amax(-1))
+    assert clear.sum() >= 6  # of 24 steps: the comparison has teeth
+    assert torch.equal(got.argmax(-1)[clear], nxt[clear])
