@@ -37,7 +37,8 @@ def test_limited_lowers_capabilities_and_restores_them():
     assert hardware.onednn_dtypes() == before
 
 
-def test_auto_dtype_follows_native_bf16():
+def test_auto_dtype_follows_native_bf16(monkeypatch):
+    monkeypatch.setattr(hardware, "_reported", set())  # the choice is reported once per process
     logged = []
     with hardware.limited(onednn=[torch.float32]):  # an AVX2-only CPU
         assert hardware.resolve_dtype("auto", "cpu", log=logged.append) is torch.float32

@@ -15,10 +15,9 @@ Example::
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from transformers import BartConfig
 
@@ -152,12 +151,17 @@ class Florence2Config:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def preset(cls, name: str, **text_overrides) -> "Florence2Config":
-        """``base``, ``large`` or ``tiny``; keyword arguments override BART fields (e.g. vocab_size)."""
+    def preset(cls, name: str, vision: dict | None = None, **text_overrides) -> "Florence2Config":
+        """``base``, ``large`` or ``tiny``; ``vision`` overrides :class:`VisionConfig` fields (e.g.
+        ``dict(window_size=8)``), other keyword arguments BART fields (e.g. ``vocab_size``)."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}; valid presets: {sorted(PRESETS)}")
-        vision, text = PRESETS[name]
-        return cls(vision=VisionConfig(**vision), text=BartConfig(**{**text, **text_overrides}))
+        base_vision, text = PRESETS[name]
+        unknown = sorted(set(vision or {}) - {f.name for f in fields(VisionConfig)})
+        if unknown:
+            raise ConfigError(f"preset vision overrides {unknown} are not VisionConfig fields; valid: "
+                              f"{sorted(f.name for f in fields(VisionConfig))}")
+        return cls(vision=VisionConfig(**{**base_vision, **(vision or {})}), text=BartConfig(**{**text, **text_overrides}))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Florence2Config":
@@ -261,7 +265,7 @@ class Florence2Config:
 
 
 def _vision_from_native(v: dict) -> VisionConfig:
-    names = {f.name for f in dataclasses.fields(VisionConfig)}
+    names = {f.name for f in fields(VisionConfig)}
     kw = {k: v[k] for k in names & set(v)}
     kw["embed_dims"] = v["embed_dim"]
     if "max_position_embeddings" in v:

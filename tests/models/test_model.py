@@ -80,6 +80,19 @@ def test_bad_vision_config(change, match):
         Florence2Config.from_dict(d)
 
 
+@pytest.mark.parametrize("dialect", ["native", "microsoft"])
+def test_preset_vision_overrides_round_trip(dialect):
+    """``preset(..., vision={...})`` (the main job's 8x8 windows) builds a tower of that shape and
+    survives both checkpoint dialects."""
+    cfg = Florence2Config.from_dict({"preset": "tiny", "vision": {"window_size": 8}, "vocab_size": 500})
+    assert cfg.vision.window_size == 8 and cfg.vision.embed_dims == Florence2Config.preset("tiny").vision.embed_dims
+    assert Florence2Config.from_dict(cfg.to_dict(dialect)) == cfg
+    tower = Florence2ForConditionalGeneration(cfg).vision_tower
+    assert tower.stages[0].blocks[0].spatial_block.window_size == (8, 8)
+    with pytest.raises(ConfigError, match="not VisionConfig fields"):
+        Florence2Config.preset("tiny", vision={"window": 8})
+
+
 def test_other_config_errors():
     with pytest.raises(ConfigError, match="valid presets"):
         Florence2Config.preset("huge")
