@@ -11,7 +11,7 @@ Expected on held-out scenes (issue targets): OD mAP@0.5 >= 0.5, referring/ground
 OCR word F1 >= 0.8, caption CIDEr >= 1.0, RES mIoU >= 0.5. Reached (50 scenes per task): OD mAP@0.5
 0.88, open-vocabulary detection Acc@0.5 0.98, phrase grounding Recall@1 0.93, OCR word F1 0.87,
 caption CIDEr 8.3, RES mIoU 0.64.
-Time: 12 min 12 s wall on 2 cores with native bf16 (AVX-512), peak memory 2.6 GB; ~32 min in float32
+Time: 12 min 12 s wall on 2 cores with native bf16 (AVX-512), peak memory 2.6 GB; ~35-40 min in float32
 on a 2-core AVX2-only CPU (README "Main job results": the cheaper recipes tried there miss targets).
 Command: .venv/bin/python tools/train.py configs/florence2/florence2_tiny_synthetic.py
 """
