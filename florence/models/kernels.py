@@ -1,8 +1,8 @@
 """CPU kernels that make Florence-2 fast on x86 CPUs without changing its numerics.
 
-``nn.Linear`` on CPU runs through MKL's sgemm/sgemv. On the AMD EPYC machines this project runs
-on (AVX-512, no AMX) MKL reaches about half of the fp32 matmul speed oneDNN reaches on the same
-shapes (measured: ~70 vs ~150 GFLOP/s on one core for the DaViT and BART GEMMs), its fp32 GEMV
+``nn.Linear`` on CPU runs through MKL's sgemm/sgemv. On AVX-512 CPUs MKL reaches about half of the
+fp32 matmul speed oneDNN reaches on the same shapes (README "Performance"; on AVX2-only CPUs MKL is
+the faster one above decoding-sized matmuls, so only those go to oneDNN there), its fp32 GEMV
 with 2-3 rows (beam search) is 3-4x slower than with one row, and bf16 GEMV with plain weights
 (one decoding step) is ~3x slower than oneDNN with pre-packed weights. :class:`FastLinear` is an
 ``nn.Linear`` (same parameters, state-dict keys and ``isinstance``) whose forward calls oneDNN's
