@@ -3,13 +3,13 @@
 CPUs differ: AVX-512 machines with AVX512-BF16 or AMX compute bf16 matmuls natively (2-3x
 float32), while AVX2-only CPUs have no bf16 arithmetic at all (oneDNN refuses its bf16 kernels
 there and torch's own bf16 matmul is ~100x slower than float32). The fast paths in
-:mod:`florence.models.kernels` ask :func:`onednn_dtypes` before they call oneDNN and fall back to
+:mod:`florence.models.kernels` ask :func:`onednn_max_rows` before they call oneDNN and fall back to
 the plain torch op otherwise; :func:`resolve_dtype` turns ``"auto"`` into bf16 where it is native
 and float32 (fp16 for inference on a GPU without bf16) elsewhere.
 
     >>> from florence import hardware
     >>> hardware.describe()
-    'cpu: AVX2, oneDNN linears: float32, native bf16: no'
+    'cpu: AVX2, oneDNN linears: float32 (up to 128 rows), native bf16: no'
     >>> hardware.resolve_dtype("auto", "cpu")
     torch.float32
 
@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import os
+import platform
 import warnings
 
 import torch
@@ -80,13 +81,15 @@ def onednn_dtypes() -> frozenset:
 # widths): matmuls of up to ~128 rows (decoding steps, 10-50% faster than MKL); above that MKL's
 # sgemm is faster, forward and backward (weight gradients 1.3-3x), so florence leaves them to it.
 _AVX2_MAX_ROWS = 128
+_ANY_ROWS = 2 ** 62
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
 
 
 @functools.cache
 def _max_rows() -> int:
     capability = cpu_capability()
     if capability.startswith("AVX512"):
-        return 2 ** 62  # oneDNN wins at every size measured (AVX-512 machines, fp32 and bf16)
+        return _ANY_ROWS  # oneDNN wins at every size measured (AVX-512 machines, fp32 and bf16)
     if capability.startswith("AVX2"):
         return _AVX2_MAX_ROWS
     return 0  # not measured on other CPUs: the plain op
@@ -109,7 +112,7 @@ def native_bf16(device="cpu") -> bool:
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type != "cpu" or torch.bfloat16 not in onednn_dtypes():
         return False
-    if cpu_capability().startswith(("AVX", "DEFAULT")):  # x86: AVX-512 alone emulates bf16 with fp32 FMAs
+    if _X86:  # AVX-512 alone emulates bf16 with fp32 FMAs: native needs AVX512-BF16 or AMX
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
@@ -161,7 +164,7 @@ def resolve_dtype(dtype, device="cpu", training: bool = False, log=None) -> torc
 def describe() -> str:
     """One line: the CPU kernel level, the oneDNN linear dtypes and native bf16, e.g. for logs."""
     names = sorted(str(d).replace("torch.", "") for d in onednn_dtypes() if onednn_max_rows(d))
-    rows = "" if not names or _max_rows() >= 2 ** 62 else f" (up to {_max_rows()} rows)"
+    rows = "" if not names or _max_rows() == _ANY_ROWS else f" (up to {_max_rows()} rows)"
     return (f"cpu: {cpu_capability()}, oneDNN linears: {', '.join(names) or 'off'}{rows}, "
             f"native bf16: {'yes' if native_bf16('cpu') else 'no'}")
 

@@ -4,9 +4,10 @@ tasks at once, then evaluated on held-out scenes: the project's main job.
 What it trains: DaViT 32-256 + BART 2+2 layers of width 128 with a 600-merge BPE tokenizer trained
 offline on the dataset's vocabulary; 192x192 scenes of coloured shapes and printed words
 (``florence.data.SyntheticScenes``), the 15 tasks mixed by ``task_weights``, bf16 autocast where
-the CPU has native bf16 (``dtype="auto"``; float32 on AVX2-only CPUs), 2000 steps of batch 32. Two training-only heads on the image tokens (pixel reconstruction, object
-class + box) and a coordinate-aware init of the location tokens make the location tasks learnable
-in this budget (README "Main job results" says why).
+the CPU has native bf16 (``dtype="auto"``; float32 on AVX2-only CPUs), 2000 steps of batch 32. Two
+training-only heads on the image tokens (pixel reconstruction, object class + box) and a
+coordinate-aware init of the location tokens make the location tasks learnable in this budget
+(README "Main job results" says why).
 Expected on held-out scenes (issue targets): OD mAP@0.5 >= 0.5, referring/grounding Acc@0.5 >= 0.6,
 OCR word F1 >= 0.8, caption CIDEr >= 1.0, RES mIoU >= 0.5. Reached (50 scenes per task): OD mAP@0.5
 0.88, open-vocabulary detection Acc@0.5 0.98, phrase grounding Recall@1 0.93, OCR word F1 0.87,

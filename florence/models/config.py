@@ -161,7 +161,8 @@ class Florence2Config:
         if unknown:
             raise ConfigError(f"preset vision overrides {unknown} are not VisionConfig fields; valid: "
                               f"{sorted(f.name for f in fields(VisionConfig))}")
-        return cls(vision=VisionConfig(**{**base_vision, **(vision or {})}), text=BartConfig(**{**text, **text_overrides}))
+        return cls(vision=VisionConfig(**{**base_vision, **(vision or {})}),
+                   text=BartConfig(**{**text, **text_overrides}))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Florence2Config":
