@@ -48,9 +48,10 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={
-        # built-in tasks load through the same entry points as third-party ones
+        # built-in tasks and metrics load through the same entry points as third-party ones
         "florence.tasks": [f"{m} = florence.tasks.{m}" for m in
-                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region", "vqa")],
+                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region", "vqa")]
+        + ["metrics = florence.evaluation.functions"],
         "console_scripts": ["florence = florence.cli:main"],
     },
     license="MIT",

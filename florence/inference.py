@@ -20,7 +20,7 @@ from PIL import Image
 from transformers import LogitsProcessorList
 
 from . import hardware
-from .checkpoint import resolve_folder
+from .models.files import resolve_folder
 from .generation import TextNoRepeatNGramLogitsProcessor
 from .models import Florence2ForConditionalGeneration
 from .models.kernels import release_packed_weights_

@@ -28,7 +28,7 @@ from .parsing import Item, clean_text, parse_boxes, parse_polygons, parse_quads
 from .processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
 
 __all__ = ["Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask", "OpenVocabularyTask", "TaskError",
-           "list_tasks", "get_task", "plugin_errors", "reload_tasks"]
+           "list_tasks", "get_task", "get_metric", "list_metrics", "plugin_errors", "reload_tasks"]
 
 QUANTIZER = Quantizer()
 WORDS = ("red", "blue", "green", "square", "circle", "triangle", "cat", "dog", "car", "tree", "sign",
@@ -54,7 +54,9 @@ class Task:
             ``[x1, y1, x2, y2]``, quantized for the user, or its ``<loc_..>`` text).
         special_tokens: vocabulary tokens the task needs that Florence-2 lacks; the pipeline adds
             them to the tokenizer and grows the model's embeddings.
-        metrics: names of the metrics that evaluate this task's results.
+        metrics: names of the metrics that evaluate this task's results, as plugins register
+            them (``florence_register_metrics``; :func:`list_metrics`). A name no plugin registers
+            keeps the task from loading (reported by :func:`plugin_errors`).
     """
 
     token: str = ""
@@ -340,24 +342,102 @@ class OpenVocabularyTask(Task):
 # registry
 # ---------------------------------------------------------------------------------------------
 _TASKS: dict[str, Task] | None = None
+_METRICS: dict = {}
 _ERRORS: list[str] = []
+
+
+def _collect() -> tuple[list, dict, list[str]]:
+    """All plugins' tasks and metrics (``{name: function}``), and the messages of what was skipped."""
+    from .plugins import plugin_manager
+
+    pm, errors = plugin_manager()
+    metrics = _collect_metrics(pm, errors)
+    return _collect_tasks(pm, metrics, errors), metrics, errors
+
+
+def _collect_metrics(pm, errors: list) -> dict:
+    metrics, owner = {}, {}
+    for impl in pm.hook.florence_register_metrics.get_hookimpls():
+        where = f"plugin {impl.plugin_name!r}"
+        try:
+            provided = impl.function()
+            bad = [k for k, f in provided.items() if not isinstance(k, str) or not callable(f)]
+        except Exception as e:
+            errors.append(f"{where} raised in florence_register_metrics (it returns {{name: function}}): "
+                          f"{type(e).__name__}: {e}")
+            continue
+        if bad:
+            errors.append(f"{where} returned metrics that are not name -> function: {bad[:3]}")
+            continue
+        for name, fn in provided.items():
+            if name in owner:
+                errors.append(f"{where}: metric {name!r} is already registered by plugin {owner[name]!r}; kept that one")
+                continue
+            owner[name], metrics[name] = impl.plugin_name, fn
+    return metrics
+
+
+def _collect_tasks(pm, metrics: dict, errors: list) -> list:
+    tasks, owner = [], {}
+    for impl in pm.hook.florence_register_tasks.get_hookimpls():  # registration order: built-ins first
+        where = f"task plugin {impl.plugin_name!r}"
+        try:
+            provided = list(impl.function())
+        except Exception as e:
+            errors.append(f"{where} raised in florence_register_tasks: {type(e).__name__}: {e}")
+            continue
+        bad = [t for t in provided if not isinstance(t, Task)]
+        if bad:
+            errors.append(f"{where} returned objects that are not florence.task.Task: {bad[:3]}")
+            continue
+        for task in provided:
+            clash = owner.get(task.token) or owner.get(task.name.lower())
+            if clash:
+                errors.append(f"{where}: task {task.token} ({task.name}) is already registered by "
+                              f"plugin {clash!r}; kept that one")
+                continue
+            unknown = [m for m in task.metrics if m not in metrics]
+            if unknown:
+                stale = "" if metrics else (" (none at all: the install's entry points predate the built-in metrics "
+                                            "plugin; reinstall florence, e.g. bash tools/install.sh)")
+                errors.append(f"{where}: task {task.token} names metrics {unknown} that no plugin registers "
+                              f"(florence_register_metrics); registered metrics: {sorted(metrics)}{stale}")
+                continue
+            owner[task.token] = owner[task.name.lower()] = impl.plugin_name
+            tasks.append(task)
+    return tasks
 
 
 def _load() -> dict[str, Task]:
     global _TASKS
     if _TASKS is None:
-        from .plugins import collect_tasks
-
-        tasks, errors = collect_tasks()
+        tasks, metrics, errors = _collect()
         _ERRORS[:] = errors
         for message in errors:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
+        _METRICS.clear()
+        _METRICS.update(metrics)
         _TASKS = {t.token: t for t in tasks}
     return _TASKS
 
 
+def list_metrics() -> list[str]:
+    """The names of every registered metric (built-in and plugins')."""
+    _load()
+    return sorted(_METRICS)
+
+
+def get_metric(name: str):
+    """The metric function registered under ``name``: ``function(samples) -> {key: value}``."""
+    _load()
+    if name not in _METRICS:
+        raise TaskError(f"unknown metric {name!r}; registered metrics: {sorted(_METRICS)}")
+    return _METRICS[name]
+
+
 def reload_tasks() -> list[Task]:
-    """Forget the loaded tasks and load the installed plugins again (e.g. after installing one)."""
+    """Forget the loaded tasks and metrics and load the installed plugins again (e.g. after
+    installing one)."""
     global _TASKS
     _TASKS = None
     return list_tasks()

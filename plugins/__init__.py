@@ -1,9 +1,10 @@
 """florence's plugin system (installed as ``florence.plugins``).
 
-Tasks come from pluggy plugins found through the entry-point group ``florence.tasks``; the
-built-in tasks (``florence.tasks.*``) are registered there by florence's own ``setup.py`` and
-load exactly like third-party ones. A plugin is any importable module or object with a
-``florence_register_tasks`` hook implementation:
+Tasks and their metrics come from pluggy plugins found through the entry-point group
+``florence.tasks``; the built-in tasks (``florence.tasks.*``) and metrics
+(``florence.evaluation.functions``) are registered there by florence's own ``setup.py`` and load
+exactly like third-party ones. A plugin is any importable module or object with a
+``florence_register_tasks`` and/or ``florence_register_metrics`` hook implementation:
 
 .. code-block:: python
 
@@ -12,18 +13,27 @@ load exactly like third-party ones. A plugin is any importable module or object 
     from florence.task import TextTask
 
     class Count(TextTask):
-        token, template, metrics = "<COUNT>", "How many {input} are in the image?", ("accuracy",)
+        token, template, metrics = "<COUNT>", "How many {input} are in the image?", ("count_error",)
         input_kind = "text"
+
+    def count_error(samples):  # samples: dicts with "pred", "gt", "image_size", "text_input"
+        return {"count_error": sum(abs(int(s["pred"] or 0) - s["gt"]) for s in samples) / max(len(samples), 1)}
 
     @florence.hookimpl
     def florence_register_tasks():
         return [Count()]
 
+    @florence.hookimpl
+    def florence_register_metrics():
+        return {"count_error": count_error}
+
     # my_package's setup.py / pyproject.toml
     entry_points={"florence.tasks": ["count = my_package.count"]}
 
 A plugin that fails to import, fails hook validation, raises, or returns something that is not a
-list of tasks is reported (by name, with the reason) and skipped; the other plugins still load.
+list of tasks (a ``{name: function}`` dict of metrics) is reported (by name, with the reason) and
+skipped; the other plugins still load. A task that names a metric no plugin registers is
+reported the same way, with the registered metric names, and left out.
 """
 from __future__ import annotations
 
@@ -36,7 +46,7 @@ ENTRY_POINT_GROUP = "florence.tasks"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["hookimpl", "hookspec", "TaskSpec", "ENTRY_POINT_GROUP", "plugin_manager", "collect_tasks"]
+__all__ = ["hookimpl", "hookspec", "TaskSpec", "ENTRY_POINT_GROUP", "plugin_manager"]
 
 
 class TaskSpec:
@@ -65,6 +75,15 @@ class TaskSpec:
 
         Tokens and names must be unique across all plugins; the first registration wins and a
         clash is reported naming both plugins.
+        """
+
+    @hookspec
+    def florence_register_metrics(self):
+        """Return the metrics this plugin provides: ``{name: function}``, the names tasks list in
+        ``metrics``. ``function(samples) -> {key: value}`` scores one task's results; each sample is
+        a dict with ``pred`` (the task's decoded output), ``gt`` (the annotation, same format),
+        ``image_size`` (w, h), ``text_input`` and ``text`` (the generated text). Malformed
+        predictions must count as wrong, never raise. Names are unique across plugins (first wins).
         """
 
 
@@ -96,31 +115,3 @@ def plugin_manager() -> tuple[pluggy.PluginManager, list[str]]:
 def _dist(ep) -> str:
     dist = getattr(ep, "dist", None)
     return f", from {dist.name} {dist.version}" if dist is not None else ""
-
-
-def collect_tasks() -> tuple[list, list[str]]:
-    """All tasks of all plugins, and the error messages of plugins that were skipped."""
-    from florence.task import Task
-
-    pm, errors = plugin_manager()
-    tasks, owner = [], {}
-    for impl in pm.hook.florence_register_tasks.get_hookimpls():  # registration order: built-ins first
-        where = f"task plugin {impl.plugin_name!r}"
-        try:
-            provided = list(impl.function())
-        except Exception as e:
-            errors.append(f"{where} raised in florence_register_tasks: {type(e).__name__}: {e}")
-            continue
-        bad = [t for t in provided if not isinstance(t, Task)]
-        if bad:
-            errors.append(f"{where} returned objects that are not florence.task.Task: {bad[:3]}")
-            continue
-        for task in provided:
-            clash = owner.get(task.token) or owner.get(task.name.lower())
-            if clash:
-                errors.append(f"{where}: task {task.token} ({task.name}) is already registered by "
-                              f"plugin {clash!r}; kept that one")
-                continue
-            owner[task.token] = owner[task.name.lower()] = impl.plugin_name
-            tasks.append(task)
-    return tasks, errors

@@ -121,3 +121,52 @@ def test_broken_plugins_are_named_and_builtins_still_load(plugin_dir):
     assert len(caught) >= 4
     with pytest.raises(TaskError, match="failed to load.*frobnicate"):
         florence.get_task("<FROBNICATE>")
+
+
+TALLY_PLUGIN = '''
+import florence
+from florence.task import TextTask
+
+class Tally(TextTask):
+    token, template, input_kind, metrics = "<TALLY>", "Tally the {input}.", "text", ("tally_error", "accuracy")
+
+class Broken(TextTask):
+    token, template, metrics = "<BROKEN_METRIC>", "Anything.", ("no_such_metric",)
+
+def tally_error(samples):
+    return {"tally_error": sum(abs(int(s["pred"]) - int(s["gt"])) for s in samples) / len(samples)}
+
+@florence.hookimpl
+def florence_register_tasks():
+    return [Tally(), Broken()]
+
+@florence.hookimpl
+def florence_register_metrics():
+    return {"tally_error": tally_error}
+'''
+
+
+def test_a_plugin_brings_a_task_and_its_metric_and_unknown_metrics_are_named(plugin_dir):
+    from florence.data.multitask import TaskSample
+    from florence.evaluation import TaskMetric
+
+    install_plugin(plugin_dir, "florence_tally", {"florence_tally": TALLY_PLUGIN, "metric_clash": (
+        "import florence\n@florence.hookimpl\ndef florence_register_metrics():\n    return {'cider': len}\n")},
+        {"tally": "florence_tally", "zz_metric_clash": "metric_clash"})
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        reload_tasks()
+    errors = plugin_errors()
+    assert any("<BROKEN_METRIC>" in e and "['no_such_metric']" in e and "'tally_error'" in e and "'cider'" in e
+               for e in errors)  # the unknown name and the valid ones
+    assert any("'cider' is already registered by plugin 'metrics'" in e for e in errors)
+    with pytest.raises(TaskError, match="unknown task"):
+        florence.get_task("<BROKEN_METRIC>")
+    assert florence.get_metric("cider") is not len  # the built-in kept
+    assert "tally_error" in florence.list_metrics() and florence.get_task("<TALLY>").metrics == ("tally_error",
+                                                                                                  "accuracy")
+    metric = TaskMetric()
+    metric.process({}, [TaskSample("<TALLY>", "p", "t", gt, (8, 8), pred=pred) for pred, gt in (("3", "3"), ("5", "2"))])
+    assert metric.compute_metrics(metric.results) == {"tally/tally_error": 1.5, "tally/accuracy": 0.5}
+    with pytest.raises(TaskError, match="unknown metric 'nope'.*'tally_error'"):
+        florence.get_metric("nope")

@@ -28,8 +28,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from timm.layers import LayerNorm2d
 
-from ..checkpoint import _IGNORED, CheckpointError, check_keys, convert_state_dict, detect_layout, read_state_dict
-from ..checkpoint import resolve_folder
+from ..models.files import CheckpointError, read_state_dict, resolve_folder
+from ..models.layouts import _IGNORED, check_keys, convert_state_dict, detect_layout
 from ..models.config import PRESETS, ConfigError, VisionConfig
 from ..models.florence2 import build_davit
 

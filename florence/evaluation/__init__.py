@@ -1,4 +1,5 @@
-"""Evaluation: metric functions by name (reference implementations) and the mmengine metric."""
+"""Evaluation: the built-in metric functions (reference implementations; every registered metric:
+``florence.get_metric(name)``) and the mmengine metric."""
 from .functions import METRIC_FUNCTIONS
 from .task_metric import TaskMetric, format_table
 

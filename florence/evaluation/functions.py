@@ -1,4 +1,5 @@
-"""Metric functions, by the names task plugins list in ``task.metrics``.
+"""The built-in metric functions, registered (``florence_register_metrics``) under the names tasks
+list in ``task.metrics``.
 
 Each takes ``samples``: dicts with ``task``, ``pred`` (the decoded output), ``gt`` (the annotation,
 same format), ``image_size`` (w, h) and ``text_input``, and returns ``{name: value}``. Malformed
@@ -15,6 +16,8 @@ import re
 from collections import Counter
 
 import numpy as np
+
+from ..plugins import hookimpl
 
 __all__ = ["METRIC_FUNCTIONS", "box_iou", "ptb_tokenize"]
 
@@ -344,3 +347,8 @@ METRIC_FUNCTIONS = {
     "ocr_word_f1": ocr_word_f1, "ocr_cer": ocr_cer, "ocr_region_f1": ocr_region_f1, "accuracy": accuracy,
     "anls": anls, "vqa_accuracy": vqa_accuracy,
 }
+
+
+@hookimpl
+def florence_register_metrics():
+    return dict(METRIC_FUNCTIONS)

@@ -1,5 +1,5 @@
 """One mmengine metric for every task: samples are grouped by task and each group is scored with
-the metric functions its task plugin names (``task.metrics``)."""
+the metric functions its task names (``task.metrics``, registered by plugins)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ from collections import defaultdict
 from mmengine.evaluator import BaseMetric
 
 from ..registry import METRICS
-from ..task import get_task
+from ..task import get_metric, get_task
 
 __all__ = ["TaskMetric", "format_table", "is_empty"]
 
@@ -45,8 +45,6 @@ class TaskMetric(BaseMetric):
                                      text_input=s.text_input, text=s.text))
 
     def compute_metrics(self, results: list) -> dict:
-        from .functions import METRIC_FUNCTIONS
-
         groups = defaultdict(list)
         for r in results:
             groups[r["task"]].append(r)
@@ -54,9 +52,8 @@ class TaskMetric(BaseMetric):
         for token, samples in groups.items():
             task = get_task(token)
             invalid = sum(is_empty(s["pred"]) and not is_empty(s["gt"]) for s in samples)
-            for name in task.metrics or ("none",):
-                fn = METRIC_FUNCTIONS.get(name)
-                values = fn(samples) if fn is not None else {name: math.nan}
+            for name in task.metrics or ("none",):  # a task without metrics still shows its counts
+                values = get_metric(name)(samples) if task.metrics else {name: math.nan}
                 for key, value in values.items():
                     self.table.append(dict(task=token, metric=key, value=float(value), samples=len(samples),
                                            invalid=invalid))

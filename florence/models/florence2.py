@@ -8,7 +8,7 @@ image (B, 3, H, W) -> DaViT (timm's Florence-2 variant) -> (B, C4, h, w)
 
 What is ours: the projector (position/temporal embeddings, pooling, projection), the attention mask
 that covers image tokens plus the prompt's own mask, the loss that never counts padding, and
-checkpoint I/O in both published layouts (``florence.checkpoint``). Everything else is timm's DaViT
+loading both published checkpoint layouts (``layouts.py`` beside this file). Everything else is timm's DaViT
 and transformers' BART, wrapped.
 
 Example::
@@ -33,10 +33,12 @@ from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
 from ..generation import SharedCrossAttentionCache
 from ..registry import MODELS
-from .config import Florence2Config
+from .config import ConfigError, Florence2Config
 from .davit import davit_features
 from .decoding import DecodingBart
+from .files import CheckpointError, read_state_dict, resolve_folder, write_state_dict
 from .kernels import ATTENTION, register_attention, release_packed_weights_, use_fast_linear_
+from .layouts import convert_state_dict, detect_layout, load_state_dict_strict, state_dict_to_save
 
 __all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right"]
 
@@ -133,7 +135,7 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
 @MODELS.register_module()
 class Florence2ForConditionalGeneration(nn.Module):
     """DaViT + projector + BART. Parameter names follow Microsoft's hub layout (the tower uses timm's
-    names); ``florence.checkpoint`` maps both published layouts onto them.
+    names); ``layouts.py`` maps both published layouts onto them.
 
     ``config`` may be a :class:`Florence2Config`, a config dict in either published dialect, or
     ``{"preset": "tiny", "vocab_size": ...}`` (the form mmengine configs use)."""
@@ -318,14 +320,27 @@ class Florence2ForConditionalGeneration(nn.Module):
     def from_pretrained(cls, path_or_hub_id, dtype=None, device=None) -> "Florence2ForConditionalGeneration":
         """Load a folder (``config.json`` + ``model.safetensors`` / sharded safetensors /
         ``pytorch_model.bin``) in Microsoft's hub layout, the transformers-native layout or ours; a hub
-        id downloads through huggingface_hub. ``dtype`` defaults to float32."""
-        from ..checkpoint import load_pretrained
-
-        return load_pretrained(cls, path_or_hub_id, dtype=dtype, device=device)
+        id downloads through huggingface_hub. ``dtype`` defaults to float32. Anything but an exact
+        match of the file and the config's model is refused, naming the keys."""
+        folder = resolve_folder(path_or_hub_id)
+        config_file = folder / "config.json"
+        if not config_file.is_file():
+            raise CheckpointError(f"{folder} has no config.json")
+        try:
+            config = Florence2Config.from_json_file(config_file)
+        except (ConfigError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{config_file} is not a usable Florence-2 config: {e}") from e
+        state = read_state_dict(folder)
+        layout = detect_layout(state)
+        with torch.device("meta"):  # no random initialisation of weights the file replaces
+            model = cls(config)
+        load_state_dict_strict(model, convert_state_dict(state, layout, "florence"),
+                               source=f"{folder} ({layout} layout)", assign=True)
+        return model.to(device=device, dtype=dtype or torch.float32).eval()
 
     def save_pretrained(self, folder, layout: str = "native"):
-        """Write ``config.json`` + safetensors. ``layout="native"`` (default) is readable by
-        ``transformers.Florence2ForConditionalGeneration`` too; ``"microsoft"`` is the hub layout."""
-        from ..checkpoint import save_pretrained
-
-        save_pretrained(self, folder, layout=layout)
+        """Write ``config.json`` + ``model.safetensors``. ``layout="native"`` (default) is readable by
+        ``transformers.Florence2ForConditionalGeneration`` too; ``"microsoft"`` is the hub layout
+        (``"florence"``: our key names, the native config dialect)."""
+        write_state_dict(state_dict_to_save(self, layout), folder)
+        self.config.save(folder, dialect="microsoft" if layout == "microsoft" else "native")

@@ -1,0 +1,91 @@
+"""The import graph of the installed package (florence/, plugins/ as florence.plugins, tasks/ as
+florence.tasks) has no cycle: every import counts, module-level or inside a function, and importing
+``a.b.c`` also runs the ``a`` and ``a.b`` package files (except the importer's own packages, which
+are already running)."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {"florence": ROOT / "florence", "florence.plugins": ROOT / "plugins", "florence.tasks": ROOT / "tasks"}
+
+
+def modules() -> dict:
+    found = {}
+    for package, folder in SOURCES.items():
+        for path in folder.rglob("*.py"):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def imports_of(name: str, path: Path, known: dict) -> set:
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    targets = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            targets.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            targets.add(base)
+            targets.update(f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in known)
+    edges = set()
+    own = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}  # already importing
+    for t in targets:
+        parts = t.split(".")
+        for i in range(1, len(parts) + 1):  # the packages on the way run too
+            mod = ".".join(parts[:i])
+            if mod in known and mod != name and mod not in own:
+                edges.add(mod)
+    return edges
+
+
+def cycles(graph: dict) -> list:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_checker_sees_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    known = modules()
+    assert "florence.models.files" in imports_of("florence.checkpoint", known["florence.checkpoint"], known)
+    # importing florence.models.config from outside runs florence/models/__init__.py too
+    assert "florence.models" in imports_of("florence.checkpoint", known["florence.checkpoint"], known)
+
+
+def test_no_import_cycle():
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    found = cycles(graph)
+    assert not found, "import cycles: " + "; ".join(
+        " | ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) for c in found)
