@@ -4,7 +4,7 @@ FlexibleRunner: optimizer states and gradients are partitioned across processes.
 Runs on CPU (gloo; DeepSpeed's CPU accelerator) and GPU. ``--cfg-options
 strategy.zero_optimization.stage=3`` partitions the parameters too.
 Expected: the main job's table (same data and schedule); ZeRO changes memory, not results.
-Time: like the main job per process; with N processes each sees batch 32 (N x the data per step).
+Time: like the main job per process; with N processes each sees 16 scenes x 2 tasks (N x the data per step).
 Command: bash tools/dist_train.sh configs/florence2/florence2_tiny_synthetic_deepspeed.py 2
 """
 from mmengine.config import read_base

@@ -2,8 +2,8 @@
 have (COCO, RefCOCO, Flickr30k-style grounding, VQA, OCR, JSON Lines)."""
 from .adapters import (CocoCaptions, CocoDetection, JsonlDataset, OcrDataset, PhraseGrounding, RefCoco,
                        VqaDataset)
-from .multitask import MultiTaskDataset, TaskSample
+from .multitask import ImageTasks, MultiTaskDataset, TaskSample
 from .synthetic import SyntheticScenes, vocabulary_texts
 
 __all__ = ["CocoDetection", "CocoCaptions", "RefCoco", "PhraseGrounding", "VqaDataset", "OcrDataset",
-           "JsonlDataset", "MultiTaskDataset", "TaskSample", "SyntheticScenes", "vocabulary_texts"]
+           "ImageTasks", "JsonlDataset", "MultiTaskDataset", "TaskSample", "SyntheticScenes", "vocabulary_texts"]

@@ -5,8 +5,10 @@ PIL image, array or path; ``annotation`` in the task's output format). :class:`M
 turns each into model inputs through the task plugin: the prompt from ``task.prompt``, the target
 text from ``task.encode_target``, the pixels from the published preprocessing at the configured
 size. An item may instead carry the text verbatim: ``prompt`` (a custom prompt) and ``target_text``
-(a raw target; ``annotation`` then only serves evaluation). Tokenisation and padding happen per
-batch in the model's data preprocessor.
+(a raw target; ``annotation`` then only serves evaluation). An item with several annotations of
+one image lists them as ``tasks=[dict(task, text_input, annotation), ...]``: they become one
+:class:`ImageTasks`, whose image the model encodes once for all of them. Tokenisation and padding
+happen per batch in the model's data preprocessor.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from ..processing.image import ImageProcessor
 from ..registry import DATASETS
 from ..task import get_task
 
-__all__ = ["MultiTaskDataset", "TaskSample"]
+__all__ = ["ImageTasks", "MultiTaskDataset", "TaskSample"]
 
 
 @dataclass
@@ -38,6 +40,15 @@ class TaskSample:
     pred: Any = None
     text: str = ""
     extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImageTasks:
+    """The samples of one image (several tasks on the same pixels): the model runs the image
+    encoder once and each sample's prompt and target on its features. Not a sequence, so mmengine's
+    collate keeps it whole; :class:`~florence.engine.Florence2DataPreprocessor` flattens a batch
+    of them and records which image each sample belongs to."""
+    samples: list
 
 
 def _build(cfg):
@@ -92,16 +103,27 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         item = self.datasets[d][i]
         source = f"{type(self.datasets[d]).__name__}[{i}]"
         try:
-            task = get_task(item["task"])
             pixels, size = self.processor.prepare(item["image"])
             size = tuple(item.get("image_size") or size)
-            # optional verbatim text (custom prompt, raw target) takes the place of the task's own
-            prompt = item["prompt"] if "prompt" in item else task.prompt(item.get("text_input"), size)
-            target = item["target_text"] if "target_text" in item else task.encode_target(item["annotation"], size)
-            sample = TaskSample(task=task.token, prompt=prompt, target=target, annotation=item["annotation"],
-                                image_size=size, text_input=item.get("text_input"), source=source)
-            if "objects" in item:  # every object of the image, for auxiliary dense losses
-                sample.extra["objects"] = item["objects"]
+            if "tasks" in item:
+                if not item["tasks"]:
+                    raise ValueError("'tasks' must list at least one dict(task=..., annotation=...)")
+                samples = ImageTasks([self._sample({**item, **t}, size, source) for t in item["tasks"]])
+            else:
+                samples = self._sample(item, size, source)
         except Exception as e:  # name the record: a bad sample must be findable
-            raise ValueError(f"{source} (task {item.get('task')!r}): {type(e).__name__}: {e}") from e
-        return dict(inputs=torch.from_numpy(pixels), data_samples=sample)
+            tasks = item.get("task") or [t.get("task") for t in item.get("tasks") or [] if isinstance(t, dict)]
+            raise ValueError(f"{source} (task {tasks!r}): {type(e).__name__}: {e}") from e
+        return dict(inputs=torch.from_numpy(pixels), data_samples=samples)
+
+    @staticmethod
+    def _sample(item: dict, size: tuple, source: str) -> TaskSample:
+        task = get_task(item["task"])
+        # optional verbatim text (custom prompt, raw target) takes the place of the task's own
+        prompt = item["prompt"] if "prompt" in item else task.prompt(item.get("text_input"), size)
+        target = item["target_text"] if "target_text" in item else task.encode_target(item["annotation"], size)
+        sample = TaskSample(task=task.token, prompt=prompt, target=target, annotation=item["annotation"],
+                            image_size=size, text_input=item.get("text_input"), source=source)
+        if "objects" in item:  # every object of the image, for auxiliary dense losses
+            sample.extra["objects"] = item["objects"]
+        return sample

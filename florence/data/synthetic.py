@@ -233,7 +233,7 @@ def vocabulary_texts() -> list[str]:
 
 @DATASETS.register_module()
 class SyntheticScenes:
-    """Scenes drawn from ``(seed, index)``, one task per sample.
+    """Scenes drawn from ``(seed, index)``, one task per sample (or ``tasks_per_image`` of them).
 
     Args:
         seed: scenes of different seeds are independent (use another seed for held-out data).
@@ -246,10 +246,13 @@ class SyntheticScenes:
             counts per task, for evaluation).
         text_size: font size of the printed words, as a fraction of the canvas side (at least 12 px;
             at most 1/4, so that every word fits on the canvas).
+        tasks_per_image: annotate each scene for this many different tasks, drawn by weight without
+            replacement (the item then lists them under ``tasks``; the model encodes the image once
+            for all of them, see :class:`~florence.data.ImageTasks`).
     """
 
     def __init__(self, seed: int = 0, length: int = 10000, image_size: int = 192, tasks=None, task_weights=None,
-                 cycle_tasks: bool = False, text_size: float = 1 / 9):
+                 cycle_tasks: bool = False, text_size: float = 1 / 9, tasks_per_image: int = 1):
         self.seed, self.length, self.image_size = int(seed), int(length), int(image_size)
         if isinstance(task_weights, dict):
             tasks = list(tasks or task_weights)
@@ -272,6 +275,10 @@ class SyntheticScenes:
         self.text_size = float(text_size)
         if not 0 < self.text_size <= 0.25:
             raise ValueError(f"text_size is a fraction of the canvas side in (0, 0.25], got {text_size}")
+        self.tasks_per_image = int(tasks_per_image)
+        if not 1 <= self.tasks_per_image <= len(self.tasks) or (cycle_tasks and self.tasks_per_image > 1):
+            raise ValueError(f"tasks_per_image must be in [1, {len(self.tasks)}] (the number of tasks) and 1 with "
+                             f"cycle_tasks, got {tasks_per_image}")
         if self.length <= 0 or self.image_size < 32:
             raise ValueError(f"need length > 0 and image_size >= 32, got {length}, {image_size}")
 
@@ -283,12 +290,31 @@ class SyntheticScenes:
             raise IndexError(f"index {index} out of range for {self.length} samples")
         rng = random.Random(self.seed * 1_000_003 + index)
         scene = make_scene(rng, self.image_size, self.text_size)
-        if self.cycle_tasks:
-            token = self.tasks[index % len(self.tasks)]
-        else:
-            token = rng.choices(self.tasks, weights=self.task_weights)[0]
-        text_input, annotation = annotate(scene, token, rng)
         things = scene.shapes + scene.words
         objects = dict(bboxes=[list(t.box) for t in things], labels=[t.category for t in things])
-        return dict(image=scene.image, image_size=scene.image.size, task=token, text_input=text_input,
-                    annotation=annotation, objects=objects)
+        item = dict(image=scene.image, image_size=scene.image.size, objects=objects)
+        if self.cycle_tasks:
+            tokens = [self.tasks[index % len(self.tasks)]]
+        else:
+            tokens = _draw_distinct(rng, self.tasks, self.task_weights, self.tasks_per_image)
+        tasks = []
+        for token in tokens:
+            text_input, annotation = annotate(scene, token, rng)
+            tasks.append(dict(task=token, text_input=text_input, annotation=annotation))
+        if self.tasks_per_image == 1:
+            return {**item, **tasks[0]}
+        return {**item, "tasks": tasks}
+
+
+def _draw_distinct(rng: random.Random, tasks: list, weights, k: int) -> list:
+    """``k`` different tasks drawn by weight, one after another without replacement."""
+    pool, w = list(tasks), list(weights) if weights is not None else None
+    drawn = []
+    for _ in range(k):
+        j = rng.choices(range(len(pool)), weights=w)[0]
+        drawn.append(pool.pop(j))
+        if w is not None:
+            w.pop(j)
+            if not sum(w) > 0:  # only zero-weight tasks remain
+                break
+    return drawn

@@ -17,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 
+from ..data.multitask import ImageTasks
 from ..inference import add_task_tokens, generate_texts
 from ..models import Florence2ForConditionalGeneration
 from ..processing import Florence2Processor, build_tokenizer, load_tokenizer
@@ -42,7 +43,7 @@ def build_tokenizer_from_cfg(cfg, pretrained=None):
     if cfg is None:
         if pretrained is None:
             raise ValueError("give tokenizer= (a folder, or dict(texts_from=..., vocab_size=...)) or pretrained=")
-        from ..checkpoint import resolve_folder
+        from ..models.files import resolve_folder
 
         return load_tokenizer(resolve_folder(pretrained))
     if isinstance(cfg, str):
@@ -55,7 +56,9 @@ def build_tokenizer_from_cfg(cfg, pretrained=None):
 
 class Florence2DataPreprocessor(BaseDataPreprocessor):
     """Stacks pixels, tokenises prompts and targets per batch (right padding), and makes labels:
-    ``<s> target </s>`` with padding set to -100."""
+    ``<s> target </s>`` with padding set to -100. A batch holding :class:`~florence.data.ImageTasks`
+    (several tasks of one image) is flattened into its samples, with ``image_index`` giving each
+    sample's row of ``pixel_values``."""
 
     def __init__(self, tokenizer, max_prompt_tokens: int = 256, max_target_tokens: int = 1024):
         super().__init__()
@@ -68,12 +71,18 @@ class Florence2DataPreprocessor(BaseDataPreprocessor):
                               max_length=max_length, return_tensors="pt")
 
     def forward(self, data: dict, training: bool = False) -> dict:
-        samples = data["data_samples"]
+        samples, image_index = [], []
+        for i, item in enumerate(data["data_samples"]):
+            group = item.samples if isinstance(item, ImageTasks) else [item]
+            samples.extend(group)
+            image_index.extend([i] * len(group))
         pixels = data["inputs"]
         pixels = torch.stack(pixels) if isinstance(pixels, (list, tuple)) else pixels
         prompts = self._tokenize([s.prompt for s in samples], self.max_prompt_tokens)
         out = dict(pixel_values=pixels, input_ids=prompts["input_ids"], attention_mask=prompts["attention_mask"],
                    data_samples=samples)
+        if len(samples) != len(pixels):  # one image per sample otherwise: nothing to record
+            out["image_index"] = torch.tensor(image_index)
         if training:
             targets = self._tokenize([s.target for s in samples], self.max_target_tokens)
             out["labels"] = targets["input_ids"].masked_fill(targets["attention_mask"] == 0, -100)
@@ -362,27 +371,39 @@ class Florence2Model(BaseModel):
         self.tokenizer.save_pretrained(folder)
 
     def forward(self, pixel_values, input_ids, attention_mask=None, labels=None, data_samples=None,
-                mode: str = "tensor"):
+                image_index=None, mode: str = "tensor"):
+        """``image_index`` (from the data preprocessor when samples share images): sample ``j`` is
+        about image ``pixel_values[image_index[j]]``; in ``mode="loss"`` each image is encoded once."""
         if mode == "loss":
-            if self.reconstruction is None and self.objects is None:
-                return {"loss": self.model(pixel_values, input_ids, attention_mask, labels=labels).loss}
-            image_embeds = self.model.encode_image(pixel_values)
-            out = self.model(None, input_ids, attention_mask, labels=labels, image_embeds=image_embeds)
-            losses = {"loss": out.loss}
-            if self.reconstruction is not None:
-                losses["loss_pixels"] = self.reconstruction(pixel_values, image_embeds)
-            if self.objects is not None:
-                if data_samples is None:
-                    raise ValueError("the objects head needs data_samples (each sample's extra['objects']) in "
-                                     "mode='loss'")
-                objects = [(s.extra.get("objects"), s.image_size) for s in data_samples]
-                losses.update(self.objects(pixel_values, image_embeds, objects))
-            return losses
+            return self.loss(pixel_values, input_ids, attention_mask, labels, data_samples, image_index)
+        if image_index is not None:  # generation and logits work per sample
+            pixel_values = pixel_values[image_index.to(pixel_values.device)]
         if mode == "predict":
             return self.predict(pixel_values, input_ids, attention_mask, data_samples)
         if mode == "tensor":
             return self.model(pixel_values, input_ids, attention_mask, labels=labels).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+    def loss(self, pixel_values, input_ids, attention_mask, labels, data_samples=None, image_index=None) -> dict:
+        if self.reconstruction is None and self.objects is None and image_index is None:
+            return {"loss": self.model(pixel_values, input_ids, attention_mask, labels=labels).loss}
+        image_embeds = self.model.encode_image(pixel_values)  # once per image
+        per_sample = image_embeds if image_index is None else image_embeds[image_index.to(image_embeds.device)]
+        out = self.model(None, input_ids, attention_mask, labels=labels, image_embeds=per_sample)
+        losses = {"loss": out.loss}
+        if self.reconstruction is not None:
+            losses["loss_pixels"] = self.reconstruction(pixel_values, image_embeds)
+        if self.objects is not None:
+            if data_samples is None:
+                raise ValueError("the objects head needs data_samples (each sample's extra['objects']) in mode='loss'")
+            if image_index is not None:  # the first sample of each image speaks for it
+                firsts = {}
+                for j, i in enumerate(image_index.tolist()):
+                    firsts.setdefault(i, j)
+                data_samples = [data_samples[firsts[i]] for i in range(len(pixel_values))]
+            objects = [(s.extra.get("objects"), s.image_size) for s in data_samples]
+            losses.update(self.objects(pixel_values, image_embeds, objects))
+        return losses
 
     def predict(self, pixel_values, input_ids, attention_mask, data_samples):
         texts, scores = generate_texts(self.model, self.processor, pixel_values, input_ids, attention_mask,

@@ -23,8 +23,9 @@ def small_config(work_dir, max_iters=6, tasks=None, image_size=96, batch_size=4,
         loader.dataset.image_size = image_size
         src = loader.dataset.datasets[0]
         src.update(image_size=image_size, length=length, seed=seed)
-        if tasks is not None:
+        if tasks is not None:  # one task per scene, as the tests that pick tasks were calibrated
             src.tasks = tasks
+            src.pop("tasks_per_image", None)
     cfg.test_dataloader = cfg.val_dataloader
     cfg.model.generation = dict(num_beams=1, max_new_tokens=24)
     cfg.default_hooks.logger.interval = 1

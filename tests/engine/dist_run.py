@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from tests.engine.conftest import small_config  # noqa: E402
 
+from florence.data import ImageTasks  # noqa: E402
 from florence.engine import init_process_group  # noqa: E402
 
 DEEPSPEED = ROOT / "configs" / "florence2" / "florence2_tiny_synthetic_deepspeed.py"
@@ -23,7 +24,8 @@ class RecordSamples(Hook):
         self.seen = []
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        self.seen += [s.source for s in data_batch["data_samples"]]
+        # one entry per dataset item (an ImageTasks holds one image's samples, all from that item)
+        self.seen += [(s.samples[0] if isinstance(s, ImageTasks) else s).source for s in data_batch["data_samples"]]
 
 
 def main():

@@ -120,3 +120,34 @@ def test_synthetic_task_weights_list_or_dict():
             SyntheticScenes(tasks=None if isinstance(bad, dict) else ["<OD>", "<OCR>"], task_weights=bad)
     with pytest.raises(ValueError, match="no weight for"):
         SyntheticScenes(tasks=["<CAPTION>"], task_weights=weights)
+
+
+def test_tasks_per_image_gives_one_image_several_distinct_tasks_encoded_together():
+    weights = {t: 1.0 for t in SUPPORTED_TASKS}
+    weights["<OD>"] = 50.0  # nearly always drawn, but never twice for one image
+    one = SyntheticScenes(seed=2, length=50, task_weights=weights)
+    four = SyntheticScenes(seed=2, length=50, task_weights=weights, tasks_per_image=4)
+    for i in range(50):
+        item = four[i]
+        tokens = [t["task"] for t in item["tasks"]]
+        assert len(set(tokens)) == 4 and "task" not in item
+        assert tokens[0] == one[i]["task"]  # the first draw is the one-task dataset's
+        assert np.array_equal(np.asarray(item["image"]), np.asarray(one[i]["image"]))  # same scene
+    assert sum("<OD>" in [t["task"] for t in four[i]["tasks"]] for i in range(50)) >= 45
+    with pytest.raises(ValueError, match="tasks_per_image"):
+        SyntheticScenes(tasks_per_image=16)
+    with pytest.raises(ValueError, match="tasks_per_image"):
+        SyntheticScenes(tasks_per_image=2, cycle_tasks=True)
+
+    ds = MultiTaskDataset([four], image_size=64)
+    tok = build_tokenizer_from_cfg(dict(texts_from="florence.data.synthetic:vocabulary_texts", vocab_size=300))
+    batch = [ds[0], ds[1]]
+    out = Florence2DataPreprocessor(tok)(dict(inputs=[b["inputs"] for b in batch],
+                                              data_samples=[b["data_samples"] for b in batch]), True)
+    assert out["pixel_values"].shape == (2, 3, 64, 64)  # each image once
+    assert out["image_index"].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert [s.task for s in out["data_samples"]] == [t["task"] for b in (four[0], four[1]) for t in b["tasks"]]
+    assert out["input_ids"].shape[0] == out["labels"].shape[0] == 8
+    bad = {**four[0], "tasks": [{"task": "<OD>", "annotation": {"bboxes": [[0, 0]], "labels": ["x"]}}]}
+    with pytest.raises(ValueError, match=r"\['<OD>'\]"):  # the record's tasks are named
+        MultiTaskDataset([[bad]], image_size=64)[0]

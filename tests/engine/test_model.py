@@ -195,3 +195,39 @@ def test_sinusoidal_location_init_puts_neighbouring_bins_close():
     near = (rows[:-1] * rows[1:]).sum(-1)  # cosine of each bin with the next
     far = (rows[:-500] * rows[500:]).sum(-1)
     assert near.min() > 0.9 and far.mean() < 0.5, (near.min(), far.mean())
+
+
+def test_samples_sharing_an_image_train_as_if_each_had_its_own_copy():
+    """Several tasks on one image encode it once (``image_index``): same losses and same gradients
+    (fp32) as the batch with the image repeated for each sample, heads included."""
+    torch.manual_seed(0)
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, reconstruction=dict(cell=4),
+                           objects=dict(classes="florence.data.synthetic:category_names"))
+    pixels = torch.randn(2, 3, 64, 64)
+    ids = torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1], [0, 8, 9, 2]])
+    labels = torch.tensor([[0, 9, 10, 2], [0, 11, 2, -100], [0, 12, 13, 2]])
+    objects = [{"bboxes": [[4, 4, 40, 40]], "labels": ["red circle"]}, {"bboxes": [[10, 20, 60, 50]], "labels": ["CAT"]}]
+    index = torch.tensor([0, 0, 1])
+    samples = [TaskSample("<OD>", "p", "t", None, (64, 64), extra={"objects": objects[i]}) for i in index]
+
+    def run(**kw):
+        model.zero_grad()
+        losses = model(input_ids=ids, labels=labels, mode="loss", **kw)
+        sum(losses.values()).backward()
+        return {k: v.item() for k, v in losses.items()}, {n: p.grad.clone() for n, p in model.named_parameters()
+                                                          if p.grad is not None}
+
+    shared, shared_grads = run(pixel_values=pixels, image_index=index, data_samples=samples)
+    # the reference: one copy of the image per sample for the text; the heads see each image once
+    repeated = pixels[index]
+    text = model(repeated, ids, labels=labels, mode="loss", data_samples=samples)["loss"]
+    assert shared["loss"] == pytest.approx(text.item(), rel=1e-6)
+    heads = model(pixels, ids[[0, 2]], labels=labels[[0, 2]], mode="loss", data_samples=[samples[0], samples[2]])
+    for k in ("loss_pixels", "loss_objects", "loss_boxes"):
+        assert shared[k] == pytest.approx(heads[k].item(), rel=1e-6)
+    model.zero_grad()
+    (text + heads["loss_pixels"] + heads["loss_objects"] + heads["loss_boxes"]).backward()
+    scale = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    for n, g in shared_grads.items():  # summation order differs: fp32 rounding (key biases get ~0 gradients)
+        torch.testing.assert_close(g, model.get_parameter(n).grad, rtol=1e-4, atol=1e-6 * scale, msg=n)
+    assert model(pixels, ids, labels=labels, image_index=index, mode="tensor").shape[0] == 3  # logits per sample
