@@ -34,7 +34,8 @@ EXTRAS = {
 }
 
 setup(
-    name="florence",
+    # the import name is `florence`; the distribution `florence` on PyPI is an unrelated project
+    name="florence-vision",
     version="0.1.0",
     description="Florence-2 as a framework: one seq2seq vision model, tasks as plugins, mmengine training",
     long_description=open("README.md", encoding="utf-8").read(),

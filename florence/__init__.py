@@ -4,15 +4,35 @@
 >>> pipe = florence.pipeline("path/to/Florence-2-base")      # a folder in either layout, or a hub id
 >>> pipe("photo.jpg", "<OD>")
 >>> florence.list_tasks(), florence.get_task("od")
+
+The public names below load on first use, so ``import florence`` (and ``florence tasks``) does not
+pay for torch models, timm or the metrics' reference implementations until they are needed.
 """
-from .checkpoint import CheckpointError
-from .inference import Pipeline, pipeline
-from .models import ConfigError, Florence2Config, Florence2ForConditionalGeneration, VisionConfig
-from .plugins import hookimpl
-from .processing import Florence2Processor, ImageProcessor, Quantizer, build_tokenizer, load_tokenizer
-from .task import Task, TaskError, get_metric, get_task, list_metrics, list_tasks
+from typing import TYPE_CHECKING
+
+from ._lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["CheckpointError", "ConfigError", "Florence2Config", "Florence2ForConditionalGeneration",
-           "VisionConfig", "Florence2Processor", "ImageProcessor", "Quantizer", "build_tokenizer",
-           "load_tokenizer", "Pipeline", "pipeline", "hookimpl", "Task", "TaskError", "get_metric", "get_task", "list_metrics", "list_tasks"]
+_EXPORTS = {
+    "CheckpointError": ".models.files", "ConfigError": ".models.config", "Florence2Config": ".models.config",
+    "VisionConfig": ".models.config", "Florence2ForConditionalGeneration": ".models.florence2",
+    "Florence2Processor": ".processing.processor", "ImageProcessor": ".processing.image",
+    "Quantizer": ".processing.quantizer", "build_tokenizer": ".processing.tokenizer",
+    "load_tokenizer": ".processing.tokenizer", "Pipeline": ".inference", "pipeline": ".inference",
+    "hookimpl": ".plugins", "Task": ".task", "TaskError": ".task", "get_metric": ".task", "get_task": ".task",
+    "list_metrics": ".task", "list_tasks": ".task",
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:  # what the names are, for readers and type checkers
+    from .inference import Pipeline, pipeline
+    from .models.config import ConfigError, Florence2Config, VisionConfig
+    from .models.files import CheckpointError
+    from .models.florence2 import Florence2ForConditionalGeneration
+    from .plugins import hookimpl
+    from .processing.image import ImageProcessor
+    from .processing.processor import Florence2Processor
+    from .processing.quantizer import Quantizer
+    from .processing.tokenizer import build_tokenizer, load_tokenizer
+    from .task import Task, TaskError, get_metric, get_task, list_metrics, list_tasks

@@ -1,6 +1,7 @@
 """Shared fixtures: an offline tokenizer, and one tiny random Florence-2 built by transformers' native
 implementation (the oracle), saved in its own layout and converted here, independently of
 florence's converter, into Microsoft's hub layout."""
+import importlib.util
 import json
 import re
 
@@ -147,3 +148,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+DOWNSTREAM = importlib.util.find_spec("mmdet") is not None and importlib.util.find_spec("mmseg") is not None
+
+
+def pytest_ignore_collect(collection_path, config):
+    """tests/downstream needs mmdet and mmseg (the downstream extra): not collected without them."""
+    if DOWNSTREAM or not collection_path.is_relative_to(config.rootpath):
+        return None
+    return True if collection_path.relative_to(config.rootpath).parts[:2] == ("tests", "downstream") else None
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not DOWNSTREAM:
+        terminalreporter.write_line("tests/downstream not run: the downstream extra (mmdet, mmseg) is not installed; "
+                                    "bash tools/install.sh --downstream installs it")

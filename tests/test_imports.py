@@ -89,3 +89,27 @@ def test_no_import_cycle():
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(
         " | ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) for c in found)
+
+
+def test_import_florence_loads_no_model_code_and_listing_tasks_no_torch():
+    """``import florence`` and the task registry (what ``florence tasks`` needs) leave timm,
+    transformers' model code, torch and pycocotools unimported; the public names still work."""
+    import subprocess
+    import sys
+
+    code = """
+import re, sys
+def heavy():
+    return sorted({m.split(".")[0] if not m.startswith("transformers") else m for m in sys.modules
+                   if m.split(".")[0] in ("timm", "torch", "pycocotools", "mmengine", "deepspeed")
+                   or re.match(r"transformers\\.models\\.[^.]+\\.modeling_", m)})
+import florence
+print(heavy())
+florence.list_tasks(), florence.get_metric("cider"), florence.get_task("<OD>").prompt()
+print(heavy())
+print(florence.Florence2ForConditionalGeneration.__name__, "pipeline" in dir(florence))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    after_import, after_tasks, names = out.stdout.strip().splitlines()
+    assert after_import == "[]" and after_tasks == "[]", out.stdout
+    assert names == "Florence2ForConditionalGeneration True"

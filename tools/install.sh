@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
-# Creates .venv/ in the repository and installs florence into it (editable) with the test,
-# deepspeed and downstream (mmdet / mmseg) extras.
+# Creates .venv/ in the repository and installs florence into it (editable): by default what the main
+# job needs (model, training, evaluation); the extras only when asked for:
+#   bash tools/install.sh               # core: train, evaluate, infer (a few minutes on a fresh machine)
+#   bash tools/install.sh --deepspeed   # + DeepSpeed ZeRO (configs with a `strategy`)
+#   bash tools/install.sh --downstream  # + mmdet / mmseg (configs/downstream/; builds mmcv's wheel once)
+#   bash tools/install.sh --test        # + the test suite's own dependencies
+#   bash tools/install.sh --all         # all of the above: what the tests exercise (the README's test command, CI)
 # Idempotent: a second run only checks what is installed. Torch comes from the pinned release
 # (on this project's machines pip finds it on local disk; elsewhere it downloads the wheel).
 #
 # The downstream extra needs mmcv 2.1.0 with its compiled ops (mmdet 3.3 / mmseg 1.2 require
-# mmcv < 2.2), and PyPI has only mmcv's source. The first run builds its wheel against the installed
-# torch (6 min on 2 idle cores, measured; 32 min when the cores were shared) into a cache directory outside the repository, ONCE; later runs, and
-# fresh clones on the same machine, install that wheel in seconds:
+# mmcv < 2.2), and PyPI has only mmcv's source. The first --downstream run builds its wheel against the
+# installed torch (~17-20 min on 2 cores, measured) into a cache directory outside the repository,
+# ONCE; later runs, and fresh clones on the same machine, install that wheel in seconds:
 #   ${FLORENCE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/wheels}/torch-<version>-py<version>/
-# Set FLORENCE_DOWNSTREAM=0 to skip the downstream extra (and the build) altogether.
+# FLORENCE_DOWNSTREAM=0 skips the downstream extra even with --downstream / --all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extras=() downstream=0
+for arg in "$@"; do
+  case "$arg" in
+    --deepspeed) extras+=(deepspeed) ;;
+    --downstream) downstream=1 ;;
+    --test) extras+=(test) ;;
+    --all) extras+=(test deepspeed) downstream=1 ;;
+    -h|--help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --test --all)" >&2; exit 2 ;;
+  esac
+done
+if [ "${FLORENCE_DOWNSTREAM:-1}" = 0 ]; then downstream=0; fi
+spec() {  # ".[a,b]" for the chosen extras (and $1 if given), "." for none
+  local all=("${extras[@]}" "$@")
+  if [ ${#all[@]} -eq 0 ]; then echo "."; else local IFS=,; echo ".[${all[*]}]"; fi
+}
 PY=${PYTHON:-python3}
 MMCV_VERSION=2.1.0
 if [ ! -x .venv/bin/python ]; then
@@ -28,8 +49,18 @@ build_mmcv_wheel() {  # $1: the folder the wheel goes to
   local tmp src wheel
   tmp=$(mktemp -d)
   src="$tmp/mmcv-$MMCV_VERSION"
-  echo "building the mmcv $MMCV_VERSION wheel (compiles its C++ ops, once per torch version: ~6-30 min on 2 cores)" \
+  echo "building the mmcv $MMCV_VERSION wheel (compiles its C++ ops, once per torch version: ~17-20 min on 2 cores)" \
        "into $1; log: .venv/mmcv-build.log"
+  : > .venv/mmcv-build.log
+  (  # progress once a minute: ninja's latest [compiled/total] count from the build log
+    start=$SECONDS
+    while sleep 60; do
+      n=$(grep -aoE '\[[0-9]+/[0-9]+\] ' .venv/mmcv-build.log | tail -n 1 | tr -d ' ' || true)
+      echo "  mmcv build: ${n:-[preparing]} files compiled, $(( (SECONDS - start) / 60 )) min so far"
+    done
+  ) &
+  local progress=$!
+  trap "kill $progress 2> /dev/null || true" EXIT  # also when the install is interrupted
   # mmcv's setup.py imports pkg_resources, which setuptools 81 removed: an older setuptools for this
   # build only (first on PYTHONPATH); ninja from .venv/bin builds MAX_JOBS files at a time.
   # mmcv compiles with -std=c++17, but torch 2.14's headers need C++20. CPU ops only
@@ -42,18 +73,31 @@ build_mmcv_wheel() {  # $1: the folder the wheel goes to
          sed -i "s/'-std=c++17'/'-std=c++20'/g" "$src/setup.py" &&
          PATH="$tmp/build/bin:$PWD/.venv/bin:$PATH" PYTHONPATH="$tmp/build" MMCV_WITH_OPS=1 FORCE_CUDA="${FORCE_CUDA:-0}" \
            MAX_JOBS="${MAX_JOBS:-$(nproc)}" nice -n "${FLORENCE_BUILD_NICE:-10}" .venv/bin/python -m pip wheel \
-           --disable-pip-version-check --no-deps --no-build-isolation -w "$tmp/dist" "$src"
-       } > .venv/mmcv-build.log 2>&1; then
+           --disable-pip-version-check --no-deps --no-build-isolation -v -w "$tmp/dist" "$src"
+       } >> .venv/mmcv-build.log 2>&1; then
+    kill "$progress" 2> /dev/null || true
     tail -n 40 .venv/mmcv-build.log; echo "mmcv build failed: full log in .venv/mmcv-build.log" >&2; rm -rf "$tmp"; exit 1
   fi
+  kill "$progress" 2> /dev/null || true
   wheel=$(basename "$tmp"/dist/mmcv-"$MMCV_VERSION"-*.whl)
   mkdir -p "$1"
   cp "$tmp/dist/$wheel" "$1/.$wheel.tmp" && mv "$1/.$wheel.tmp" "$1/$wheel"  # atomic: never a half-copied wheel
   rm -rf "$tmp"
 }
 
-pip_install -e ".[test,deepspeed]"
-if [ "${FLORENCE_DOWNSTREAM:-1}" != 0 ]; then
+# this project was once distributed as `florence` (a name PyPI gives to another project): drop that old
+# editable install of this checkout, which would otherwise stay beside florence-vision
+if .venv/bin/python - "$PWD" <<'PY' 2> /dev/null
+import json, sys
+from importlib.metadata import distribution
+url = json.loads(distribution("florence").read_text("direct_url.json") or "{}").get("url", "")
+sys.exit(0 if url == "file://" + sys.argv[1] else 1)
+PY
+then
+  .venv/bin/python -m pip uninstall --disable-pip-version-check -y florence >> .venv/install.log 2>&1
+fi
+pip_install -e "$(spec)"
+if [ "$downstream" = 1 ]; then
   # the wheel links against torch's C++ ABI: one cache folder per torch build and Python version
   build_id=$(.venv/bin/python -c "import sys, torch; print(f'torch-{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}')")
   wheels="${FLORENCE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/wheels}/$build_id"
@@ -65,7 +109,7 @@ if [ "${FLORENCE_DOWNSTREAM:-1}" != 0 ]; then
     fi
   ) 9> "$wheels/.lock"
   # --only-binary: never fall back to compiling PyPI's mmcv source (a wrong wheel fails here, at once)
-  pip_install -e ".[test,deepspeed,downstream]" --find-links "$wheels" --only-binary mmcv
+  pip_install -e "$(spec downstream)" --find-links "$wheels" --only-binary mmcv
   # mmsegmentation 1.2.2's wheel also installs its own test suite as a top-level `tests` package, which
   # shadows this repository's tests/ (tests/engine/dist_run.py imports tests.engine): remove that copy
   site=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
@@ -74,6 +118,6 @@ if [ "${FLORENCE_DOWNSTREAM:-1}" != 0 ]; then
   fi
 fi
 .venv/bin/python -c "import florence, torch, timm, transformers; print('florence installed: torch', torch.__version__, '| transformers', transformers.__version__, '| timm', timm.__version__)"
-if [ "${FLORENCE_DOWNSTREAM:-1}" != 0 ]; then
+if [ "$downstream" = 1 ]; then
   .venv/bin/python -c "import mmcv.ops, mmdet, mmseg; print('downstream: mmcv', mmcv.__version__, '(compiled ops) | mmdet', mmdet.__version__, '| mmseg', mmseg.__version__)"
 fi

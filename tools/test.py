@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 
 from mmengine.runner import Runner
 
-import florence.engine  # noqa: F401  (registers florence's runner pieces)
+from florence.engine import explain_missing_extras  # (importing florence.engine registers its runner pieces)
 
 
 def parse_args(argv=None):
@@ -26,12 +26,14 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
-    cfg.load_from, cfg.resume = args.checkpoint, False
-    runner = Runner.from_cfg(cfg)
-    metrics = runner.test()
+    with explain_missing_extras(args.config):  # e.g. a downstream config without mmdet: the install command
+        cfg = Config.fromfile(args.config)
+        cfg.merge_from_dict(args.cfg_options)
+        cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs",
+                                                                       osp.splitext(osp.basename(args.config))[0])
+        cfg.load_from, cfg.resume = args.checkpoint, False
+        runner = Runner.from_cfg(cfg)
+        metrics = runner.test()
     rows = [row for m in runner.test_evaluator.metrics for row in getattr(m, "table", [])]
     if args.out:
         with open(args.out, "w") as f:

@@ -19,7 +19,7 @@ from mmengine.config import Config, DictAction
 
 from mmengine.runner import Runner
 
-from florence.engine import init_process_group, keep_freed_memory  # (importing florence.engine registers its runner pieces)
+from florence.engine import explain_missing_extras, init_process_group, keep_freed_memory  # (registers florence's runner pieces)
 
 
 def parse_args(argv=None):
@@ -54,15 +54,16 @@ def build_config(args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = build_config(args)
-    if "strategy" in cfg:  # DeepSpeed: its strategy starts the process group (CPU or GPU)
-        from mmengine.runner import FlexibleRunner
+    with explain_missing_extras(args.config):  # e.g. a downstream config without mmdet: the install command
+        cfg = build_config(args)
+        if "strategy" in cfg:  # DeepSpeed: its strategy starts the process group (CPU or GPU)
+            from mmengine.runner import FlexibleRunner
 
-        runner = FlexibleRunner.from_cfg(cfg)
-    else:
-        init_process_group(args.launcher, cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend", "gloo"))
-        runner = Runner.from_cfg(cfg)
-    runner.train()
+            runner = FlexibleRunner.from_cfg(cfg)
+        else:
+            init_process_group(args.launcher, cfg.get("env_cfg", {}).get("dist_cfg", {}).get("backend", "gloo"))
+            runner = Runner.from_cfg(cfg)
+        runner.train()
     return runner
 
 

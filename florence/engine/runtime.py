@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,33 @@ from mmengine.optim import OptimWrapper
 from .. import hardware
 from ..registry import HOOKS, OPTIM_WRAPPERS
 
-__all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "ResumableCheckpointHook", "keep_freed_memory"]
+__all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "ResumableCheckpointHook", "keep_freed_memory",
+           "explain_missing_extras"]
+
+# packages that only an extra installs, and the extra (setup.py) that does
+_EXTRA_OF = {"mmcv": "downstream", "mmdet": "downstream", "mmseg": "downstream", "ftfy": "downstream",
+             "deepspeed": "deepspeed"}
+
+
+@contextlib.contextmanager
+def explain_missing_extras(config):
+    """Around loading and running ``config``: a package of an extra that is not installed (mmdet /
+    mmseg / mmcv for ``configs/downstream/``, DeepSpeed for a ``strategy``), imported when the
+    config loads or when mmengine builds its lazily imported objects, stops the run with the
+    command that installs the extra instead of a bare ModuleNotFoundError."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        # mmengine's lazy imports re-raise without ``name``: "Failed to import mmdet.models in ..."
+        name = e.name
+        if not name:
+            found = re.search(r"No module named '([\w.]+)'|import of ([\w.]+) halted|Failed to import ([\w.]+)", str(e))
+            name = next((g for g in found.groups() if g), "") if found else ""
+        extra = _EXTRA_OF.get(name.partition(".")[0])
+        if extra is None:
+            raise
+        raise SystemExit(f"{config} needs the {extra} extra, which is not installed ({name} is missing): "
+                         f"bash tools/install.sh --{extra}  (or: pip install -e '.[{extra}]')") from e
 
 
 def keep_freed_memory() -> bool:

@@ -3,6 +3,7 @@ weights_only, bf16 autocast, tools/test.py's table."""
 import contextlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import numpy as np
@@ -153,3 +154,31 @@ def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in(tmp_path):
     assert out["keep"][0] == "True"
     default, kept = int(out["default"][1]), int(out["keep"][1])
     assert default > 300_000_000 // 4096 // 2 and kept < 0.6 * default
+
+
+@pytest.mark.parametrize("module, extra", [("mmdet", "downstream"), ("deepspeed", "deepspeed")])
+def test_a_config_needing_an_uninstalled_extra_names_the_install_command(tmp_path, monkeypatch, module, extra):
+    """What tools/train.py and tools/test.py wrap a run in: the extra's package, imported lazily by
+    mmengine when the model is built from the config, stops the run with the command that installs it."""
+    import sys
+
+    from mmengine.config import Config
+
+    from florence.engine import explain_missing_extras
+    from florence.registry import MODELS
+
+    def build(path):
+        with explain_missing_extras(path):
+            MODELS.build(Config.fromfile(path).model)
+
+    config = tmp_path / "needs_extra.py"
+    config.write_text(f"from {module}.models import Anything\nmodel = dict(type=Anything)\n")
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ModuleNotFoundError
+    with pytest.raises(SystemExit, match=rf"needs_extra.py needs the {extra} extra.*bash tools/install.sh --{extra}"):
+        build(str(config))
+    typo = tmp_path / "typo.py"
+    typo.write_text("from no_such_module_anywhere import Anything\nmodel = dict(type=Anything)\n")
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_anywhere"):  # not an extra's: as it is
+        build(str(typo))
+    for tool in ("train.py", "test.py"):  # both tools run inside it
+        assert "with explain_missing_extras(args.config):" in (Path(__file__).parents[2] / "tools" / tool).read_text()

@@ -2,6 +2,7 @@
 packaged), on random predictions; and no metric raises on malformed predictions."""
 import contextlib
 import io
+import os
 import random
 import shutil
 
@@ -83,7 +84,9 @@ def test_bleu_and_cider_equal_pycocoevalcap_with_its_java_tokenizer():
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-    assert shutil.which("java"), "the reference PTB tokenizer needs Java (Debian: default-jre-headless)"
+    if not shutil.which("java"):  # CI installs it (.ci/run): there a missing Java is a failure, not a skip
+        message = "the reference PTB tokenizer needs Java (Debian: apt-get install default-jre-headless)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
 
     rng = random.Random(2)
     samples = [dict(task="<CAPTION>", image_size=(1, 1), text_input=None, pred=caption(rng),
