@@ -173,7 +173,9 @@ def test_a_config_needing_an_uninstalled_extra_names_the_install_command(tmp_pat
 
     config = tmp_path / "needs_extra.py"
     config.write_text(f"from {module}.models import Anything\nmodel = dict(type=Anything)\n")
-    monkeypatch.setitem(sys.modules, module, None)  # as if not installed: importing it raises ModuleNotFoundError
+    for name in [m for m in sys.modules if m.startswith(module + ".")]:  # as if never imported ...
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # ... nor installed: importing it raises ModuleNotFoundError
     with pytest.raises(SystemExit, match=rf"needs_extra.py needs the {extra} extra.*bash tools/install.sh --{extra}"):
         build(str(config))
     typo = tmp_path / "typo.py"
