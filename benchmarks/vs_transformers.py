@@ -53,6 +53,7 @@ import torch
 from PIL import Image
 
 import florence
+import florence.accel
 from florence import Florence2Config, Florence2ForConditionalGeneration, Florence2Processor
 from florence import hardware
 from florence.processing.tokenizer import BART_VOCAB_SIZE, build_tokenizer
@@ -126,8 +127,8 @@ def native_processor(tok):
 
 
 def load(side: str, folder: str, dtype: str):
-    if side == "ours":
-        model = Florence2ForConditionalGeneration.from_pretrained(folder)
+    if side == "ours":  # florence.accel, as florence.pipeline and the engine run it on CPU
+        model = florence.accel.apply(Florence2ForConditionalGeneration.from_pretrained(folder))
     else:
         import transformers
 

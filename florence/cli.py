@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
+    infer.add_argument("--plain", action="store_true",
+                       help="run the plain model, without florence.accel's CPU fast paths (same results)")
 
     sub.add_parser("tasks", help="list the registered tasks")
     return parser
@@ -71,7 +73,8 @@ def _infer(args) -> int:
         sources.extend(expand_images(item)[0] if Path(item).is_dir() else [item])
     device = args.device or hardware.default_device()
     dtype = hardware.resolve_dtype(args.dtype, device, log=lambda m: print(m, file=sys.stderr))
-    pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams)
+    pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams,
+                    accelerate=False if args.plain else "auto")
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens))
            if v is not None}
     vis = Path(args.vis) if args.vis else None

@@ -1,5 +1,10 @@
-"""Generation helpers: n-gram blocking that leaves location tokens alone, a cross-attention cache
-shared by the beams of an input, and cheaper equivalents of three of transformers' logits processors.
+"""Generation: from a prepared batch to texts and per-token scores (:func:`generate_texts`, what the
+pipeline and the engine's evaluation both call), and the n-gram policy it applies.
+
+The model encodes image and prompt once (``model.encode``), generates from that encoding
+(``model.generate(encoded=...)``: transformers' generate, with florence.accel's cache and decoding
+step when the model is accelerated) and scores the chosen tokens by one teacher-forced pass
+(``model.sequence_log_probs``).
 
 The published generation settings use ``no_repeat_ngram_size=3`` over all tokens, which also
 forbids repeating any three location tokens: two objects sharing a corner or an edge
@@ -9,14 +14,10 @@ n-gram that contains a location token is never blocked.
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
-from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
-from transformers.generation.logits_process import (MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
-                                                    SuppressTokensLogitsProcessor)
+from transformers import LogitsProcessor, LogitsProcessorList
 
-__all__ = ["TextNoRepeatNGramLogitsProcessor", "SharedCrossAttentionCache", "fast_logits_processors"]
+__all__ = ["TextNoRepeatNGramLogitsProcessor", "generate_texts"]
 
 
 class TextNoRepeatNGramLogitsProcessor(LogitsProcessor):
@@ -45,81 +46,32 @@ class TextNoRepeatNGramLogitsProcessor(LogitsProcessor):
         return scores.masked_fill(banned[:, :vocab], -float("inf"))
 
 
-class SharedCrossAttentionCache(DynamicCache):
-    """Cross-attention keys and values with one row per input, shared by all of its beams (or
-    returned sequences); ``florence.models.kernels.attention`` reads a group of query rows against one
-    row. transformers' generate otherwise projects the encoder output once per beam and copies those
-    rows at every beam-search step (``reorder_cache``): for 3 beams over 591 encoder tokens, 3x the
-    memory and ~1/3 of a base model's fp32 decoding time. Reordering is a no-op here: every beam of
-    an input reads the same row."""
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        pass
-
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        pass  # the copies would be equal: sharing one row is the point
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        raise NotImplementedError("shared cross-attention rows cannot be selected per sequence")
-
-
-def _fill(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """``scores`` with the columns ``ids`` set to -inf (ids outside the vocabulary ignored)."""
-    ids = ids.to(scores.device).reshape(-1)
-    return scores.index_fill(1, ids[(ids >= 0) & (ids < scores.shape[-1])], -float("inf"))
-
-
-class _SuppressTokens(SuppressTokensLogitsProcessor):
-    """transformers' processor, same scores, without an ``isin`` over the vocabulary per step."""
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        return _fill(scores, self.suppress_tokens)
-
-
-class _MinLength(MinLengthLogitsProcessor):
-    """transformers' processor, same scores, without an ``isin`` over the vocabulary per step."""
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        return _fill(scores, self.eos_token_id) if input_ids.shape[-1] < self.min_length else scores
-
-
-class _MinNewTokens(MinNewTokensLengthLogitsProcessor):
-    """transformers' processor, same scores, without an ``isin`` over the vocabulary per step."""
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        if input_ids.shape[-1] - self.prompt_length_to_skip >= self.min_new_tokens:
-            return scores
-        return _fill(scores, self.eos_token_id)
-
-
-class _ProcessorList(LogitsProcessorList):
-    """transformers' list of processors, with each processor's signature looked up once instead of
-    at every step (``inspect.signature``: ~0.25 ms per step for five processors, measured)."""
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
-        plain = self.__dict__.get("_plain")
-        if plain is None or plain[0] != [id(p) for p in self]:
-            plain = self.__dict__["_plain"] = ([id(p) for p in self], all(
-                len(inspect.signature(p.__call__).parameters) <= 2 for p in self))
-        if kwargs or not plain[1]:
-            return super().__call__(input_ids, scores, **kwargs)
-        for processor in self:
-            scores = processor(input_ids, scores)
-        return scores
-
-
-_FAST_PROCESSORS = {SuppressTokensLogitsProcessor: _SuppressTokens, MinLengthLogitsProcessor: _MinLength,
-                    MinNewTokensLengthLogitsProcessor: _MinNewTokens}
-
-
-def fast_logits_processors(processors: LogitsProcessorList) -> LogitsProcessorList:
-    """The same processors, in the same order, in a list that looks their signatures up once, with
-    the ones transformers builds for ``suppress_tokens``, ``min_length`` and ``min_new_tokens``
-    turned into subclasses that compute the same scores with one ``index_fill`` (transformers'
-    build a vocabulary-wide ``isin`` mask at every step: ~0.5 ms per step for ``suppress_tokens``,
-    ~0.15 ms for each of the others at 51k tokens, measured)."""
-    for p in processors:
-        fast = _FAST_PROCESSORS.get(type(p))
-        if fast is not None:
-            p.__class__ = fast
-    return _ProcessorList(processors)
+@torch.inference_mode()
+def generate_texts(model, processor, pixel_values, input_ids, attention_mask=None, block_location_ngrams=False,
+                   scores=True, **generation_kwargs) -> tuple[list[str], list]:
+    """Generate for a prepared batch: texts (special tokens kept) and, per row, the log-probabilities
+    of its location tokens (one teacher-forced decoder pass; None per row when ``scores=False``).
+    ``no_repeat_ngram_size`` applies to text n-grams only unless ``block_location_ngrams``."""
+    device, dtype = model.device, model.dtype
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    encoded = model.encode(pixel_values.to(device, dtype), input_ids.to(device), attention_mask.to(device))
+    # the batch's float32 pixels are not needed while decoding; the caller may
+    # still hold them (then this frees nothing)
+    del pixel_values
+    kwargs = dict(generation_kwargs)
+    ngram = kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size) or 0
+    loc_ids = processor.location_token_ids
+    if ngram and not block_location_ngrams:
+        kwargs["no_repeat_ngram_size"] = 0
+        kwargs["logits_processor"] = LogitsProcessorList(
+            [*kwargs.get("logits_processor", []), TextNoRepeatNGramLogitsProcessor(ngram, loc_ids)])
+    ids = model.generate(encoded=encoded, **kwargs)
+    if not isinstance(ids, torch.Tensor):  # return_dict_in_generate=True
+        ids = ids.sequences
+    texts = processor.batch_decode(ids)
+    if not scores:
+        return texts, [None] * len(texts)
+    log_probs = model.sequence_log_probs(encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
+    is_loc = torch.isin(ids[:, 1:], torch.tensor(loc_ids, device=ids.device))
+    return texts, [lp[m].tolist() for lp, m in zip(log_probs.float().cpu(), is_loc.cpu())]

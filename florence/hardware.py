@@ -3,7 +3,7 @@
 CPUs differ: AVX-512 machines with AVX512-BF16 or AMX compute bf16 matmuls natively (2-3x
 float32), while AVX2-only CPUs have no bf16 arithmetic at all (oneDNN refuses its bf16 kernels
 there and torch's own bf16 matmul is ~100x slower than float32). The fast paths in
-:mod:`florence.models.kernels` ask :func:`onednn_max_rows` before they call oneDNN and fall back to
+:mod:`florence.accel` ask :func:`onednn_max_rows` before they call oneDNN and fall back to
 the plain torch op otherwise; :func:`resolve_dtype` turns ``"auto"`` into bf16 where it is native
 and float32 (fp16 for inference on a GPU without bf16) elsewhere.
 
@@ -78,8 +78,8 @@ def onednn_dtypes() -> frozenset:
 
 
 # Where oneDNN's linear wins on a CPU without AVX-512 (measured on an AVX2 EPYC, fp32, BART-base
-# widths): matmuls of up to ~128 rows (decoding steps, 10-50% faster than MKL); above that MKL's
-# sgemm is faster, forward and backward (weight gradients 1.3-3x), so florence leaves them to it.
+# widths): matmuls of up to ~128 rows (decoding steps); above that MKL's sgemm is faster, forward
+# and backward, so florence leaves them to it. (benchmarks/vs_transformers.py prints both kernels.)
 _AVX2_MAX_ROWS = 128
 _ANY_ROWS = 2 ** 62
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")

@@ -15,20 +15,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from PIL import Image
-from transformers import LogitsProcessorList
 
-from . import hardware
-from .models.files import resolve_folder
-from .generation import TextNoRepeatNGramLogitsProcessor
+from . import accel, hardware
+from .generation import generate_texts
 from .models import Florence2ForConditionalGeneration
-from .models.kernels import release_packed_weights_
+from .models.files import resolve_folder
 from .processing import Florence2Processor
 from .processing.image import load_image
-from .task import Task, TaskError, get_task, list_tasks
+from .task import Task, TaskError, add_task_tokens, get_task
 
-__all__ = ["Pipeline", "pipeline", "add_task_tokens", "expand_images", "generate_texts"]
+__all__ = ["Pipeline", "pipeline", "expand_images"]
 
 
 def pipeline(model, processor: Florence2Processor | None = None, device=None, dtype=None, **options) -> "Pipeline":
@@ -45,19 +42,6 @@ def pipeline(model, processor: Florence2Processor | None = None, device=None, dt
     elif processor is None:
         raise TypeError("pipeline(model_object) needs processor=Florence2Processor(...) as well")
     return Pipeline(model, processor, device=device, dtype=dtype, **options)
-
-
-def add_task_tokens(model, tokenizer, tasks=None) -> list[str]:
-    """Add the special tokens the registered tasks need to the tokenizer, and grow the model's
-    embeddings if the vocabulary outgrows them. Returns the tokens added."""
-    vocab = tokenizer.get_vocab()
-    needed = [t for task in (tasks or list_tasks()) for t in task.special_tokens if t not in vocab]
-    needed = list(dict.fromkeys(needed))
-    if needed:
-        tokenizer.add_special_tokens({"additional_special_tokens": needed}, replace_extra_special_tokens=False)
-    if len(tokenizer) > model.config.vocab_size:
-        model.resize_token_embeddings(len(tokenizer))
-    return needed
 
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -98,6 +82,8 @@ class Pipeline:
         model, processor: a :class:`Florence2ForConditionalGeneration` and its processor.
         device, dtype: where and in which dtype to run (default: the model's; ``dtype`` as for
             :func:`pipeline`, ``"auto"`` included).
+        accelerate: ``"auto"`` (default: :mod:`florence.accel` on CPU, the plain model elsewhere),
+            ``True`` or ``False`` (the plain model: torch, timm and transformers modules only).
         block_location_ngrams: ``False`` (default) applies ``no_repeat_ngram_size`` to text only;
             ``True`` restores the published behaviour of blocking repeated location-token n-grams
             too (which turns boxes sharing coordinates into wrong boxes).
@@ -107,10 +93,10 @@ class Pipeline:
             1024 new tokens, no_repeat_ngram_size=3).
     """
 
-    def __init__(self, model, processor: Florence2Processor, device=None, dtype=None,
+    def __init__(self, model, processor: Florence2Processor, device=None, dtype=None, accelerate="auto",
                  block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None):
         dtype = hardware.resolve_dtype(dtype, device if device is not None else model.device)
-        self.model = model.to(device=device, dtype=dtype).eval()
+        self.model = accel.apply(model.to(device=device, dtype=dtype).eval(), accelerate)
         self.processor = processor
         self.block_location_ngrams = block_location_ngrams
         self.scores = scores
@@ -174,40 +160,6 @@ class Pipeline:
         return generate_texts(self.model, self.processor, batch.pop("pixel_values"), batch["input_ids"],
                               batch["attention_mask"], block_location_ngrams=self.block_location_ngrams,
                               scores=self.scores, **{**self.generation, **generation_kwargs})
-
-
-@torch.inference_mode()
-def generate_texts(model, processor, pixel_values, input_ids, attention_mask=None, block_location_ngrams=False,
-                   scores=True, **generation_kwargs) -> tuple[list[str], list]:
-    """Generate for a prepared batch: texts (special tokens kept) and, per row, the log-probabilities
-    of its location tokens (one teacher-forced decoder pass; None per row when ``scores=False``).
-    ``no_repeat_ngram_size`` applies to text n-grams only unless ``block_location_ngrams``."""
-    device, dtype = model.device, model.dtype
-    if attention_mask is None:
-        attention_mask = torch.ones_like(input_ids)
-    beams = max(generation_kwargs.get("num_beams") or model.generation_config.num_beams or 1,
-                generation_kwargs.get("num_return_sequences") or 1)
-    release_packed_weights_(model, input_ids.shape[0] * beams)  # before encoding: see Florence2...generate
-    encoded = model.encode(pixel_values.to(device, dtype), input_ids.to(device), attention_mask.to(device))
-    # the batch's float32 pixels (8 x 7 MB at 768 px) are not needed while decoding; the caller may
-    # still hold them (then this frees nothing)
-    del pixel_values
-    kwargs = dict(generation_kwargs)
-    ngram = kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size) or 0
-    loc_ids = processor.location_token_ids
-    if ngram and not block_location_ngrams:
-        kwargs["no_repeat_ngram_size"] = 0
-        kwargs["logits_processor"] = LogitsProcessorList(
-            [*kwargs.get("logits_processor", []), TextNoRepeatNGramLogitsProcessor(ngram, loc_ids)])
-    ids = model.generate(encoded=encoded, **kwargs)
-    if not isinstance(ids, torch.Tensor):  # return_dict_in_generate=True
-        ids = ids.sequences
-    texts = processor.batch_decode(ids)
-    if not scores:
-        return texts, [None] * len(texts)
-    log_probs = model.sequence_log_probs(encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
-    is_loc = torch.isin(ids[:, 1:], torch.tensor(loc_ids, device=ids.device))
-    return texts, [lp[m].tolist() for lp, m in zip(log_probs.float().cpu(), is_loc.cpu())]
 
 
 def _name(src) -> str:

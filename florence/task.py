@@ -28,7 +28,8 @@ from .parsing import Item, clean_text, parse_boxes, parse_polygons, parse_quads
 from .processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
 
 __all__ = ["Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask", "OpenVocabularyTask", "TaskError",
-           "list_tasks", "get_task", "get_metric", "list_metrics", "plugin_errors", "reload_tasks"]
+           "list_tasks", "get_task", "get_metric", "list_metrics", "plugin_errors", "reload_tasks",
+           "add_task_tokens"]
 
 QUANTIZER = Quantizer()
 WORDS = ("red", "blue", "green", "square", "circle", "triangle", "cat", "dog", "car", "tree", "sign",
@@ -466,3 +467,16 @@ def get_task(token_or_name) -> Task:
     valid = ", ".join(f"{t.token} ({t.name})" for t in tasks.values()) or "none (is florence installed?)"
     broken = f"; plugins that failed to load: {' | '.join(_ERRORS)}" if _ERRORS else ""
     raise TaskError(f"unknown task {token_or_name!r}; registered tasks: {valid}{broken}")
+
+
+def add_task_tokens(model, tokenizer, tasks=None) -> list[str]:
+    """Add the special tokens the registered tasks need to the tokenizer, and grow the model's
+    embeddings if the vocabulary outgrows them. Returns the tokens added."""
+    vocab = tokenizer.get_vocab()
+    needed = [t for task in (tasks or list_tasks()) for t in task.special_tokens if t not in vocab]
+    needed = list(dict.fromkeys(needed))
+    if needed:
+        tokenizer.add_special_tokens({"additional_special_tokens": needed}, replace_extra_special_tokens=False)
+    if len(tokenizer) > model.config.vocab_size:
+        model.resize_token_embeddings(len(tokenizer))
+    return needed

@@ -51,6 +51,19 @@ def test_infer_region_task_and_bad_file(photo_dir, tiny_folder, tmp_path, capsys
     assert "could not be read" in capsys.readouterr().err
 
 
+def test_infer_plain_model_gives_the_accelerated_results(photo_dir, tiny_folder, tmp_path):
+    """``--plain`` runs without florence.accel: the same records as the default run."""
+    records = {}
+    for flags in ([], ["--plain"]):
+        out = tmp_path / f"res{len(flags)}.jsonl"
+        assert main(["infer", "--model", str(tiny_folder), "--task", "<OD>", str(photo_dir / "coffee.png"),
+                     "--out", str(out), "--max-new-tokens", "10", "--dtype", "float32", *flags]) == 0
+        records[bool(flags)] = json.loads(out.read_text())
+    plain, fast = records[True]["result"], records[False]["result"]
+    assert plain["bboxes"] == fast["bboxes"] and plain["labels"] == fast["labels"] and plain["bboxes"]
+    assert plain["scores"] == pytest.approx(fast["scores"], rel=1e-5)  # fp32 summation order only
+
+
 def test_draw_result_draws_every_shape():
     white = Image.new("RGB", (200, 100), "white")
     result = {"<OPEN_VOCABULARY_DETECTION>": {

@@ -65,7 +65,7 @@ def test_explicit_bf16_without_native_support_warns_once(monkeypatch):
 def test_fast_linear_falls_back_under_each_level():
     """The issue's reproduction: a FastLinear under bf16 autocast (training) and in pure bf16
     (inference, packed weights) at every level, equal to F.linear where oneDNN is off."""
-    from florence.models.kernels import use_fast_linear_
+    from florence.accel.linear import use_fast_linear_
 
     torch.manual_seed(0)
     m = use_fast_linear_(torch.nn.Sequential(torch.nn.Linear(64, 64)))
@@ -90,7 +90,7 @@ def test_fast_linear_falls_back_under_each_level():
 def test_linear_calls_onednn_only_within_its_row_limit(monkeypatch):
     """oneDNN where this machine's policy says it wins (every size on AVX-512, decoding-sized
     matmuls on AVX2), ``F.linear`` above the limit and at every size once oneDNN is off."""
-    from florence.models import kernels
+    from florence.accel import linear as kernels
 
     calls = []
     real = kernels._lp
@@ -113,7 +113,7 @@ CHILD = r"""
 import json, torch, warnings
 warnings.simplefilter("ignore")
 from florence import Florence2Config, Florence2ForConditionalGeneration, hardware
-from florence.models.kernels import use_fast_linear_
+from florence.accel.linear import use_fast_linear_
 out = {"capability": hardware.cpu_capability(), "onednn": sorted(str(d) for d in hardware.onednn_dtypes()),
        "auto": str(hardware.resolve_dtype("auto", "cpu")), "rows": hardware.onednn_max_rows(torch.float32)}
 m = use_fast_linear_(torch.nn.Sequential(torch.nn.Linear(64, 64)))

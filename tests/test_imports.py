@@ -91,6 +91,22 @@ def test_no_import_cycle():
         " | ".join(f"{m} -> {sorted(graph[m] & set(c))}" for m in c) for c in found)
 
 
+def test_the_model_never_imports_how_it_runs():
+    """florence.models (what Florence-2 is) reaches neither florence.accel (how it runs fast) nor the
+    layers that use the model (generation, inference, engine), directly or through other modules."""
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    for start in [m for m in known if m == "florence.models" or m.startswith("florence.models.")]:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                seen.add(nxt)
+                todo.append(nxt)
+        above = sorted(m for m in seen if m.split(".")[1] in ("accel", "generation", "inference", "engine"))
+        assert not above, f"{start} imports {above}"
+    assert "florence.accel" in graph["florence.inference"]  # the check follows real edges
+
+
 def test_import_florence_loads_no_model_code_and_listing_tasks_no_torch():
     """``import florence`` and the task registry (what ``florence tasks`` needs) leave timm,
     transformers' model code, torch and pycocotools unimported; the public names still work."""

@@ -8,8 +8,8 @@ FlexibleRunner. ``--resume`` without a path continues from the work dir's latest
 optimizer, scheduler, data order and RNG state); ``--amp`` turns on bf16 autocast where the GPU or
 CPU computes bf16 natively (float32 elsewhere, logged; ``optim_wrapper.dtype=bfloat16`` forces it).
 Run as a script it sets glibc's malloc to keep freed memory (``florence.engine.keep_freed_memory``;
-measured on CPU: a base bf16 step 6.6-6.9 -> 4.3-4.8 s, the main job 14 -> 12 min;
-``FLORENCE_KEEP_FREED_MEMORY=0`` turns that off).
+its effect is measured in the README's "Performance" section; ``FLORENCE_KEEP_FREED_MEMORY=0`` turns
+that off).
 """
 import argparse
 import os

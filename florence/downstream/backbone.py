@@ -31,7 +31,7 @@ from timm.layers import LayerNorm2d
 from ..models.files import CheckpointError, read_state_dict, resolve_folder
 from ..models.layouts import _IGNORED, check_keys, convert_state_dict, detect_layout
 from ..models.config import PRESETS, ConfigError, VisionConfig
-from ..models.florence2 import build_davit
+from ..models.florence2 import build_davit, tower_layer_id
 
 __all__ = ["Florence2DaViT", "load_tower_state_dict"]
 
@@ -55,10 +55,7 @@ def _vision_config(arch, drop_path_rate: float) -> VisionConfig:
         raise ConfigError(f"Florence2DaViT: arch must be a name {sorted(ARCHS)} or a dict, got {type(arch).__name__}")
     if "num_heads" in kw:
         kw["num_groups"] = kw["num_heads"]  # DaViT uses one number for heads and channel groups
-    n = len(kw.get("embed_dims", VisionConfig.embed_dims))
-    # the published (and only supported) patch geometry, for any number of stages
-    kw.update(patch_size=(7,) + (3,) * (n - 1), patch_stride=(4,) + (2,) * (n - 1),
-              patch_padding=(3,) + (1,) * (n - 1), patch_prenorm=(False,) + (True,) * (n - 1))
+    kw.update(VisionConfig.patch_geometry(len(kw.get("embed_dims", VisionConfig.embed_dims))))
     if not 0 <= drop_path_rate < 1:
         raise ConfigError(f"Florence2DaViT: drop_path_rate must be in [0, 1), got {drop_path_rate}")
     return VisionConfig(**kw, drop_path_rate=drop_path_rate)
@@ -148,14 +145,9 @@ class Florence2DaViT(BaseModule):
         """The layer id of parameter ``name`` (relative to this module): 0 for the stem, ``u + 1`` for
         depth unit ``u`` (counted over all stages from the input), a stage's downsampling conv the id
         of the stage's first unit, and ``num_layers + 1`` for anything else (the output norms)."""
-        if name.startswith("vision_tower.stem."):
-            return 0
-        m = re.match(r"vision_tower\.stages\.(\d+)\.(downsample|blocks)\.(?:(\d+)\.)?", name)
-        if m:
-            stage = int(m.group(1))
-            first = sum(self.depths[:stage])
-            return first + 1 + (int(m.group(3)) if m.group(2) == "blocks" else 0)
-        return self.num_layers + 1
+        if not name.startswith("vision_tower."):
+            return self.num_layers + 1
+        return tower_layer_id(name[len("vision_tower."):], self.depths)
 
     # ---- initialisation from a checkpoint --------------------------------------------------------
     def init_weights(self):

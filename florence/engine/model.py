@@ -17,13 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 
+from .. import accel, hardware
 from ..data.multitask import ImageTasks
-from ..inference import add_task_tokens, generate_texts
+from ..generation import generate_texts
 from ..models import Florence2ForConditionalGeneration
 from ..processing import Florence2Processor, build_tokenizer, load_tokenizer
 from ..processing.quantizer import NUM_BINS, loc_token
 from ..registry import MODELS
-from ..task import get_task
+from ..task import add_task_tokens, get_task
 
 __all__ = ["Florence2Model", "Florence2DataPreprocessor", "PixelReconstructionHead", "build_tokenizer_from_cfg"]
 
@@ -316,6 +317,8 @@ class Florence2Model(BaseModel):
             Every target must name modules of the model (peft alone accepts a partly-unknown list).
         gradient_checkpointing: recompute activations in the backward pass (DaViT stages and BART
             layers) to save memory.
+        accelerate: ``"auto"`` (default: :mod:`florence.accel` when the run is on CPU, the plain
+            model on a GPU), ``True`` or ``False``.
         max_prompt_tokens, max_target_tokens: truncation lengths.
     """
 
@@ -323,7 +326,7 @@ class Florence2Model(BaseModel):
                  generation: dict | None = None, block_location_ngrams: bool = False,
                  location_init: str | None = None, reconstruction: dict | None = None, objects: dict | None = None,
                  freeze=(), lora: dict | None = None, gradient_checkpointing: bool = False,
-                 max_prompt_tokens: int = 256, max_target_tokens: int = 1024, init_cfg=None):
+                 max_prompt_tokens: int = 256, max_target_tokens: int = 1024, accelerate="auto", init_cfg=None):
         tokenizer = build_tokenizer_from_cfg(tokenizer, pretrained)
         super().__init__(data_preprocessor=Florence2DataPreprocessor(tokenizer, max_prompt_tokens, max_target_tokens),
                          init_cfg=init_cfg)
@@ -335,6 +338,7 @@ class Florence2Model(BaseModel):
             cfg = dict(model)
             cfg.setdefault("vocab_size", len(tokenizer))
             self.model = Florence2ForConditionalGeneration(cfg)
+        accel.apply(self.model, accelerate, device=hardware.default_device())  # the runner moves it there
         if location_init is not None:
             location_init_(self.model, tokenizer, location_init)
         add_task_tokens(self.model, tokenizer)

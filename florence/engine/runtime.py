@@ -54,9 +54,8 @@ def keep_freed_memory() -> bool:
     and no trimming of the heap. By default every block above 32 MB (a training step's activations
     and gradients) is a fresh ``mmap`` that the kernel faults in page by page and unmaps when freed,
     so each step pays the page faults again; kept, the next step reuses most of them (not all: a
-    block that does not fit the freed space grows the heap). Measured on this project's 2-core VM,
-    a base model's bf16 training step (batch 2, 768 px): 6.6-6.9 s -> 4.3-4.8 s with the same peak
-    resident memory (8.6 GB). The process keeps its peak memory until it exits, which is what a
+    block that does not fit the freed space grows the heap): faster steps at the same peak resident
+    memory (README "Performance"). The process keeps its peak memory until it exits, which is what a
     training run needs anyway. ``tools/train.py`` calls this unless
     ``FLORENCE_KEEP_FREED_MEMORY=0``; a no-op (``False``) without glibc."""
     import ctypes

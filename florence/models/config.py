@@ -68,6 +68,15 @@ class VisionConfig:
             setattr(self, f, tuple(getattr(self, f)))
         self.validate()
 
+    @staticmethod
+    def patch_geometry(stages: int) -> dict:
+        """The stem and downsampler geometry of a ``stages``-stage tower: timm's DaViT has a 7x7/4 stem
+        with padding 3, then 3x3/2 downsamplers with padding 1, LayerNorm after the stem conv and
+        before each downsampler conv. That is the only published geometry."""
+        n = stages
+        return dict(patch_size=(7,) + (3,) * (n - 1), patch_stride=(4,) + (2,) * (n - 1),
+                    patch_padding=(3,) + (1,) * (n - 1), patch_prenorm=(False,) + (True,) * (n - 1))
+
     def validate(self):
         n = len(self.embed_dims)
         for f in ("depths", "num_heads", "num_groups", "patch_size", "patch_stride", "patch_padding",
@@ -79,11 +88,7 @@ class VisionConfig:
             raise ConfigError(f"vision_config.num_groups {self.num_groups} must equal num_heads {self.num_heads}: "
                               "the DaViT tower (timm's Florence-2 variant) uses one number for both, as every "
                               "published Florence-2 checkpoint does")
-        # timm's DaViT: a 7x7/4 stem with padding 3, then 3x3/2 downsamplers with padding 1, LayerNorm
-        # after the stem conv and before each downsampler conv. That is the only published geometry.
-        expected = dict(patch_size=(7,) + (3,) * (n - 1), patch_stride=(4,) + (2,) * (n - 1),
-                        patch_padding=(3,) + (1,) * (n - 1), patch_prenorm=(False,) + (True,) * (n - 1))
-        for f, want in expected.items():
+        for f, want in self.patch_geometry(n).items():
             if getattr(self, f) != want:
                 raise ConfigError(f"vision_config.{f} = {getattr(self, f)} is not supported; the DaViT tower "
                                   f"implements {want} (Florence-2's published geometry)")

@@ -9,7 +9,8 @@ image (B, 3, H, W) -> DaViT (timm's Florence-2 variant) -> (B, C4, h, w)
 What is ours: the projector (position/temporal embeddings, pooling, projection), the attention mask
 that covers image tokens plus the prompt's own mask, the loss that never counts padding, and
 loading both published checkpoint layouts (``layouts.py`` beside this file). Everything else is timm's DaViT
-and transformers' BART, wrapped.
+and transformers' BART, wrapped. This is the plain model (it exports with ``torch.export``);
+``florence.accel.apply(model)`` makes it fast on CPU without changing its results.
 
 Example::
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from dataclasses import dataclass
 
 import timm
@@ -28,19 +30,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
-from transformers import DynamicCache, EncoderDecoderCache, GenerationConfig
+from transformers import BartForConditionalGeneration, GenerationConfig
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
-from ..generation import SharedCrossAttentionCache
 from ..registry import MODELS
 from .config import ConfigError, Florence2Config
-from .davit import davit_features
-from .decoding import DecodingBart
 from .files import CheckpointError, read_state_dict, resolve_folder, write_state_dict
-from .kernels import ATTENTION, register_attention, release_packed_weights_, use_fast_linear_
 from .layouts import convert_state_dict, detect_layout, load_state_dict_strict, state_dict_to_save
 
-__all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right"]
+__all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right",
+           "tower_layer_id"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,6 +64,19 @@ def build_davit(vision) -> nn.Module:
             block.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
             block.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()
     return tower
+
+
+def tower_layer_id(name: str, depths) -> int:
+    """Depth of a tower parameter (``name`` relative to the tower), for layer-wise learning-rate
+    decay: 0 for the stem, ``u + 1`` for depth unit ``u`` (counted over all stages from the input), a
+    stage's downsampling conv the id of the stage's first unit, ``sum(depths) + 1`` for the rest."""
+    if name.startswith("stem."):
+        return 0
+    m = re.match(r"stages\.(\d+)\.(downsample|blocks)\.(?:(\d+)\.)?", name)
+    if m:
+        first = sum(depths[:int(m.group(1))])
+        return first + 1 + (int(m.group(3)) if m.group(2) == "blocks" else 0)
+    return sum(depths) + 1
 
 
 class LearnedPositionEmbedding2D(nn.Module):
@@ -154,16 +166,12 @@ class Florence2ForConditionalGeneration(nn.Module):
         self.image_projection = nn.Parameter(torch.empty(dim, v.projection_dim))  # (C4, D), no bias
         nn.init.trunc_normal_(self.image_projection, std=0.02)
         self.image_proj_norm = nn.LayerNorm(v.projection_dim)
-        self.language_model = DecodingBart(config.text)  # transformers' BART, leaner decoding steps
+        self.language_model = BartForConditionalGeneration(config.text)
         self.generation_config = GenerationConfig(
             **config.generation,
             bos_token_id=config.text.bos_token_id, pad_token_id=config.text.pad_token_id,
             eos_token_id=config.text.eos_token_id, decoder_start_token_id=config.text.decoder_start_token_id,
         )
-        # CPU speed (florence.models.kernels): oneDNN linears, cheap attention for bf16 decoding steps
-        register_attention()
-        self.language_model.set_attn_implementation(ATTENTION)
-        use_fast_linear_(self)
 
     # ---- properties ------------------------------------------------------------------------------
     @property
@@ -181,10 +189,11 @@ class Florence2ForConditionalGeneration(nn.Module):
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px)."""
         pixels = pixel_values.to(self.dtype)
+        tower = self.vision_tower
         if torch.is_grad_enabled():
-            x = davit_features(self.vision_tower, pixels)  # (B, h, w, C4)
+            x = tower.forward_features(pixels).permute(0, 2, 3, 1)  # (B, h, w, C4)
         else:  # one image at a time: no slower per image, and only one image's activations in memory
-            x = torch.cat([davit_features(self.vision_tower, p[None]) for p in pixels])
+            x = torch.cat([tower.forward_features(p[None]).permute(0, 2, 3, 1) for p in pixels])
         B, h, w, C = x.shape
         x = x.reshape(B, h * w, C)  # (B, h*w, C4), row-major grid
         x = x + self.image_pos_embed(h, w).to(x.dtype) + self.visual_temporal_embed(0).to(x.dtype)
@@ -239,7 +248,7 @@ class Florence2ForConditionalGeneration(nn.Module):
         if len(embeds) == 1:
             return encoder(inputs_embeds=embeds, attention_mask=mask), mask
         # one input at a time: the same numbers as the batch (each row attends only to itself), less
-        # memory, and no slower on CPU (measured, 8 mixed prompts: fp32 1.50 -> 1.41 s, bf16 0.89 -> 0.87 s)
+        # memory, and no slower on CPU
         hidden = torch.cat([encoder(inputs_embeds=e[None], attention_mask=m[None]).last_hidden_state
                             for e, m in zip(embeds, mask)])
         return BaseModelOutput(last_hidden_state=hidden), mask
@@ -255,40 +264,12 @@ class Florence2ForConditionalGeneration(nn.Module):
         :meth:`encode`); beams reuse the encoder output."""
         config = copy.deepcopy(generation_config or self.generation_config)
         other_kwargs = config.update(**generation_kwargs)  # e.g. logits_processor, stopping_criteria
-        # rows per decoder linear: above the packing limit the packed bf16 weights are dead weight
-        # (released before the encoder runs, so that its activations can reuse their memory)
-        inputs = encoded[0].last_hidden_state if encoded is not None else input_ids
-        if inputs is not None:
-            release_packed_weights_(self, len(inputs) * max(config.num_beams or 1, config.num_return_sequences or 1))
         encoder_outputs, mask = encoded if encoded is not None else self.encode(
             pixel_values, input_ids, attention_mask, image_embeds)
-        hidden = encoder_outputs.last_hidden_state
-        if (config.use_cache is not False and getattr(config, "penalty_alpha", None) is None
-                and "assistant_model" not in other_kwargs
-                and other_kwargs.get("past_key_values") is None):
-            other_kwargs["past_key_values"] = self.cross_attention_cache(hidden)
-            # Every cross-attention reads the cache from here on; the decoder uses the encoder states
-            # only for their batch size, length and dtype (the cross-attention mask). A zero-width view
-            # carries those, and generate's per-beam copy of it (repeat_interleave) costs nothing
-            # instead of beams x (B, L, D) (measured: -22 MB bf16 / -44 MB fp32 for 8 images x 3 beams).
-            hidden = hidden[..., :0]
         # generate expands encoder outputs for beams in place: hand it a copy
-        encoder_outputs = BaseModelOutput(last_hidden_state=hidden)
+        encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
         return self.language_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask,
                                             generation_config=config, **other_kwargs)
-
-    @torch.no_grad()
-    def cross_attention_cache(self, encoder_hidden_states: torch.Tensor) -> EncoderDecoderCache:
-        """A decoding cache holding every decoder layer's cross-attention keys and values, projected
-        once per input (not once per beam) and shared by its beams (:class:`SharedCrossAttentionCache`)."""
-        B, L, _ = encoder_hidden_states.shape
-        cross = SharedCrossAttentionCache()
-        for i, layer in enumerate(self.language_model.model.decoder.layers):
-            attn = layer.encoder_attn
-            k = attn.k_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)  # (B, heads, L, hd)
-            v = attn.v_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)
-            cross.update(k, v, i)
-        return EncoderDecoderCache(DynamicCache(), cross)
 
     @torch.no_grad()
     def sequence_log_probs(self, encoded, sequences: torch.Tensor, chunk: int = 4) -> torch.Tensor:
@@ -311,7 +292,6 @@ class Florence2ForConditionalGeneration(nn.Module):
         """Grow (or shrink) the shared vocabulary, e.g. for a task plugin's new special tokens; new
         rows start at the mean embedding (transformers' default). Keeps the config in step."""
         self.language_model.resize_token_embeddings(num_tokens)
-        use_fast_linear_(self.language_model)  # a resized lm_head is a new nn.Linear
         self.config.text.vocab_size = num_tokens
         return self.get_input_embeddings()
 

@@ -9,7 +9,7 @@ import torch
 
 from florence import CheckpointError, ConfigError, Florence2ForConditionalGeneration
 from florence.downstream import Florence2DaViT, load_tower_state_dict
-from florence.models.davit import davit_features
+from florence.accel.davit import davit_features
 
 TINY_DIMS = [32, 64, 128, 256]
 

@@ -231,3 +231,19 @@ def test_samples_sharing_an_image_train_as_if_each_had_its_own_copy():
     for n, g in shared_grads.items():  # summation order differs: fp32 rounding (key biases get ~0 gradients)
         torch.testing.assert_close(g, model.get_parameter(n).grad, rtol=1e-4, atol=1e-6 * scale, msg=n)
     assert model(pixels, ids, labels=labels, image_index=index, mode="tensor").shape[0] == 3  # logits per sample
+
+
+def test_engine_model_accelerates_on_cpu_unless_told_not_to():
+    """``accelerate="auto"`` (default) on a CPU-only machine; ``False`` keeps the plain model, whose
+    training loss equals the accelerated one's (fp32)."""
+    from florence import accel
+
+    torch.manual_seed(0)
+    fast = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER)
+    torch.manual_seed(0)
+    plain = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, accelerate=False)
+    assert accel.is_applied(fast.model) == (not torch.cuda.is_available()) and not accel.is_applied(plain.model)
+    pixels = torch.randn(2, 3, 64, 64)
+    ids, labels = torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1]]), torch.tensor([[0, 9, 10, 2], [0, 11, 2, -100]])
+    assert (fast(pixels, ids, labels=labels, mode="loss")["loss"].item()
+            == pytest.approx(plain(pixels, ids, labels=labels, mode="loss")["loss"].item(), rel=1e-5))

@@ -1,5 +1,5 @@
-"""The CPU fast paths (florence.models.kernels, florence.models.davit, the shared cross-attention
-cache) against transformers' native Florence-2 on the same random tiny weights: training gradients
+"""The accelerated model (florence.accel: oneDNN linears, the channels-last DaViT, the shared
+cross-attention cache, the lean decoding step) against transformers' native Florence-2 on the same random tiny weights: training gradients
 (oneDNN linears with their backward, the channels-last DaViT with and without gradient
 checkpointing, bf16 autocast), batched beam search over padded prompts, and bf16 decoding steps.
 
@@ -11,8 +11,8 @@ import copy
 import pytest
 import torch
 
-from florence import Florence2ForConditionalGeneration, hardware
-from florence.models.kernels import FastLinear
+from florence import Florence2ForConditionalGeneration, accel, hardware
+from florence.accel.linear import FastLinear
 
 from test_parity import native_inputs  # tests/models is on sys.path (pytest rootdir-relative imports)
 
@@ -39,7 +39,7 @@ def capability(request):
 @pytest.fixture(scope="module")
 def models(oracle):
     hf, native, _ = oracle
-    return hf, Florence2ForConditionalGeneration.from_pretrained(native)
+    return hf, accel.apply(Florence2ForConditionalGeneration.from_pretrained(native))
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_bf16_decoding_steps_as_accurate_as_oracle(oracle, inputs):
     packed weights): step logits against the fp32 oracle's teacher-forced logits, no further off
     than the native model's own bf16 logits."""
     hf, native, _ = oracle
-    ours = Florence2ForConditionalGeneration.from_pretrained(native, dtype=torch.bfloat16)
+    ours = accel.apply(Florence2ForConditionalGeneration.from_pretrained(native, dtype=torch.bfloat16))
     hf16 = copy.deepcopy(hf).to(torch.bfloat16)
     pixels, ids, mask, _ = inputs
     out = ours.generate(pixels.bfloat16(), ids, mask, num_beams=1, max_new_tokens=8, min_new_tokens=8,
@@ -157,7 +157,7 @@ def test_bf16_decoding_steps_as_accurate_as_oracle(oracle, inputs):
 def test_lean_decoding_steps_equal_transformers_forward(models, inputs, num_beams, monkeypatch):
     """DecodingBart's own decoding step (padded batch, beams sharing cross-attention rows) gives
     transformers' forward's token ids and, within fp32 rounding, its step logits."""
-    from florence.models.decoding import DecodingBart
+    from florence.accel.decoding import DecodingBart
 
     _, ours = models
     pixels, ids, mask, _ = inputs
@@ -196,7 +196,7 @@ def test_fast_logits_processors_equal_transformers():
                                                         MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor,
                                                         NoRepeatNGramLogitsProcessor, SuppressTokensLogitsProcessor)
 
-    from florence.generation import fast_logits_processors
+    from florence.accel.processors import fast_logits_processors
 
     def build():  # min_new_tokens before forced EOS, as transformers orders them: the last step is EOS
         return LogitsProcessorList([MinLengthLogitsProcessor(6, [2, 3]), MinNewTokensLengthLogitsProcessor(3, 4, 2),
@@ -217,7 +217,7 @@ def test_fp32_model_runs_inference_under_bf16_autocast(models, inputs):
     """oneDNN linears with a fused residual add get a float32 residual under autocast (DaViT's
     channel attention and MLPs, the decoding step): they add it after the bf16 matmul, as F.linear
     + residual does, and the outputs follow the model's own bf16 autocast logits."""
-    from florence.models.kernels import linear
+    from florence.accel.linear import linear
 
     x, w, b, r = torch.randn(5, 8), torch.randn(6, 8), torch.randn(6), torch.randn(5, 6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -237,8 +237,8 @@ def test_bf16_generation_gives_fp32_token_ids(oracle, inputs):
     picks the fp32 model's greedy token at every step where the fp32 top two logits lie further apart
     than twice the native model's own bf16 error: nowhere does ours round worse than the reference."""
     hf, native, _ = oracle
-    fp32 = Florence2ForConditionalGeneration.from_pretrained(native)
-    bf16 = Florence2ForConditionalGeneration.from_pretrained(native, dtype=torch.bfloat16)
+    fp32 = accel.apply(Florence2ForConditionalGeneration.from_pretrained(native))
+    bf16 = accel.apply(Florence2ForConditionalGeneration.from_pretrained(native, dtype=torch.bfloat16))
     pixels, ids, mask, _ = inputs
     seq = fp32.generate(pixels, ids, mask, num_beams=1, max_new_tokens=12, min_new_tokens=12, no_repeat_ngram_size=0)
     dec, nxt = seq[:, :-1], seq[:, 1:]

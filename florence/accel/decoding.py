@@ -1,32 +1,32 @@
-"""BART with a lean decoding step.
+"""BART with a lean decoding step and a cross-attention cache shared by beams.
 
 A generation step of transformers' ``BartForConditionalGeneration`` goes through three ``forward``
 layers, builds a causal and a cross-attention mask and dispatches each attention through
 transformers' attention interface. :class:`DecodingBart` is that class (same modules, parameters,
 state dict and ``isinstance``) whose ``forward`` computes one case directly: one new token per
-sequence, in inference, with the cross-attention cache florence's generate builds
-(:meth:`Florence2ForConditionalGeneration.cross_attention_cache`). The step calls the same modules
-and attention function as transformers' path; out-projections and fc2 take their residual add into
-the matmul's output pass and fc1 its GELU (one rounding less in bf16; in fp32 the same token ids,
-tested). Anything else (training, teacher forcing, several tokens per step, LoRA-wrapped linears,
-hidden states or attentions requested) runs transformers' own forward.
-
-Its generate also uses :func:`florence.generation.fast_logits_processors` (the same scores, without a
-vocabulary-wide ``isin`` per step and processor). Measured on a base model in bf16, 64 tokens
-through generate, medians of 8 alternating runs: greedy 644 ms -> 574 ms with the lean step ->
-565 ms with the processors too; 3 beams 821 -> 784 -> 677 ms. The linears of a step, reading every
-weight once at the memory bandwidth, take ~3.3 ms of these ~9 ms per token.
+sequence, in inference, with the cross-attention cache its ``generate`` builds from the encoder
+output (:class:`~florence.accel.attention.SharedCrossAttentionCache`: projected once per input, not
+once per beam). The step calls the same modules and attention function as transformers' path;
+out-projections and fc2 take their residual add into the matmul's output pass and fc1 its GELU (one
+rounding less in bf16; in fp32 the same token ids, tested). Anything else (training, teacher
+forcing, several tokens per step, LoRA-wrapped linears, hidden states or attentions requested) runs
+transformers' own forward. Its generate also uses
+:func:`~florence.accel.processors.fast_logits_processors` and drops packed bf16 weights before a
+batch too large to use them.
 """
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn as nn
 from transformers import BartForConditionalGeneration, DynamicCache, EncoderDecoderCache
-from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.bart.modeling_bart import BartDecoderLayer
 
-from ..generation import SharedCrossAttentionCache, fast_logits_processors
-from .kernels import FastLinear, attention, linear
+from .attention import SharedCrossAttentionCache, attention
+from .linear import FastLinear, linear, release_packed_weights_, use_fast_linear_
+from .processors import fast_logits_processors
 
 __all__ = ["DecodingBart"]
 
@@ -103,6 +103,44 @@ class DecodingBart(BartForConditionalGeneration):
 
     def _get_logits_processor(self, *args, **kwargs):
         return fast_logits_processors(super()._get_logits_processor(*args, **kwargs))
+
+    @torch.no_grad()
+    def generate(self, inputs=None, generation_config=None, encoder_outputs=None, **kwargs):
+        """transformers' generate; from ``encoder_outputs``, with the shared cross-attention cache.
+
+        Every cross-attention then reads the cache; the decoder uses the encoder states only for
+        their batch size, length and dtype (the cross-attention mask), so generate gets a zero-width
+        view of them, whose per-beam copy costs nothing."""
+        config = copy.deepcopy(generation_config or self.generation_config)
+        kwargs = config.update(**kwargs)  # what is left: logits_processor, attention_mask, ...
+        if encoder_outputs is not None and inputs is None:
+            hidden = encoder_outputs.last_hidden_state
+            # above the packing limit the packed bf16 weights of small batches are dead weight
+            release_packed_weights_(self, len(hidden) * max(config.num_beams or 1, config.num_return_sequences or 1))
+            if (config.use_cache is not False and getattr(config, "penalty_alpha", None) is None
+                    and kwargs.get("assistant_model") is None and kwargs.get("past_key_values") is None):
+                kwargs["past_key_values"] = self.cross_attention_cache(hidden)
+                hidden = hidden[..., :0]
+            encoder_outputs = BaseModelOutput(last_hidden_state=hidden)  # generate expands it in place
+        return super().generate(inputs, generation_config=config, encoder_outputs=encoder_outputs, **kwargs)
+
+    @torch.no_grad()
+    def cross_attention_cache(self, encoder_hidden_states: torch.Tensor) -> EncoderDecoderCache:
+        """A decoding cache holding every decoder layer's cross-attention keys and values, projected
+        once per input and shared by its beams."""
+        B, L, _ = encoder_hidden_states.shape
+        cross = SharedCrossAttentionCache()
+        for i, layer in enumerate(self.model.decoder.layers):
+            attn = layer.encoder_attn
+            k = attn.k_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)  # (B, heads, L, hd)
+            v = attn.v_proj(encoder_hidden_states).view(B, L, -1, attn.head_dim).transpose(1, 2)
+            cross.update(k, v, i)
+        return EncoderDecoderCache(DynamicCache(), cross)
+
+    def resize_token_embeddings(self, *args, **kwargs):
+        out = super().resize_token_embeddings(*args, **kwargs)
+        use_fast_linear_(self)  # a resized lm_head is a new nn.Linear
+        return out
 
 
 def _linear(module: nn.Linear, x: torch.Tensor, act: str = "none", residual: torch.Tensor | None = None):

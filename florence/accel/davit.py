@@ -1,15 +1,15 @@
-"""DaViT (timm's Florence-2 variant) run channels-last: the same modules and parameters as
-``tower.forward_features``, with activations kept as contiguous (B, H, W, C) from the stem to the
-last stage.
+"""DaViT (timm's Florence-2 variant) run channels-last: :class:`ChannelsLastDaVit` is timm's ``DaVit``
+(same modules, parameters and ``isinstance``) whose ``forward_features`` keeps activations as
+contiguous (B, H, W, C) from the stem to the last stage.
 
 timm's blocks hold NCHW tensors between blocks and transpose to tokens (B, H*W, C) and back four
 times per block; the depthwise convolutions then run on NCHW. Here tokens and image are the same
 memory: a depthwise convolution reads the (B, H, W, C) tensor as a channels-last NCHW view (oneDNN's
 preferred layout, no copy), LayerNorm and the linears read it as tokens, and only the window
-partition copies. Where the MLP is made of plain :class:`~florence.models.kernels.FastLinear`
-layers, fc1 and GELU run as one oneDNN call, and in inference fc2 takes the residual add into its
-output pass and the MLP runs in row chunks that stay in cache. Outputs equal timm's up to float
-rounding (the parity tests compare both with transformers' native Florence-2).
+partition copies. Where the MLP is made of plain :class:`~florence.accel.linear.FastLinear` layers,
+fc1 and GELU run as one oneDNN call, and in inference fc2 takes the residual add into its output
+pass and the MLP runs in row chunks that stay in cache. Outputs equal timm's up to float rounding
+(tests/models/test_accel.py).
 """
 from __future__ import annotations
 
@@ -18,9 +18,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from .kernels import FastLinear, linear
+from timm.models.davit import DaVit
 
-__all__ = ["davit_features"]
+from .linear import FastLinear, linear
+
+__all__ = ["ChannelsLastDaVit", "davit_features"]
 
 
 def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +40,7 @@ def _contiguous(x: torch.Tensor) -> torch.Tensor:
 
 
 # Rows per chunk of the MLP in inference: a chunk's 4x-wide hidden activations stay in cache
-# (DaViT's first stage has 36864 tokens at 768 px; chunking makes its MLP ~1.5x faster).
+# (DaViT's first stage has 36864 tokens at 768 px).
 _MLP_CHUNK = 4096
 
 
@@ -67,9 +69,8 @@ def _mlp_residual(blk: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """SDPA, except when training in bf16: there the backward of torch's CPU flash kernel costs 1.6x
-    (first stage) to 4x (last stage) two matmuls and a softmax (which computes in float32 inside),
-    forward and backward."""
+    """SDPA, except when training in bf16: there the backward of torch's CPU flash kernel costs more
+    than two matmuls and a softmax (which computes in float32 inside), forward and backward."""
     if not (torch.is_grad_enabled() and q.requires_grad and q.dtype == torch.bfloat16):
         return F.scaled_dot_product_attention(q, k, v)
     scores = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-1, -2))  # (B * windows, heads, N, N)
@@ -145,3 +146,13 @@ def davit_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     if not isinstance(tower.norm_pre, nn.Identity):
         x = tower.norm_pre(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     return x
+
+
+class ChannelsLastDaVit(DaVit):
+    """timm's ``DaVit`` with :func:`davit_features` as ``forward_features`` on CPU. Returns timm's
+    (B, C, h, w) shape as a view of the channels-last result (``.permute(0, 2, 3, 1)`` is free)."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return super().forward_features(x)
+        return davit_features(self, x).permute(0, 3, 1, 2)

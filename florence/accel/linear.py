@@ -1,19 +1,16 @@
-"""CPU kernels that make Florence-2 fast on x86 CPUs without changing its numerics.
+"""oneDNN linears: :class:`FastLinear` is an ``nn.Linear`` (same parameters, state-dict keys and
+``isinstance``) whose forward calls oneDNN's inner product (``torch.ops.mkldnn._linear_pointwise``,
+the kernel torch's inductor emits for CPU linears), with a backward of the same kernels.
 
-``nn.Linear`` on CPU runs through MKL's sgemm/sgemv. On AVX-512 CPUs MKL reaches about half of the
-fp32 matmul speed oneDNN reaches on the same shapes (README "Performance"; on AVX2-only CPUs MKL is
-the faster one above decoding-sized matmuls, so only those go to oneDNN there), its fp32 GEMV
-with 2-3 rows (beam search) is 3-4x slower than with one row, and bf16 GEMV with plain weights
-(one decoding step) is ~3x slower than oneDNN with pre-packed weights. :class:`FastLinear` is an
-``nn.Linear`` (same parameters, state-dict keys and ``isinstance``) whose forward calls oneDNN's
-inner product (``torch.ops.mkldnn._linear_pointwise``, the kernel torch's own inductor emits for
-CPU linears), with a backward of the same kernels, and falls back to ``F.linear`` wherever that
-kernel does not apply or does not win: other devices, tensor subclasses, dtypes oneDNN does not run
-on this machine and sizes where the plain op is faster here (:func:`florence.hardware.onednn_max_rows`:
-every size with AVX-512; only decoding-sized matmuls of float32 on AVX2-only CPUs, which have no
-oneDNN bf16; nothing in torch builds without oneDNN or with ``FLORENCE_ONEDNN=0``).
-Outputs equal ``F.linear``'s up to float rounding (fp32: ~1e-6 relative; different summation
-order), so fp32 generation gives the same token ids.
+Why: on CPU ``nn.Linear`` runs MKL's sgemm/sgemv. With AVX-512 oneDNN is much faster on Florence-2's
+shapes, and bf16 GEMV (one decoding step) is several times faster with the weight reordered once
+into oneDNN's blocked layout (kept as a cache next to the parameter); on AVX2-only CPUs MKL wins
+above decoding-sized matmuls (benchmarks/vs_transformers.py prints the kernel comparison). Where
+the kernel does not apply or does not win, :func:`linear` calls ``F.linear``: other devices, tensor
+subclasses, dtypes oneDNN does not run on this machine, and the sizes
+:func:`florence.hardware.onednn_max_rows` rules out (``FLORENCE_ONEDNN=0`` turns it off). Outputs
+equal ``F.linear``'s up to float rounding (a different summation order), so fp32 generation gives
+the same token ids (tests/models/test_accel.py).
 
 Example::
 
@@ -27,14 +24,13 @@ import torch.nn.functional as F
 
 from .. import hardware
 
-__all__ = ["FastLinear", "use_fast_linear_", "linear", "release_packed_weights_"]
+__all__ = ["FastLinear", "use_fast_linear_", "use_plain_linear_", "linear", "release_packed_weights_"]
 
-# Weight-gradient GEMMs reduce over the token dimension (73728 rows in DaViT's first stage for two
-# 768 px images): oneDNN's inner product runs them fastest summed over chunks of this many rows
-# (measured fp32: 70-150 GFLOP/s vs MKL's ~65 and unchunked oneDNN's 45-130).
+# Weight-gradient GEMMs reduce over the token dimension (tens of thousands of rows in DaViT's first
+# stage): oneDNN's inner product runs them fastest summed over chunks of this many rows.
 _GRAD_WEIGHT_CHUNK = 2048
-# bf16 decoding steps multiply a handful of rows by each weight: oneDNN is ~3x faster with the
-# weight reordered once into its blocked layout (kept as a cache next to the parameter).
+# bf16 decoding steps multiply a handful of rows by each weight: oneDNN is fastest with the weight
+# reordered once into its blocked layout (kept as a cache next to the parameter).
 _PACK_MAX_ROWS = 16
 
 
@@ -85,7 +81,7 @@ def _packed(module, weight):
 
 def release_packed_weights_(model: nn.Module, rows: int | None = None) -> None:
     """Drop the packed weight copies cached under ``model`` (a second copy of every decoder weight
-    and the LM head: 0.18 GB for a base model in bf16). With ``rows``, only when a call with that many
+    and the LM head). With ``rows``, only when a call with that many
     rows per linear is about to run, i.e. one that never reads them (more than ``_PACK_MAX_ROWS``):
     a large batch then does not carry the small batches' copies; the next small batch repacks."""
     if rows is not None and rows <= _PACK_MAX_ROWS:
@@ -149,53 +145,11 @@ def use_fast_linear_(model: nn.Module) -> nn.Module:
     return model
 
 
-# ---------------------------------------------------------------------------------------------
-# attention
-# ---------------------------------------------------------------------------------------------
-ATTENTION = "florence_cpu"  # the name florence registers with transformers' attention interfaces
-
-
-def attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-              **kwargs):
-    """A transformers attention function: transformers' own SDPA, with two CPU exceptions.
-
-    - Keys and values with fewer rows than the queries: cross-attention K/V shared by the ``group``
-      beams (or returned sequences) of each input (:class:`SharedCrossAttentionCache`). The group's
-      queries become extra query rows of one attention per input.
-    - A few bf16 query rows that need no causal mask (decoding steps): two matmuls with a float32
-      softmax, where torch's flash kernel costs 5-9x more (measured: cross-attention over 591 encoder
-      tokens, 598 vs 133 us; 3 beams 1835 vs 364 us)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    group = query.shape[0] // key.shape[0]
-    if group > 1:
-        B, heads, q_len, dim = key.shape[0], query.shape[1], query.shape[2], query.shape[3]
-        query = query.view(B, group, heads, q_len, dim).transpose(1, 2).reshape(B, heads, group * q_len, dim)
-        if attention_mask is not None:  # the rows of a group share the input's mask
-            attention_mask = attention_mask[::group]
-            attention_mask = attention_mask.repeat(1, 1, group, 1) if attention_mask.shape[2] > 1 else attention_mask
-        out, _ = attention(module, query, key, value, attention_mask, dropout, scaling, **kwargs)
-        return out.view(B, group, q_len, heads, dim).reshape(B * group, q_len, heads, dim), None
-    short = query.shape[2] == 1 or (query.shape[2] <= 16 and not getattr(module, "is_causal", True))
-    if (not short or query.dtype != torch.bfloat16 or query.device.type != "cpu"
-            or (dropout and module.training) or kwargs.get("output_attentions")):
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                      **kwargs)
-    scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    # float32 scores and softmax, bf16 probabilities times bf16 values: the precision of the flash kernel
-    scores = torch.matmul(query.float(), key.float().transpose(2, 3)) * scale  # (B, heads, q, kv)
-    if attention_mask is not None:
-        scores = (scores.masked_fill(~attention_mask, float("-inf")) if attention_mask.dtype == torch.bool
-                  else scores + attention_mask)
-    probs = scores.softmax(-1).to(value.dtype)
-    return torch.matmul(probs, value).transpose(1, 2).contiguous(), None  # (B, q, heads, head_dim)
-
-
-def register_attention():
-    """Make :func:`attention` available to transformers models as ``attn_implementation="florence_cpu"``
-    (masks as for SDPA)."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(ATTENTION, attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, sdpa_mask)
+def use_plain_linear_(model: nn.Module) -> nn.Module:
+    """Undo :func:`use_fast_linear_`: every :class:`FastLinear` becomes ``nn.Linear`` again, packed
+    weight copies dropped."""
+    release_packed_weights_(model)
+    for m in model.modules():
+        if type(m) is FastLinear:
+            m.__class__ = nn.Linear
+    return model
