@@ -4,7 +4,7 @@ pipeline and the engine's evaluation both call), and the n-gram policy it applie
 The model encodes image and prompt once (``model.encode``), generates from that encoding
 (``model.generate(encoded=...)``: transformers' generate, with florence.accel's cache and decoding
 step when the model is accelerated) and scores the chosen tokens by one teacher-forced pass
-(``model.sequence_log_probs``).
+(:func:`sequence_log_probs`).
 
 The published generation settings use ``no_repeat_ngram_size=3`` over all tokens, which also
 forbids repeating any three location tokens: two objects sharing a corner or an edge
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-__all__ = ["TextNoRepeatNGramLogitsProcessor", "generate_texts"]
+__all__ = ["TextNoRepeatNGramLogitsProcessor", "generate_texts", "sequence_log_probs"]
 
 
 class TextNoRepeatNGramLogitsProcessor(LogitsProcessor):
@@ -72,6 +72,25 @@ def generate_texts(model, processor, pixel_values, input_ids, attention_mask=Non
     texts = processor.batch_decode(ids)
     if not scores:
         return texts, [None] * len(texts)
-    log_probs = model.sequence_log_probs(encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
+    log_probs = sequence_log_probs(model, encoded, ids)  # (B, T - 1), scoring ids[:, 1:]
     is_loc = torch.isin(ids[:, 1:], torch.tensor(loc_ids, device=ids.device))
     return texts, [lp[m].tolist() for lp, m in zip(log_probs.float().cpu(), is_loc.cpu())]
+
+
+@torch.no_grad()
+def sequence_log_probs(model, encoded, sequences: torch.Tensor, chunk: int = 4) -> torch.Tensor:
+    """Log-probability of every generated token given its prefix, by one teacher-forced decoder
+    pass: ``(B, T)`` sequences from ``model.generate`` -> ``(B, T - 1)``, entry ``t`` scoring
+    ``sequences[:, t + 1]``; ``encoded`` is ``model.encode(...)``. For beam search these equal
+    transformers' transition scores of the chosen beam (the per-step log-softmax), without keeping
+    the ``(steps, beams, vocab)`` score tensors in memory. Rows run ``chunk`` at a time to bound the
+    logits' memory."""
+    encoder_outputs, mask = encoded
+    out = []
+    for i in range(0, sequences.shape[0], chunk):
+        rows = slice(i, i + chunk)
+        logits = model.language_model(
+            encoder_outputs=(encoder_outputs.last_hidden_state[rows],), attention_mask=mask[rows],
+            decoder_input_ids=sequences[rows, :-1], use_cache=False).logits.float()
+        out.append(logits.log_softmax(-1).gather(-1, sequences[rows, 1:, None]).squeeze(-1))
+    return torch.cat(out)

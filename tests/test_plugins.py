@@ -80,20 +80,23 @@ def test_third_party_task_with_new_token_runs_end_to_end(plugin_dir, tiny_folder
     assert tok("<count>3</count>", add_special_tokens=False)["input_ids"][0] == new_ids[0]  # one token
 
     image = Image.new("RGB", (64, 48), "white")
-    # force the new token so the run really goes through it: a logits processor that picks it first
+    # the run goes through the new tokens: a logits processor makes the model say "<count>7</count>"
+    target = tok("<count>7</count>", add_special_tokens=False)["input_ids"]
+
     class Force:
         def __call__(self, input_ids, scores):
-            if input_ids.shape[1] == 2:
+            step = input_ids.shape[1] - 2  # after </s><s>
+            if 0 <= step < len(target):
                 scores = torch.full_like(scores, -1e9)
-                scores[:, new_ids[0]] = 0
+                scores[:, target[step]] = 0
             return scores
     from transformers import LogitsProcessorList
-    out = pipe([image, image], "<COUNT>", "cats", max_new_tokens=6, num_beams=1,
+    out = pipe([image, image], "<COUNT>", "cats", max_new_tokens=len(target) + 2, num_beams=1,
                logits_processor=LogitsProcessorList([Force()]))
-    assert [list(r) for r in out] == [["<COUNT>"], ["<COUNT>"]]
-    ids = pipe.model.generate(**_inputs(pipe, image, task.prompt("cats")), max_new_tokens=6, num_beams=1,
-                              logits_processor=LogitsProcessorList([Force()]))
-    assert ids[0, 2].item() == new_ids[0]
+    assert out == [{"<COUNT>": 7}, {"<COUNT>": 7}]  # generated, decoded and parsed by the plugin's task
+    ids = pipe.model.generate(**_inputs(pipe, image, task.prompt("cats")), max_new_tokens=len(target) + 2,
+                              num_beams=1, logits_processor=LogitsProcessorList([Force()]))
+    assert ids[0, 2:2 + len(target)].tolist() == target and target[0] == new_ids[0]
 
 
 def _inputs(pipe, image, prompt):

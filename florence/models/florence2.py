@@ -242,7 +242,7 @@ class Florence2ForConditionalGeneration(nn.Module):
     @torch.no_grad()
     def encode(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None):
         """Run the tower and the BART encoder once: ``(encoder_outputs, encoder_attention_mask)``, to
-        pass to :meth:`generate` and :meth:`sequence_log_probs` as ``encoded=``."""
+        pass to :meth:`generate` as ``encoded=`` (and to ``florence.generation.sequence_log_probs``)."""
         embeds, mask = self.encoder_inputs(pixel_values, input_ids, attention_mask, image_embeds)
         encoder = self.language_model.get_encoder()
         if len(embeds) == 1:
@@ -270,23 +270,6 @@ class Florence2ForConditionalGeneration(nn.Module):
         encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs.last_hidden_state)
         return self.language_model.generate(encoder_outputs=encoder_outputs, attention_mask=mask,
                                             generation_config=config, **other_kwargs)
-
-    @torch.no_grad()
-    def sequence_log_probs(self, encoded, sequences: torch.Tensor, chunk: int = 4) -> torch.Tensor:
-        """Log-probability of every generated token given its prefix, by one teacher-forced decoder
-        pass: ``(B, T)`` sequences from :meth:`generate` -> ``(B, T - 1)``, entry ``t`` scoring
-        ``sequences[:, t + 1]``. For beam search these equal transformers' transition scores of the
-        chosen beam (the per-step log-softmax), without keeping the ``(steps, beams, vocab)`` score
-        tensors in memory. Rows run ``chunk`` at a time to bound the logits' memory."""
-        encoder_outputs, mask = encoded
-        out = []
-        for i in range(0, sequences.shape[0], chunk):
-            rows = slice(i, i + chunk)
-            logits = self.language_model(
-                encoder_outputs=(encoder_outputs.last_hidden_state[rows],), attention_mask=mask[rows],
-                decoder_input_ids=sequences[rows, :-1], use_cache=False).logits.float()
-            out.append(logits.log_softmax(-1).gather(-1, sequences[rows, 1:, None]).squeeze(-1))
-        return torch.cat(out)
 
     def resize_token_embeddings(self, num_tokens: int):
         """Grow (or shrink) the shared vocabulary, e.g. for a task plugin's new special tokens; new

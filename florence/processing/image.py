@@ -7,6 +7,7 @@ scale by 1/255, normalise with ImageNet mean/std. Inputs: PIL images, file paths
 """
 from __future__ import annotations
 
+import math
 import os
 import warnings
 
@@ -21,40 +22,57 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_image(source) -> Image.Image:
-    """A PIL image from a path, PIL image, array or tensor; EXIF orientation applied to files."""
+    """A PIL image from a path, PIL image, array or tensor; EXIF orientation applied to files.
+
+    Arrays are (H, W) or (H, W, 1|3|4); tensors also (1|3|4, H, W) (torchvision's layout). Pixel
+    values: uint8; uint16 (single channel: kept 16-bit, see :func:`to_rgb`; 3 or 4 channels: their top
+    byte, as PIL reads a 16-bit RGB file); floats in [0, 1] (torchvision's ``ToTensor`` convention,
+    rounded to 8 bits)."""
     if isinstance(source, (str, os.PathLike)):
         try:
             with Image.open(source) as im:
                 im.load()
-                return ImageOps.exif_transpose(im)
+                return _nonempty(ImageOps.exif_transpose(im), source)
         except FileNotFoundError:
             raise FileNotFoundError(f"image file not found: {source}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise ValueError(f"cannot read image {source}: {e} (corrupt or not an image)") from e
     if isinstance(source, Image.Image):
-        return source
+        return _nonempty(source, "PIL image")
     if isinstance(source, torch.Tensor):
         t = source.detach().cpu()
         if t.ndim == 3 and t.shape[0] in (1, 3, 4) and t.shape[-1] not in (1, 3, 4):
             t = t.permute(1, 2, 0)  # (C, H, W) -> (H, W, C), torchvision's convention
-        source = t.numpy()
+        source = t.float().numpy() if t.is_floating_point() else t.numpy()
     if isinstance(source, np.ndarray):
         a = source
-        if a.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"image arrays must be uint8 or uint16 pixel values, got {a.dtype}; "
-                             "convert float images with (x * 255).round().astype(np.uint8)")
         if a.ndim == 3 and a.shape[-1] == 1:
             a = a[..., 0]
         if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
             raise ValueError(f"image array of shape {source.shape}: expected (H, W), (H, W, 1|3|4) "
                              "or a (1|3|4, H, W) tensor")
-        if a.dtype == np.uint16:
-            if a.ndim != 2:
-                raise ValueError("uint16 arrays must be single-channel (H, W)")
-            return Image.fromarray(np.ascontiguousarray(a))  # mode I;16
-        return Image.fromarray(np.ascontiguousarray(a))
+        if a.shape[0] == 0 or a.shape[1] == 0:
+            raise ValueError(f"image array of shape {source.shape} has no pixels")
+        if np.issubdtype(a.dtype, np.floating):
+            finite = np.isfinite(a)
+            lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (math.nan, math.nan)
+            if not (finite.all() and 0 <= lo and hi <= 1):
+                raise ValueError(f"float image values must be finite and in [0, 1] (torchvision's ToTensor "
+                                 f"convention), got {lo:g}..{hi:g}; for 0-255 values pass x.astype(np.uint8)")
+            a = (a * 255).round().astype(np.uint8)
+        elif a.dtype == np.uint16 and a.ndim == 3:
+            a = (a >> 8).astype(np.uint8)  # PIL has no 16-bit RGB mode: it reads such files this way
+        elif a.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"image arrays must be uint8, uint16 or float in [0, 1], got {a.dtype}")
+        return Image.fromarray(np.ascontiguousarray(a))  # uint16 (H, W): mode I;16
     raise TypeError(f"unsupported image type {type(source).__name__}: pass a PIL image, a path, "
                     "a numpy array or a torch tensor")
+
+
+def _nonempty(image: Image.Image, name) -> Image.Image:
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"{name}: image of size {image.width}x{image.height} has no pixels")
+    return image
 
 
 def to_rgb(image: Image.Image, scale_16bit: bool = False) -> Image.Image:

@@ -106,13 +106,54 @@ def test_batch_and_sizes():
 
 
 @pytest.mark.parametrize("bad,match", [
-    (np.zeros((4, 4, 3), dtype=np.float32), "uint8 or uint16"),
+    (np.full((4, 4, 3), 2.0, dtype=np.float32), r"in \[0, 1\].*got 2\.\.2"),
+    (np.full((4, 4), np.nan, dtype=np.float32), "finite"),
+    (np.zeros((4, 4, 3), dtype=np.int32), "uint8, uint16 or float"),
+    (np.zeros((0, 0), dtype=np.uint8), "no pixels"),
+    (np.zeros((0, 5, 3), dtype=np.uint8), "no pixels"),
+    (torch.zeros(3, 0, 4), "no pixels"),
+    (Image.new("RGB", (0, 4)), "0x4 has no pixels"),
     (np.zeros((4, 4, 2), dtype=np.uint8), "expected"),
     (123, "unsupported image type"),
 ])
 def test_bad_inputs(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         ImageProcessor()(bad)
+
+
+def write_png16(path, rgb16):
+    """A 48-bit RGB PNG written from the PNG specification (PIL cannot write one)."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data  # noqa: E731
+                                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb16)  # filter 0 per row
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+def test_float_images_in_unit_range_and_16bit_rgb():
+    """torchvision's ToTensor output (float CHW in [0, 1]) and float HWC arrays give the uint8 image
+    back exactly; a 16-bit RGB array gives what PIL reads from the same 16-bit PNG file."""
+    from torchvision.transforms.functional import to_tensor
+
+    rgb = skdata.astronaut()[:96, :128]
+    for given in (to_tensor(rgb), to_tensor(rgb).permute(1, 2, 0).numpy(), to_tensor(rgb).double()):
+        assert np.array_equal(np.asarray(load_image(given)), rgb)
+    deep = (rgb.astype(np.uint16) << 8) | np.arange(128, dtype=np.uint16)[None, :, None]  # low byte varies
+    assert np.array_equal(np.asarray(load_image(deep)), rgb)
+
+
+def test_16bit_rgb_array_equals_the_16bit_png_file(tmp_path):
+    deep = (skdata.astronaut()[:64, :64].astype(np.uint16) << 8) | np.arange(64, dtype=np.uint16)[:, None, None] * 4
+    write_png16(tmp_path / "deep.png", deep)
+    with Image.open(tmp_path / "deep.png") as im:
+        assert im.mode == "RGB"  # PIL reads 16-bit RGB into 8 bits
+        from_file = np.asarray(im.convert("RGB"))
+    assert np.array_equal(np.asarray(load_image(deep)), from_file)
+    assert np.array_equal(np.asarray(load_image(tmp_path / "deep.png")), from_file)
 
 
 def test_corrupt_and_missing_files(tmp_path):
