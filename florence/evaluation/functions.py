@@ -305,14 +305,23 @@ _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_NUM = re.compile(r"(\d)(,)(\d)")
 
 
+def _vqa_clean(answer) -> str:
+    return str(answer).replace("\n", " ").replace("\t", " ").strip()
+
+
 def _vqa_normalize(answer: str) -> str:
-    a = str(answer).replace("\n", " ").replace("\t", " ").strip()
+    """The official evaluation's processPunctuation + processDigitArticle, quirks included: each
+    mark's rule is decided on the answer as given (not as already edited), and at most 32 periods
+    are stripped (its ``re.sub`` receives ``re.UNICODE`` as the count)."""
+    given = _vqa_clean(answer)
+    a = given
+    numbers_with_commas = re.search(_COMMA_NUM, given) is not None
     for p in _PUNCT:
-        if (p + " " in a or " " + p in a) or re.search(_COMMA_NUM, a) is not None:
+        if (p + " " in given or " " + p in given) or numbers_with_commas:
             a = a.replace(p, "")
         else:
             a = a.replace(p, " ")
-    a = _PERIOD.sub("", a)
+    a = _PERIOD.sub("", a, count=32)
     words = []
     for w in a.lower().split():
         w = _NUMBERS.get(w, w)
@@ -327,8 +336,8 @@ def vqa_accuracy(samples) -> dict:
     total = 0.0
     for s in samples:
         answers = s["gt"] if isinstance(s["gt"], (list, tuple)) else [s["gt"]]
-        pred = " ".join(_text(s["pred"]).split())
-        answers = [" ".join(str(a).split()) for a in answers]
+        pred = _vqa_clean(_text(s["pred"]))
+        answers = [_vqa_clean(a) for a in answers]
         if len(set(answers)) > 1:  # the official script normalises only when annotators disagree
             answers, pred = [_vqa_normalize(a) for a in answers], _vqa_normalize(pred)
         if not answers:

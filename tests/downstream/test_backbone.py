@@ -204,12 +204,21 @@ def test_gradient_checkpointing_gives_the_same_outputs_and_gradients():
     cp.load_state_dict(plain.state_dict())
     assert all(stage.grad_checkpointing for stage in cp.vision_tower.stages)
     x = torch.randn(1, 3, 80, 72)
-    grads = []
+    grads, saved = [], []
     for model in (plain, cp):
-        feats = model.train()(x)
+        total = [0]
+
+        def pack(t):
+            total[0] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            feats = model.train()(x)
         sum(f.sum() for f in feats).backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.requires_grad})
+        saved.append(total[0])
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    assert saved[1] < 0.5 * saved[0], saved  # activations of checkpointed stages are recomputed, not kept
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5), n
 

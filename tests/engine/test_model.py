@@ -106,16 +106,33 @@ def test_lora_trains_only_adapters_validates_targets_and_merges_on_export(tmp_pa
                        lora=dict(r=4, target_modules=["q_proj", "k_projj"]))
 
 
+def saved_activation_bytes(fn):
+    """``fn()`` and the bytes autograd saved for its backward outside checkpointed regions (what
+    checkpointing frees: their activations are recomputed in the backward pass instead)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total[0]
+
+
 def test_gradient_checkpointing_gives_the_same_gradients():
-    grads = []
+    grads, saved = [], []
     for ckpt in (False, True):
         torch.manual_seed(0)
         model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, gradient_checkpointing=ckpt).train()
         torch.manual_seed(1)
         pixels, ids, labels = _batch()
-        model(pixels, ids, labels=labels, mode="loss")["loss"].backward()
+        losses, nbytes = saved_activation_bytes(lambda: model(pixels, ids, labels=labels, mode="loss"))
+        losses["loss"].backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+        saved.append(nbytes)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+    assert saved[1] < 0.5 * saved[0], saved  # checkpointing really keeps fewer activations
 
 
 def test_objects_head_targets_cells_under_each_object():

@@ -37,6 +37,62 @@ def detection_samples(rng, n=20):
     return samples
 
 
+def _od(gt, pred):
+    """One <OD> sample: gt boxes (label "a"), pred (box, score) pairs in the given order."""
+    return dict(task="<OD>", image_size=(200, 150), text_input=None, gt={"bboxes": gt, "labels": ["a"] * len(gt)},
+                pred={"bboxes": [b for b, _ in pred], "labels": ["a"] * len(pred), "scores": [s for _, s in pred]})
+
+
+A, B, FAR = [10, 10, 60, 60], [100, 20, 150, 90], [160, 100, 190, 140]  # FAR overlaps neither
+
+
+@pytest.mark.parametrize("gt,pred,ap", [
+    ([A, B], [(A, 0.9), (B, 0.8)], 1.0),                 # perfect
+    ([A], [(A, 0.9), (FAR, 0.5)], 1.0),                  # a false positive ranked below the hit costs nothing
+    ([A], [(FAR, 0.9), (A, 0.5)], 0.5),                  # ... ranked above it: precision 1/2 at recall 1
+    ([A, B], [(A, 0.9)], 51 / 101),                      # a missed object: recall 1/2, 51 of 101 recall points
+    ([A], [(FAR, 0.7), (A, 0.7)], 0.5),                  # tied scores keep their given order (stable sort)
+    ([A], [(A, 0.7), (FAR, 0.7)], 1.0),
+    ([A], [], 0.0),
+])
+def test_coco_bbox_map_known_values(gt, pred, ap):
+    """COCO AP from its definition (101-point interpolated precision, averaged over IoU 0.5:0.95; the
+    boxes here hit exactly or not at all, so every threshold agrees)."""
+    out = M["coco_bbox_map"]([_od(gt, pred)])
+    assert out["bbox_mAP"] == pytest.approx(ap) and out["bbox_mAP_50"] == pytest.approx(ap)
+
+
+def test_box_metrics_equal_independent_computations():
+    """box IoU, Acc@0.5, Recall@1 and AR@0.5 against computations on torchvision's box_iou."""
+    import torch
+    from torchvision.ops import box_iou as tv_iou
+
+    from florence.evaluation.functions import box_iou
+
+    rng = random.Random(4)
+    boxes = [rand_box(rng) for _ in range(30)]
+    ref = tv_iou(torch.tensor(boxes, dtype=torch.float64), torch.tensor(boxes, dtype=torch.float64))
+    ours = torch.tensor([[box_iou(a, b) for b in boxes] for a in boxes], dtype=torch.float64)
+    assert torch.allclose(ours, ref, atol=1e-12) and (ref > 0).sum() > 40  # overlaps do occur
+    samples = detection_samples(random.Random(9), n=40)
+    acc = recall = covered = total_gt = total_phrases = 0
+    for s in samples:
+        g, p = s["gt"], s["pred"]
+        iou = tv_iou(torch.tensor(p["bboxes"]).reshape(-1, 4), torch.tensor(g["bboxes"]).reshape(-1, 4))
+        acc += bool(len(p["bboxes"]) and iou[0, 0] >= 0.5)
+        covered += int((iou >= 0.5).any(0).sum()) if len(p["bboxes"]) else 0
+        total_gt += len(g["bboxes"])
+        for phrase in set(g["labels"]):
+            total_phrases += 1
+            first = next((i for i, l in enumerate(p["labels"]) if l == phrase), None)
+            cols = [j for j, l in enumerate(g["labels"]) if l == phrase]
+            recall += first is not None and bool((iou[first, cols] >= 0.5).any())
+    assert M["refexp_acc@0.5"](samples)["Acc@0.5"] == pytest.approx(acc / len(samples))
+    assert M["proposal_recall"](samples)["AR@0.5"] == pytest.approx(covered / total_gt)
+    assert M["grounding_recall@1"](samples)["Recall@1"] == pytest.approx(recall / total_phrases)
+    assert 0 < acc < len(samples) and 0 < covered < total_gt  # neither all nor nothing: the checks can fail
+
+
 def test_coco_bbox_map_equals_pycocotools():
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -186,13 +242,52 @@ def test_vqa_accuracy_official_rule_cases():
     assert acc("yes", ["no"] * 10) == 0.0
 
 
+@pytest.mark.parametrize("answer,normalised", [
+    ("Yes", "yes"),                      # lower case
+    ("yes !", "yes"),                    # a mark next to a space is removed
+    ("t-shirt", "t shirt"),              # ... one between letters becomes a space
+    ("1,000", "1000"),                   # a comma between digits: every mark is removed
+    ("1,000!x", "1000x"),                # ... decided on the answer as given, for later marks too
+    ("3.5", "3.5"),                      # a period before a digit stays
+    ("dr. who", "dr who"),               # ... other periods go
+    ("two dogs", "2 dogs"),              # number words become digits
+    ("none", "0"),
+    ("a dog on the mat", "dog on mat"),  # articles go
+    ("dont", "don't"),                   # contractions get their apostrophe
+    ("isnt it", "isn't it"),
+    (" left\tside\n", "left side"),      # tabs, newlines, outer spaces
+    ("x." * 33, "x" * 32 + "x."),         # only 32 periods stripped (the official re.sub's count)
+])
+def test_vqa_normalisation_follows_the_official_evaluation(answer, normalised):
+    from florence.evaluation.functions import _vqa_normalize
+
+    assert _vqa_normalize(answer) == normalised
+    if _vqa_normalize(normalised) != normalised:  # the 32-period quirk: not idempotent
+        return
+    # in the metric: applied when the annotators disagree, to the prediction and the answers alike
+    acc = M["vqa_accuracy"]([dict(task="<VQA>", image_size=(1, 1), text_input="q", pred=answer,
+                                  gt=[normalised] * 3 + ["something else"] * 7)])["vqa_accuracy"]
+    assert acc == pytest.approx(0.9)  # 3 of 10 match: 7 subsets keep all 3 (1.0), 3 keep 2 (2/3)
+
+
+def test_vqa_answers_are_compared_verbatim_when_annotators_agree():
+    """The official evaluation normalises nothing when every human answer is the same string."""
+    def acc(pred, answers):
+        return M["vqa_accuracy"]([dict(task="<VQA>", image_size=(1, 1), text_input="q", gt=answers, pred=pred)])["vqa_accuracy"]
+
+    assert acc("two", ["two"] * 10) == 1.0 and acc("2", ["two"] * 10) == 0.0 and acc("Two", ["two"] * 10) == 0.0
+
+
 @pytest.mark.parametrize("name", sorted(M))
 def test_malformed_predictions_never_raise(name):
     good = detection_samples(random.Random(6), 2)
     bad_preds = [None, "", {}, {"bboxes": None}, {"bboxes": [[1, 2, float("nan"), 4]], "labels": ["a"]},
                  {"bboxes": [[5, 5, 1, 1]], "labels": ["a"], "scores": [float("nan")]},
                  {"polygons": [[[1, 2, 3]]], "labels": [""]}, {"quad_boxes": [[1, 2]], "labels": ["x"]}, 42]
+    # zero credit: scored exactly as if the model had said nothing
+    empty = M[name]([dict(good[0], pred=None)])
     for pred in bad_preds:
         out = M[name]([dict(good[0], pred=pred)])
-        assert all(np.isfinite(v) or np.isnan(v) for v in out.values())
+        assert out.keys() == empty.keys() and all(np.isfinite(v) for v in out.values()), (pred, out)
+        assert out == pytest.approx(empty), (pred, out, empty)  # no credit for a malformed output
     assert M[name]([]) is not None
