@@ -8,9 +8,15 @@
 The public names below load on first use, so ``import florence`` (and ``florence tasks``) does not
 pay for torch models, timm or the metrics' reference implementations until they are needed.
 """
+import logging
 from typing import TYPE_CHECKING
 
 from ._lazy import lazy_exports
+
+# mmengine and transformers import DeepSpeed whenever it is installed, and DeepSpeed then warns "Setting
+# accelerator to CPU" on every machine without a GPU although nothing uses it: that one message is
+# dropped (florence's DeepSpeedStrategy logs the accelerator of a run that does use DeepSpeed).
+logging.getLogger("DeepSpeed").addFilter(lambda record: not record.getMessage().startswith("Setting accelerator to CPU"))
 
 __version__ = "0.1.0"
 _EXPORTS = {

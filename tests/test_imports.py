@@ -129,3 +129,27 @@ print(florence.Florence2ForConditionalGeneration.__name__, "pipeline" in dir(flo
     after_import, after_tasks, names = out.stdout.strip().splitlines()
     assert after_import == "[]" and after_tasks == "[]", out.stdout
     assert names == "Florence2ForConditionalGeneration True"
+
+
+def test_no_deepspeed_warning_when_deepspeed_is_not_used():
+    """With DeepSpeed installed, mmengine's runner imports it, and DeepSpeed warns about its
+    accelerator on a machine without a GPU; importing florence first drops that message."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    import pytest
+
+    if importlib.util.find_spec("deepspeed") is None:
+        pytest.skip("deepspeed is not installed (bash tools/install.sh --deepspeed): nothing can warn")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("DeepSpeed finds the GPU here and does not warn")
+
+    def output(code):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout + out.stderr
+
+    assert "Setting accelerator to CPU" in output("import mmengine.runner")  # the warning exists
+    assert "Setting accelerator to CPU" not in output("import florence, mmengine.runner, florence.engine")

@@ -9,9 +9,9 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from mmengine.runner import Runner
-
 from florence.engine import explain_missing_extras  # (importing florence.engine registers its runner pieces)
+from mmengine.runner import Runner  # after florence: it quiets DeepSpeed's unused-accelerator warning
+
 
 
 def parse_args(argv=None):

@@ -17,9 +17,8 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from mmengine.runner import Runner
-
 from florence.engine import explain_missing_extras, init_process_group, keep_freed_memory  # (registers florence's runner pieces)
+from mmengine.runner import Runner  # after florence: it quiets DeepSpeed's unused-accelerator warning
 
 
 def parse_args(argv=None):

@@ -21,8 +21,10 @@ import socket
 import deepspeed
 import torch
 import torch.distributed as dist
+from deepspeed.accelerator import get_accelerator
 from mmengine._strategy import deepspeed as _mmengine_deepspeed
 from mmengine._strategy.deepspeed import DeepSpeedOptimWrapper
+from mmengine.logging import print_log
 from mmengine.registry import OPTIMIZERS, STRATEGIES
 
 __all__ = ["DeepSpeedStrategy", "DeepSpeedOptimWrapper"]
@@ -58,6 +60,8 @@ class DeepSpeedStrategy(_mmengine_deepspeed.DeepSpeedStrategy):
     def _setup_distributed(self, launcher=None, backend: str = "nccl", **kwargs):
         if torch.cuda.is_available():
             return super()._setup_distributed(launcher, backend, **kwargs)
+        print_log(f"DeepSpeed {deepspeed.__version__} on CPU (accelerator {get_accelerator().device_name()}, gloo)",
+                  logger="current")
         deepspeed.init_distributed(dist_backend="gloo", **kwargs)  # torchrun's environment
 
     def _wrap_model(self, model):
