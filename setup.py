@@ -1,5 +1,5 @@
 """florence: Florence-2 as a framework (see README.md)."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # torch/torchvision are pinned to the builds this project is tested with: timm (DaViT) imports
 # torchvision, and PyPI's torchvision only works beside the matching torch.
@@ -43,8 +43,7 @@ setup(
     python_requires=">=3.10",
     # plugins/ and tasks/ live at the repository root but install under the florence namespace,
     # so no generic top-level names (`tasks`, `plugins`) are taken.
-    packages=["florence", "florence.models", "florence.processing", "florence.evaluation", "florence.data",
-              "florence.engine", "florence.downstream", "florence.plugins", "florence.tasks"],
+    packages=[*find_packages(include=["florence", "florence.*"]), "florence.plugins", "florence.tasks"],
     package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

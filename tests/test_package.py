@@ -31,3 +31,19 @@ def test_demo_runs_offline(capsys):
     demo.main(["--max-new-tokens", "5", "--num-beams", "2"])
     out = capsys.readouterr().out
     assert "result     : {'<CAPTION>': " in out and "time       :" in out
+
+
+def test_setup_installs_every_package_of_the_source_tree(monkeypatch):
+    """``pip install .`` (not editable) copies only the packages setup.py lists: every folder of
+    florence/ with an ``__init__.py`` must be one of them (florence/accel once was not)."""
+    import runpy
+
+    import setuptools
+
+    seen = {}
+    monkeypatch.setattr(setuptools, "setup", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(str(ROOT / "setup.py"), run_name="__main__")
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "florence").rglob("__init__.py")}
+    assert "florence.accel" in on_disk and on_disk <= set(seen["packages"]), on_disk - set(seen["packages"])
+    assert {"florence.plugins", "florence.tasks"} <= set(seen["packages"])
