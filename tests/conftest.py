@@ -164,3 +164,22 @@ def pytest_terminal_summary(terminalreporter):
     if not DOWNSTREAM:
         terminalreporter.write_line("tests/downstream not run: the downstream extra (mmdet, mmseg) is not installed; "
                                     "bash tools/install.sh --downstream installs it")
+
+
+def _saved_activation_bytes(fn):
+    """``fn()`` and the bytes autograd saved for its backward outside checkpointed regions (what
+    checkpointing frees: their activations are recomputed in the backward pass instead)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, total[0]
+
+
+@pytest.fixture
+def saved_activation_bytes():
+    return _saved_activation_bytes

@@ -106,21 +106,7 @@ def test_lora_trains_only_adapters_validates_targets_and_merges_on_export(tmp_pa
                        lora=dict(r=4, target_modules=["q_proj", "k_projj"]))
 
 
-def saved_activation_bytes(fn):
-    """``fn()`` and the bytes autograd saved for its backward outside checkpointed regions (what
-    checkpointing frees: their activations are recomputed in the backward pass instead)."""
-    total = [0]
-
-    def pack(t):
-        total[0] += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, total[0]
-
-
-def test_gradient_checkpointing_gives_the_same_gradients():
+def test_gradient_checkpointing_gives_the_same_gradients(saved_activation_bytes):
     grads, saved = [], []
     for ckpt in (False, True):
         torch.manual_seed(0)
