@@ -26,13 +26,14 @@ _EXPORTS = {
     "Quantizer": ".processing.quantizer", "build_tokenizer": ".processing.tokenizer",
     "load_tokenizer": ".processing.tokenizer", "Pipeline": ".inference", "pipeline": ".inference",
     "hookimpl": ".plugins", "Task": ".task", "TaskError": ".task", "get_metric": ".task", "get_task": ".task",
-    "list_metrics": ".task", "list_tasks": ".task",
+    "list_metrics": ".task", "list_tasks": ".task", "to_supervision": ".interop",
 }
 __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:  # what the names are, for readers and type checkers
     from .inference import Pipeline, pipeline
+    from .interop import to_supervision
     from .models.config import ConfigError, Florence2Config, VisionConfig
     from .models.files import CheckpointError
     from .models.florence2 import Florence2ForConditionalGeneration

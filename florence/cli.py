@@ -1,11 +1,16 @@
 """The ``florence`` command.
 
     florence infer --model PATH_OR_HUB_ID --task "<OD>" [--text "..."] IMAGES... --out results.jsonl [--vis DIR]
+    florence label --model PATH_OR_HUB_ID IMAGES... --tasks "<OD>" "<MORE_DETAILED_CAPTION>" --out DIR
     florence tasks                                  # list the registered tasks
 
 ``infer`` writes one JSON line per image as soon as its batch is done
 (``{"image", "width", "height", "task", "result"}``, or ``{"image", "error"}`` for an image that
 could not be read: the run goes on and exits with status 1 at the end).
+
+``label`` is the data engine's labelling run (:func:`florence.label.label`): filtered labels as
+resumable shards of florence JSON Lines plus ``manifest.json`` (counts per filter rule, bad images);
+run it again after a kill and it continues where it stopped.
 """
 from __future__ import annotations
 
@@ -41,6 +46,26 @@ def _parser() -> argparse.ArgumentParser:
                        help="n-gram blocking over location tokens too (the published behaviour)")
     infer.add_argument("--plain", action="store_true",
                        help="run the plain model, without florence.accel's CPU fast paths (same results)")
+
+    lab = sub.add_parser("label", help="the data engine: annotate images, filter, write resumable label shards")
+    lab.add_argument("images", nargs="+", help="image files and/or folders")
+    lab.add_argument("--model", required=True, action="append",
+                     help="checkpoint folder or hub id of an annotator (repeat for several)")
+    lab.add_argument("--tasks", required=True, nargs="+", help='task tokens, e.g. "<OD>" "<MORE_DETAILED_CAPTION>"')
+    lab.add_argument("--out", required=True, help="folder for the shards and manifest.json")
+    lab.add_argument("--min-score", type=float, default=0.3, help="drop regions scored below (0: off; default 0.3)")
+    lab.add_argument("--nms-iou", type=float, default=0.7,
+                     help="class-aware NMS: drop same-label regions overlapping more (1: off; default 0.7)")
+    lab.add_argument("--min-size", type=float, default=2, help="drop regions narrower/lower than this many px (default 2)")
+    lab.add_argument("--max-coverage", type=float, default=0.95,
+                     help="drop regions covering this much of the image (1: off; default 0.95)")
+    lab.add_argument("--max-objects", type=int, default=None, help="drop samples naming more objects (default off)")
+    lab.add_argument("--min-complexity", type=int, default=None,
+                     help="drop texts with fewer content words (default off)")
+    lab.add_argument("--batch-size", type=int, default=8)
+    lab.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
+    lab.add_argument("--num-beams", type=int, default=None)
+    lab.add_argument("--max-new-tokens", type=int, default=None)
 
     sub.add_parser("tasks", help="list the registered tasks")
     return parser
@@ -110,6 +135,30 @@ def _infer(args) -> int:
     return 1 if failed else 0
 
 
+def _label(args) -> int:
+    from .label import label
+    from .task import get_task
+
+    for t in args.tasks:
+        get_task(t)  # fail before loading a model
+    rules = [dict(type="ScoreThreshold", min_score=args.min_score) if args.min_score > 0 else None,
+             dict(type="ClassAwareNMS", iou_threshold=args.nms_iou) if args.nms_iou < 1 else None,
+             dict(type="MinBoxSize", min_size=args.min_size) if args.min_size > 0 else None,
+             dict(type="WholeImageBoxes", max_coverage=args.max_coverage) if args.max_coverage < 1 else None,
+             dict(type="TooManyObjects", max_objects=args.max_objects) if args.max_objects is not None else None,
+             dict(type="TextComplexity", min_complexity=args.min_complexity) if args.min_complexity else None]
+    gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
+    m = label(list(args.model), list(args.images), args.tasks, args.out, filters=[r for r in rules if r],
+              batch_size=args.batch_size, shard_size=args.shard_size, generation=gen)
+    removed = ", ".join(f"{rule} -{c['items']} regions -{c['samples']} samples" for rule, c in m["filters"].items())
+    print(f"{m['labels']} labels of {m['images']} images -> {args.out} ({m['shards_done']}/{m['shards']} shards)"
+          + (f"; filters: {removed}" if removed else ""))
+    if m["bad_images"]:
+        print(f"{len(m['bad_images'])} image(s) could not be labelled: see bad_images in {args.out}/manifest.json",
+              file=sys.stderr)
+    return 0
+
+
 def _tasks(args) -> int:
     from .task import list_tasks, plugin_errors
 
@@ -123,7 +172,7 @@ def _tasks(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return {"infer": _infer, "tasks": _tasks}[args.command](args)
+    return {"infer": _infer, "label": _label, "tasks": _tasks}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,5 @@ HOOKS = Registry("hook", parent=MMENGINE_HOOKS, scope="florence", locations=["fl
 LOOPS = Registry("loop", parent=MMENGINE_LOOPS, scope="florence", locations=["florence.engine"])
 OPTIM_WRAPPERS = Registry("optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope="florence",
                           locations=["florence.engine"])
+# the data engine's filter rules (florence.label.filters); no mmengine parent: mmengine has no such registry
+LABEL_FILTERS = Registry("label_filter", scope="florence", locations=["florence.label.filters"])

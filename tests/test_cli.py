@@ -79,3 +79,21 @@ def test_draw_result_draws_every_shape():
     flipped = draw_result(white, {"bboxes": [[60, 60, 10, 10], [1, float("nan"), 3, 4], [1, 2]], "labels": ["a", "b", "c"],
                                   "polygons": [[[1, 2, 3]], None], "quad_boxes": [[1, 2, 3]]})
     assert flipped.getpixel((10, 35)) != (255, 255, 255)
+
+
+def test_label_writes_filtered_shards_and_a_manifest(photo_dir, tiny_folder, tmp_path, capsys):
+    (photo_dir / "broken.jpg").write_bytes(b"not a jpeg")
+    try:
+        code = main(["label", "--model", str(tiny_folder), str(photo_dir), "--tasks", "<OD>", "<CAPTION>",
+                     "--out", str(tmp_path / "labels"), "--max-new-tokens", "12", "--min-score", "0.5",
+                     "--shard-size", "2"])
+    finally:
+        (photo_dir / "broken.jpg").unlink()
+    assert code == 0
+    manifest = json.loads((tmp_path / "labels" / "manifest.json").read_text())
+    assert manifest["images"] == 4 and manifest["shards_done"] == 2 and manifest["tasks"] == ["<OD>", "<CAPTION>"]
+    assert manifest["annotators"] == [str(tiny_folder)]
+    assert [Path(b["image"]).name for b in manifest["bad_images"]] == ["broken.jpg"]
+    assert set(manifest["filters"]) == {"ScoreThreshold", "ClassAwareNMS", "MinBoxSize", "WholeImageBoxes"}
+    out = capsys.readouterr()
+    assert f"labels of 4 images -> {tmp_path / 'labels'}" in out.out and "could not be labelled" in out.err

@@ -7,9 +7,10 @@ import argparse
 import json
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-from florence.engine import explain_missing_extras  # (importing florence.engine registers its runner pieces)
+# (importing florence.engine registers its runner pieces)
+from florence.engine import explain_missing_extras, load_config
 from mmengine.runner import Runner  # after florence: it quiets DeepSpeed's unused-accelerator warning
 
 
@@ -27,8 +28,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     with explain_missing_extras(args.config):  # e.g. a downstream config without mmdet: the install command
-        cfg = Config.fromfile(args.config)
-        cfg.merge_from_dict(args.cfg_options)
+        cfg = load_config(args.config, args.cfg_options)  # data_root=DIR moves the config's dataset paths too
         cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs",
                                                                        osp.splitext(osp.basename(args.config))[0])
         cfg.load_from, cfg.resume = args.checkpoint, False

@@ -17,7 +17,8 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
-from florence.engine import explain_missing_extras, init_process_group, keep_freed_memory  # (registers florence's runner pieces)
+# (importing florence.engine registers florence's runner pieces)
+from florence.engine import explain_missing_extras, init_process_group, keep_freed_memory, load_config
 from mmengine.runner import Runner  # after florence: it quiets DeepSpeed's unused-accelerator warning
 
 
@@ -37,8 +38,7 @@ def parse_args(argv=None):
 
 
 def build_config(args) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)  # data_root=DIR moves the config's dataset paths too
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join("work_dirs", osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         cfg.optim_wrapper.type = "florence.AutocastOptimWrapper"  # scoped: found from mmdet/mmseg configs too

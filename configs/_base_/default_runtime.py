@@ -1,10 +1,11 @@
-"""Runtime defaults shared by florence's training configs: mmengine hooks, atomic checkpoints
-(written to a temporary file, then renamed) that load under torch's weights_only default and
-resume exactly (RNG state included), a progress bar,
+"""Runtime defaults shared by florence's training configs: mmengine hooks, checkpoints that survive
+a kill at any moment (written to a temporary file, then renamed; old ones removed only after the new
+one is in place), load under torch's weights_only default and resume exactly (RNG state included),
+a progress bar,
 the metric table and drawings of a few predictions after each evaluation."""
-from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
+from mmengine.hooks import DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 
-from florence.engine import ResumableCheckpointHook
+from florence.engine import CrashSafeCheckpointHook, ResumableCheckpointHook
 from florence.engine.hooks import EvaluationReportHook, ProgressBarHook
 
 default_scope = "florence"
@@ -12,7 +13,7 @@ default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=100),
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, interval=1000, by_epoch=False, max_keep_ckpts=2, save_last=True,
+    checkpoint=dict(type=CrashSafeCheckpointHook, interval=1000, by_epoch=False, max_keep_ckpts=2, save_last=True,
                     backend_args=dict(backend="atomic_local")),
     sampler_seed=dict(type=DistSamplerSeedHook),
 )

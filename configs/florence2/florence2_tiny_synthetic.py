@@ -94,5 +94,4 @@ param_scheduler = [
          eta_min=1e-5),
 ]
 train_cfg = dict(type=IterBasedTrainLoop, max_iters=max_iters, val_interval=max_iters)
-default_hooks.update(checkpoint=dict(type=CheckpointHook, interval=250, by_epoch=False, max_keep_ckpts=2,  # noqa: F405
-                                     save_last=True, backend_args=dict(backend="atomic_local")))
+default_hooks.checkpoint.update(interval=250, max_keep_ckpts=2)  # noqa: F405

@@ -1,10 +1,17 @@
 """The main job (florence2_tiny_synthetic.py) trained with DeepSpeed ZeRO stage 2 through mmengine's
-FlexibleRunner: optimizer states and gradients are partitioned across processes.
+FlexibleRunner: optimizer states and gradients are partitioned across processes; bf16 (DeepSpeed's
+bf16 mode) where the CPU or GPU computes it natively, float32 elsewhere.
 
 Runs on CPU (gloo; DeepSpeed's CPU accelerator) and GPU. ``--cfg-options
-strategy.zero_optimization.stage=3`` partitions the parameters too.
-Expected: the main job's table (same data and schedule); ZeRO changes memory, not results.
-Time: like the main job per process; with N processes each sees 16 scenes x 2 tasks (N x the data per step).
+strategy.zero_optimization.stage=3`` partitions the parameters too; ``strategy.bf16.enabled=True``
+forces bf16. Checkpoints survive a kill at any moment and ``--resume`` continues exactly (tested).
+Results: ZeRO changes memory, not results. N processes of batch b give the losses of one plain
+(non-DeepSpeed) process of batch N*b: tested on a text-only variant within float32 rounding
+(ZeRO-3, relative 1e-5) and within bf16 rounding (ZeRO-2 in bf16 against the float32 run,
+tests/engine/test_distributed.py). So ``train_dataloader.batch_size=8`` on 2 processes reproduces
+the main job's global batch (the training-only image losses are weighted by each process's token
+count, a small difference from the plain run).
+Time: like the main job per process at the same per-process batch.
 Command: bash tools/dist_train.sh configs/florence2/florence2_tiny_synthetic_deepspeed.py 2
 """
 from mmengine.config import read_base
@@ -16,10 +23,8 @@ with read_base():
     from .florence2_tiny_synthetic import *  # noqa: F401,F403
 
 strategy = dict(type=DeepSpeedStrategy, zero_optimization=dict(stage=2), gradient_clipping=1.0,
+                bf16=dict(enabled="auto"),
                 train_micro_batch_size_per_gpu=train_dataloader.batch_size)  # noqa: F405
 optim_wrapper = dict(type=DeepSpeedOptimWrapper,
                      optimizer=dict(type=AdamW, lr=1e-3, betas=(0.9, 0.98), weight_decay=0.01),
                      paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0, bypass_duplicate=True))
-# DeepSpeed writes its own checkpoint folders (one per save, every rank): plain mmengine saving
-default_hooks.checkpoint.pop("backend_args")  # noqa: F405
-custom_hooks = [h for h in custom_hooks if h["type"].__name__ != "ResumableCheckpointHook"]  # noqa: F405

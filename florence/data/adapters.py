@@ -66,7 +66,10 @@ relative to ``img_dir``, default the file's folder)::
     {"image": "a.jpg", "task": "<OD>", "annotation": {"bboxes": [[1, 2, 30, 40]], "labels": ["car"]}}
     {"image": "a.jpg", "task": "<DOCVQA>", "text_input": "Total?", "target": "$12"}
     {"image": "a.jpg", "prefix": "Read the serial number.", "target": "SN 4711"}
-    ("target" is the raw target text, used verbatim; "prefix" a custom prompt, used verbatim)
+    {"image": "a.jpg", "prefix": "<OD>", "suffix": "car<loc_52><loc_333><loc_932><loc_774>"}
+    ("target", or maestro's "suffix", is the raw target text, used verbatim; a "prefix" starting with
+    a task token selects that task, the rest being its input; any other prefix is a custom prompt,
+    used verbatim)
 
 Bad records - a missing image, coordinates that are not finite or lie more than 1 px outside the
 image (a smaller overshoot is clipped), empty boxes, polygons of fewer than 3 points or no area,
@@ -88,7 +91,7 @@ from collections import Counter, defaultdict
 from PIL import Image
 
 from ..registry import DATASETS
-from ..task import TaskError, get_task
+from ..task import TaskError, get_task, list_tasks
 
 __all__ = ["CocoDetection", "CocoCaptions", "RefCoco", "PhraseGrounding", "VqaDataset", "OcrDataset",
            "JsonlDataset", "BadRecord", "reading_order"]
@@ -364,13 +367,16 @@ class _Images:
 @DATASETS.register_module()
 class CocoDetection(_Adapter):
     """COCO instances json -> ``<OD>`` / ``<REGION_PROPOSAL>`` (per image) and ``<REGION_TO_CATEGORY>``
-    (per annotation). Images without (valid) annotations give no detection item."""
+    (per annotation). Images without (valid) annotations give no detection item. ``img_dir``
+    defaults to the json's folder: Roboflow's COCO export (``train/_annotations.coco.json`` beside
+    the images) reads with ``CocoDetection("DATASET/train/_annotations.coco.json")``."""
 
     TASKS = ("<OD>", "<REGION_PROPOSAL>", "<REGION_TO_CATEGORY>")
 
-    def __init__(self, ann_file: str, img_dir: str, tasks=("<OD>",), on_bad_record: str = "error"):
+    def __init__(self, ann_file: str, img_dir: str | None = None, tasks=("<OD>",), on_bad_record: str = "error"):
         super().__init__(on_bad_record)
         tasks = _tasks(tasks, self.TASKS)
+        img_dir = img_dir if img_dir is not None else os.path.dirname(os.path.abspath(ann_file))
         data = _read_json(ann_file)
         images = _Images.coco(self, ann_file, data, img_dir)
         names = {c["id"]: c["name"] for c in data.get("categories", [])}
@@ -613,38 +619,53 @@ class OcrDataset(_Adapter):
 
 @DATASETS.register_module()
 class JsonlDataset(_Adapter):
-    """Generic JSON Lines (or a JSON list): one sample a record, any registered task.
+    """Generic JSON Lines (or a JSON list): one sample a record, any registered task; also the
+    maestro / Roboflow export (``{"image", "prefix", "suffix"}`` lines).
 
     A record has ``image`` (relative to ``img_dir``, default the file's folder), ``task`` and/or
-    ``prefix`` (a custom prompt, used verbatim; without ``task`` the sample counts as
-    ``prefix_task``), optional ``text_input``, and either ``target`` (the raw target text, used
-    verbatim; its parse by the task is the ground truth for evaluation) or ``annotation`` (in the
-    task's output format)."""
+    ``prefix``, optional ``text_input``, and either ``target`` (or maestro's ``suffix``: the raw
+    target text, used verbatim; its parse by the task is the ground truth for evaluation) or
+    ``annotation`` (in the task's output format). A ``prefix`` that is or starts with a task token
+    (``"<OD>"``, ``"<CAPTION_TO_PHRASE_GROUNDING>a red car"``, as maestro writes them) selects that
+    task: its prompt is the task's (the rest of the prefix is the task input) and the sample is
+    evaluated with the task's metrics. Any other prefix is a custom prompt, used verbatim; without
+    ``task`` such a sample counts as ``prefix_task``."""
 
     def __init__(self, ann_file: str, img_dir: str | None = None, prefix_task: str = "<VQA>",
                  on_bad_record: str = "error"):
         super().__init__(on_bad_record)
         root = img_dir if img_dir is not None else os.path.dirname(os.path.abspath(ann_file))
+        tokens = sorted((t.token for t in list_tasks()), key=len, reverse=True)  # longest first
         for where, record in _records(ann_file):
-            self.add(ann_file, where, lambda: self._sample(_as_record(record), root, prefix_task))
+            self.add(ann_file, where, lambda: self._sample(_as_record(record), root, prefix_task, tokens))
         self.warn_skipped()
 
-    def _sample(self, record, root, prefix_task):
+    def _sample(self, record, root, prefix_task, tokens):
         path, size = self.image(root, record["image"])
-        token = record.get("task") or (prefix_task if "prefix" in record else None)
+        token, text_input, prompt = record.get("task"), record.get("text_input"), None
+        if "prefix" in record:
+            prefix = check_text(record["prefix"], "prefix")
+            leading = next((t for t in tokens if prefix.startswith(t)), None) if token is None else None
+            if leading is None:
+                prompt, token = prefix, token or prefix_task
+            else:  # maestro: the task token, then the task's input
+                token, rest = leading, prefix[len(leading):].strip()
+                if rest and text_input is not None:
+                    raise BadRecord("two task inputs", f"prefix {prefix!r:.60} and text_input {text_input!r:.60}")
+                text_input = rest or text_input
         if token is None:
             raise BadRecord("no task or prefix")
-        text_input = record.get("text_input")
         if isinstance(text_input, list):
             text_input = check_box(text_input, size)
         item = _item(path, size, token, text_input, None)
-        if "prefix" in record:
-            item["prompt"] = check_text(record["prefix"], "prefix")
-        if "target" in record:
-            item["target_text"] = check_text(record["target"], "target")
+        if prompt is not None:
+            item["prompt"] = prompt
+        target = record.get("target", record.get("suffix"))
+        if target is not None:
+            item["target_text"] = check_text(target, "target")
             item["annotation"] = _task(token).decode_output(item["target_text"], size)  # for evaluation
         elif "annotation" in record:
             item["annotation"] = check_annotation(record["annotation"], size)
         else:
-            raise BadRecord("no target or annotation")
+            raise BadRecord("no target (or suffix) or annotation")
         return item

@@ -8,6 +8,7 @@ metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import math
@@ -197,13 +198,15 @@ class DenseObjectHead(nn.Module):
         targets = [self.targets(o, size, h, w) for o, size in objects]
         cls = torch.stack([t[0] for t in targets]).to(image_embeds.device)  # (B, h*w)
         box = torch.stack([t[1] for t in targets]).to(image_embeds.device)  # (B, h*w, 4)
-        tokens = image_embeds[:, 1:].float()  # (B, h*w, D); the pooled token has no cell
+        # (B, h*w, D); the pooled token has no cell. In the head's dtype (float32 under autocast,
+        # bf16 when DeepSpeed holds the model in bf16); the losses in float32
+        tokens = image_embeds[:, 1:].to(self.cls.weight.dtype)
         if not (cls >= 0).any():  # both heads stay in the graph: DDP expects a gradient for every parameter
-            zero = (self.cls(tokens).sum() + self.box(tokens).sum()) * 0
+            zero = (self.cls(tokens).float().sum() + self.box(tokens).float().sum()) * 0
             return {"loss_objects": zero, "loss_boxes": zero}
-        loss_cls = F.cross_entropy(self.cls(tokens).flatten(0, 1), cls.flatten(), ignore_index=-100)
+        loss_cls = F.cross_entropy(self.cls(tokens).float().flatten(0, 1), cls.flatten(), ignore_index=-100)
         fg = cls > 0
-        pred = self.box(tokens)[fg]
+        pred = self.box(tokens).float()[fg]
         loss_box = F.l1_loss(pred, box[fg]) if fg.any() else pred.sum() * 0
         return {"loss_objects": self.weight * loss_cls, "loss_boxes": self.box_weight * loss_box}
 
@@ -237,7 +240,8 @@ class PixelReconstructionHead(nn.Module):
         h, w = _grid(image_embeds.shape[1] - 1, H, W)  # the first token is the pooled one
         target = F.adaptive_avg_pool2d(pixel_values.float(), (h * self.cell, w * self.cell))
         target = F.unfold(target, self.cell, stride=self.cell).transpose(1, 2)  # (B, h*w, 3*cell*cell)
-        return self.weight * F.mse_loss(self.proj(image_embeds[:, 1:].float()), target)
+        tokens = image_embeds[:, 1:].to(self.proj.weight.dtype)  # float32 under autocast; bf16 in a bf16 model
+        return self.weight * F.mse_loss(self.proj(tokens).float(), target)
 
 
 def _matches(name: str, prefix: str) -> bool:
@@ -320,13 +324,28 @@ class Florence2Model(BaseModel):
         accelerate: ``"auto"`` (default: :mod:`florence.accel` when the run is on CPU, the plain
             model on a GPU), ``True`` or ``False``.
         max_prompt_tokens, max_target_tokens: truncation lengths.
+        init_seed: when given, the random initialisation (model from scratch, location tokens,
+            training-only heads, LoRA) draws from its own generator seeded with it: the same
+            weights under any runner (mmengine's Runner and FlexibleRunner draw different amounts
+            of randomness before building the model); the global RNG is left as it was.
     """
 
     def __init__(self, model: dict | None = None, pretrained: str | None = None, tokenizer=None,
                  generation: dict | None = None, block_location_ngrams: bool = False,
                  location_init: str | None = None, reconstruction: dict | None = None, objects: dict | None = None,
                  freeze=(), lora: dict | None = None, gradient_checkpointing: bool = False,
-                 max_prompt_tokens: int = 256, max_target_tokens: int = 1024, accelerate="auto", init_cfg=None):
+                 max_prompt_tokens: int = 256, max_target_tokens: int = 1024, accelerate="auto", init_seed=None,
+                 init_cfg=None):
+        with contextlib.nullcontext() if init_seed is None else torch.random.fork_rng():
+            if init_seed is not None:
+                torch.manual_seed(init_seed)
+            self._build(model, pretrained, tokenizer, generation, block_location_ngrams, location_init,
+                        reconstruction, objects, freeze, lora, gradient_checkpointing, max_prompt_tokens,
+                        max_target_tokens, accelerate, init_cfg)
+
+    def _build(self, model, pretrained, tokenizer, generation, block_location_ngrams, location_init, reconstruction,
+               objects, freeze, lora, gradient_checkpointing, max_prompt_tokens, max_target_tokens, accelerate,
+               init_cfg):
         tokenizer = build_tokenizer_from_cfg(tokenizer, pretrained)
         super().__init__(data_preprocessor=Florence2DataPreprocessor(tokenizer, max_prompt_tokens, max_target_tokens),
                          init_cfg=init_cfg)
@@ -388,7 +407,22 @@ class Florence2Model(BaseModel):
             return self.model(pixel_values, input_ids, attention_mask, labels=labels).logits
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
+    def parse_losses(self, losses: dict):
+        """mmengine's sum of the ``loss*`` terms; the total carries ``num_tokens`` (the target tokens
+        its text loss averages) for :class:`~florence.engine.AutocastOptimWrapper`'s token-weighted
+        accumulation."""
+        tokens = losses.pop("num_tokens", None)
+        loss, log_vars = super().parse_losses(losses)
+        if tokens is not None:
+            loss.num_tokens = int(tokens)
+        return loss, log_vars
+
     def loss(self, pixel_values, input_ids, attention_mask, labels, data_samples=None, image_index=None) -> dict:
+        losses = self._losses(pixel_values, input_ids, attention_mask, labels, data_samples, image_index)
+        losses["num_tokens"] = (labels != -100).sum()
+        return losses
+
+    def _losses(self, pixel_values, input_ids, attention_mask, labels, data_samples, image_index) -> dict:
         if self.reconstruction is None and self.objects is None and image_index is None:
             return {"loss": self.model(pixel_values, input_ids, attention_mask, labels=labels).loss}
         image_embeds = self.model.encode_image(pixel_values)  # once per image

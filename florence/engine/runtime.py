@@ -1,27 +1,32 @@
-"""Runner pieces mmengine lacks for a robust CPU/GPU run: bf16 autocast on any device, atomic
-checkpoint files, checkpoints that load under torch's ``weights_only`` default and resume exactly
+"""Runner pieces mmengine lacks for a robust CPU/GPU run: bf16 autocast on any device with
+token-weighted gradient accumulation, atomic checkpoint files and a checkpoint hook that a kill at
+any moment survives, checkpoints that load under torch's ``weights_only`` default and resume exactly
 (RNG state included), and a malloc setting that keeps a training step's memory for the next one."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import random
 import re
+import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from mmengine.fileio.backends import LocalBackend, register_backend
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.logging import HistoryBuffer, print_log
 from mmengine.optim import OptimWrapper
 
 from .. import hardware
 from ..registry import HOOKS, OPTIM_WRAPPERS
 
-__all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "ResumableCheckpointHook", "keep_freed_memory",
-           "explain_missing_extras"]
+__all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "CrashSafeCheckpointHook", "ResumableCheckpointHook",
+           "keep_freed_memory", "explain_missing_extras", "load_config"]
 
 # packages that only an extra installs, and the extra (setup.py) that does
 _EXTRA_OF = {"mmcv": "downstream", "mmdet": "downstream", "mmseg": "downstream", "ftfy": "downstream",
@@ -49,6 +54,35 @@ def explain_missing_extras(config):
                          f"bash tools/install.sh --{extra}  (or: pip install -e '.[{extra}]')") from e
 
 
+def load_config(path: str, options: dict | None = None):
+    """A config file with ``--cfg-options`` merged in. ``data_root=DIR`` among the options also moves
+    every path of the config that starts with the config's own ``data_root`` under DIR (mmengine
+    would change the variable only, after the paths were built from it), so one option points a
+    config at a dataset folder: ``--cfg-options data_root=/data/my-roboflow-export``."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(path)
+    options = dict(options or {})
+    old, new = cfg.get("data_root"), options.get("data_root")
+    if isinstance(old, str) and isinstance(new, str) and old:
+        def reroot(node):
+            if isinstance(node, str):
+                return os.path.join(new, node[len(old):].lstrip("/")) if node.startswith(old) else node
+            if isinstance(node, dict):
+                for key in node:
+                    node[key] = reroot(node[key])
+                return node
+            if isinstance(node, (list, tuple)):
+                return type(node)(reroot(v) for v in node)
+            return node
+
+        for key in list(cfg.keys()):
+            if key != "data_root":
+                cfg[key] = reroot(cfg[key])
+    cfg.merge_from_dict(options)
+    return cfg
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse (process-wide): no ``mmap`` for large blocks
     and no trimming of the heap. By default every block above 32 MB (a training step's activations
@@ -74,7 +108,16 @@ class AutocastOptimWrapper(OptimWrapper):
     is bf16 where the device computes it natively (a GPU with bf16, a CPU with AVX512-BF16 or AMX)
     and no autocast (float32) elsewhere (:func:`florence.hardware.resolve_dtype`; the choice is
     logged once); ``"bfloat16"`` forces bf16 (slow where it is not native: a warning says so).
-    bf16 needs no loss scaling; for fp16 on GPU use mmengine's ``AmpOptimWrapper``."""
+    bf16 needs no loss scaling; for fp16 on GPU use mmengine's ``AmpOptimWrapper``.
+
+    Token-weighted updates: a loss that says how many target tokens it averages (``loss.num_tokens``,
+    set by :class:`~florence.engine.Florence2Model`) counts per token across an accumulation window
+    and across processes: each micro-batch's gradient is its token sum, and before the step the
+    window's gradients are divided by the window's token count (summed over processes), so
+    ``accumulative_counts=k`` at batch b updates as batch k*b does, whatever the padding and target
+    lengths (mmengine's default averages the k micro-batch means, which weights the tokens of short
+    batches more). The training-only losses on image tokens are weighted by their micro-batch's
+    token count with it. Other losses: mmengine's averaging."""
 
     def __init__(self, *args, dtype: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,6 +125,30 @@ class AutocastOptimWrapper(OptimWrapper):
             hardware.resolve_dtype(dtype)  # a bad name fails when the runner is built, not at the first step
         self.requested_dtype = dtype
         self.cast_dtype = None  # resolved on the model's device at the first step
+        self._window_tokens = 0.0
+
+    def update_params(self, loss, step_kwargs=None, zero_kwargs=None) -> None:
+        tokens = getattr(loss, "num_tokens", None)
+        if tokens is None:
+            return super().update_params(loss, step_kwargs, zero_kwargs)
+        self.backward(loss * tokens)  # the token sum; not divided by the window length
+        self._window_tokens += float(tokens)
+        if not self.should_update():
+            return
+        total = torch.tensor(self._window_tokens, dtype=torch.float64, device=loss.device)
+        processes = 1
+        if dist.is_available() and dist.is_initialized():  # DDP averaged the gradients over processes
+            dist.all_reduce(total)
+            processes = dist.get_world_size()
+        self._window_tokens = 0.0
+        if total > 0:
+            scale = processes / total.item()
+            for group in self.optimizer.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.mul_(scale)
+        self.step(**(step_kwargs or {}))
+        self.zero_grad(**(zero_kwargs or {}))
 
     @contextlib.contextmanager
     def optim_context(self, model):
@@ -118,6 +185,47 @@ class AtomicLocalBackend(LocalBackend):
 
 
 register_backend("atomic_local", AtomicLocalBackend, force=True)
+
+
+@HOOKS.register_module()
+class CrashSafeCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook in an order that a kill at any moment survives: the new checkpoint
+    is written (atomically, to a temporary name then renamed, with ``backend="atomic_local"``), then
+    ``last_checkpoint`` is pointed at it (also atomically), and only then are checkpoints beyond
+    ``max_keep_ckpts`` removed. mmengine removes the oldest first and rewrites ``last_checkpoint`` in
+    place, so a kill while saving can leave no checkpoint at all (``max_keep_ckpts=1``) or a pointer
+    to a deleted or half-written file. Temporary files of an interrupted save are removed when a run
+    starts. Same arguments as mmengine's hook."""
+
+    def before_train(self, runner) -> None:
+        super().before_train(runner)
+        if self.max_keep_ckpts > 0:  # without mmengine's maxlen: the ids it would drop are the files to remove
+            self.keep_ckpt_ids = collections.deque(self.keep_ckpt_ids)
+        if is_main_process() and os.path.isdir(self.out_dir):
+            for stale in Path(self.out_dir).glob(".*.tmp"):  # from a killed save: a file, or DeepSpeed's folder
+                shutil.rmtree(stale) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        stale = []
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and self.keep_ckpt_ids[-1] == step):
+            self.keep_ckpt_ids.append(step)
+            while len(self.keep_ckpt_ids) > self.max_keep_ckpts:
+                stale.append(self.keep_ckpt_ids.popleft())
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        self.last_ckpt = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(step))
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        runner.save_checkpoint(self.out_dir, self.filename_tmpl.format(step), self.file_client_args,
+                               save_optimizer=self.save_optimizer, save_param_scheduler=self.save_param_scheduler,
+                               meta=meta, by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        if not is_main_process():  # sharded (DeepSpeed) saves run on every rank; the rest is rank 0's
+            return
+        AtomicLocalBackend().put_text(self.last_ckpt, os.path.join(runner.work_dir, "last_checkpoint"))
+        for old in stale:
+            path = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old))
+            if self.file_backend.isfile(path):
+                self.file_backend.remove(path)
+            elif self.file_backend.isdir(path):  # DeepSpeed writes a folder per checkpoint
+                self.file_backend.rmtree(path)
 
 
 def _plain(x):

@@ -10,7 +10,7 @@ from mmengine.evaluator import BaseMetric
 from ..registry import METRICS
 from ..task import get_metric, get_task
 
-__all__ = ["TaskMetric", "format_table", "is_empty"]
+__all__ = ["TaskMetric", "format_table", "is_empty", "is_malformed"]
 
 
 def is_empty(value) -> bool:
@@ -24,12 +24,57 @@ def is_empty(value) -> bool:
     return not value
 
 
+# an output's coordinate lists and how many numbers each entry holds ("polygon": parts of an even
+# count >= 6)
+_COORDS = {"bboxes": 4, "quad_boxes": 8, "polygons": "polygon"}
+
+
+def _numbers(values, count=None) -> bool:
+    """Finite numbers: ``count`` of them, an even count >= 6 for ``"polygon"``, any for None."""
+    try:
+        v = [float(x) for x in values]
+    except (TypeError, ValueError):
+        return False
+    if count == "polygon":
+        return len(v) >= 6 and len(v) % 2 == 0 and all(map(math.isfinite, v))
+    return (count is None or len(v) == count) and all(map(math.isfinite, v))
+
+
+def is_malformed(value) -> bool:
+    """An output no parser of ours produces: not text or a dict, coordinates that are not finite
+    numbers of the right count (4 per box, 8 per quad, an even count >= 6 per polygon part), boxes
+    with x2 < x1 or y2 < y1, a label list whose length differs from its coordinate list, or scores
+    that are not finite. The metrics score such entries as absent (no credit)."""
+    if value is None or isinstance(value, str):
+        return False
+    if not isinstance(value, dict):
+        return True
+    for key, count in _COORDS.items():
+        entries = value.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, (list, tuple)):
+            return True
+        for e in entries:
+            parts = e if count == "polygon" and isinstance(e, (list, tuple)) else [e]
+            if not parts or not all(_numbers(part, count) for part in parts):
+                return True
+            if key == "bboxes" and (float(e[2]) < float(e[0]) or float(e[3]) < float(e[1])):
+                return True
+        labels = next((value[k] for k in ("labels", f"{key}_labels") if value.get(k) is not None), None)
+        if labels is not None and len(labels) != len(entries):
+            return True
+    scores = value.get("scores")
+    return scores is not None and not _numbers(scores)
+
+
 @METRICS.register_module()
 class TaskMetric(BaseMetric):
     """Scores predictions of any mix of tasks.
 
     Each result row is (task, metric, value, samples, invalid) where ``invalid`` counts outputs
-    that parsed to nothing although the ground truth is not empty. ``compute_metrics`` returns
+    that parsed to nothing although the ground truth is not empty, and malformed outputs
+    (:func:`is_malformed`; they get no credit). ``compute_metrics`` returns
     ``{"<task name>/<metric>": value}`` for mmengine's logs; the rows stay in ``self.table``.
     """
 
@@ -51,7 +96,7 @@ class TaskMetric(BaseMetric):
         self.table, out = [], {}
         for token, samples in groups.items():
             task = get_task(token)
-            invalid = sum(is_empty(s["pred"]) and not is_empty(s["gt"]) for s in samples)
+            invalid = sum(is_malformed(s["pred"]) or (is_empty(s["pred"]) and not is_empty(s["gt"])) for s in samples)
             for name in task.metrics or ("none",):  # a task without metrics still shows its counts
                 values = get_metric(name)(samples) if task.metrics else {name: math.nan}
                 for key, value in values.items():

@@ -98,6 +98,29 @@ def test_coco_detection(img_dir):
     assert s.prompt == f"What is the region {locs(boxes[0], A)}?" and s.target == "cat"
 
 
+def test_roboflow_coco_export(img_dir):
+    """Roboflow's COCO export as it is written: ``_annotations.coco.json`` beside the split's images, a
+    category 0 that names the dataset (the supercategory of the rest; no annotation uses it), empty
+    ``segmentation`` lists and extra fields."""
+    split = img_dir / "train"
+    split.mkdir()
+    (img_dir / "a.png").rename(split / "a.png")
+    export = {
+        "info": {"description": "Exported from roboflow.com"}, "licenses": [{"id": 1, "name": "CC BY 4.0"}],
+        "categories": [{"id": 0, "name": "vehicles-abc1", "supercategory": "none"},
+                       {"id": 1, "name": "car", "supercategory": "vehicles-abc1"},
+                       {"id": 2, "name": "truck", "supercategory": "vehicles-abc1"}],
+        "images": [{"id": 0, "license": 1, "file_name": "a.png", "height": A[1], "width": A[0],
+                    "date_captured": "2026-01-01T00:00:00+00:00"}],
+        "annotations": [{"id": 0, "image_id": 0, "category_id": 1, "bbox": [10, 5, 20, 15], "area": 300,
+                         "segmentation": [], "iscrowd": 0},
+                        {"id": 1, "image_id": 0, "category_id": 2, "bbox": [30, 20, 10, 10], "area": 100,
+                         "segmentation": [], "iscrowd": 0}]}
+    ds = CocoDetection(write_json(split / "_annotations.coco.json", export))  # images beside the json
+    assert [it["annotation"] for it in ds] == [{"bboxes": [[10, 5, 30, 20], [30, 20, 40, 30]], "labels": ["car", "truck"]}]
+    assert ds[0]["image"] == str(split / "a.png")
+
+
 def test_coco_captions(img_dir):
     ann_file = write_json(img_dir / "captions.json", {"images": COCO_IMAGES[:1], "annotations": [
         {"id": 1, "image_id": 1, "caption": " A cat sits. "}, {"id": 2, "image_id": 1, "caption": ""},
@@ -296,6 +319,42 @@ def test_jsonl(img_dir):
     s = sample(ds, 4)  # raw target with locations: verbatim, and parsed as the ground truth
     assert s.target == "car<loc_100><loc_200><loc_300><loc_400>"
     assert s.annotation["labels"] == ["car"] and s.annotation["bboxes"][0] == pytest.approx([4.02, 8.02, 12.02, 16.02])
+
+
+def test_maestro_roboflow_jsonl(img_dir):
+    """Roboflow's / maestro's export: ``{"image", "prefix", "suffix"}`` lines. A prefix that starts
+    with a task token becomes that task (its real prompt, the rest as its input, its metrics); any
+    other prefix stays a verbatim prompt."""
+    od_target = "cat" + locs([10, 5, 30, 20], A)
+    records = [
+        {"image": "a.png", "prefix": "<OD>", "suffix": od_target},
+        {"image": "a.png", "prefix": "<CAPTION_TO_PHRASE_GROUNDING>an orange cat", "suffix": "an orange cat" +
+         locs([10, 5, 30, 20], A)},
+        {"image": "b.png", "prefix": "What colour is the square?", "suffix": "orange"},
+        {"image": "a.png", "prefix": "<REGION_TO_CATEGORY><loc_156><loc_104><loc_468><loc_416>", "suffix": "cat"},
+        {"image": "a.png", "prefix": "<OD>"},  # nothing to learn
+        {"image": "a.png", "prefix": "<CAPTION_TO_PHRASE_GROUNDING>a cat", "text_input": "a dog", "suffix": "x"},
+    ]
+    (img_dir / "train").mkdir()
+    for name in ("a.png", "b.png"):
+        (img_dir / name).rename(img_dir / "train" / name)
+    ann_file = img_dir / "train" / "annotations.jsonl"
+    ann_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    ds, warning = load_skipping(JsonlDataset, str(ann_file))
+    assert ds.skipped == {"no target (or suffix) or annotation": 1, "two task inputs": 1}
+    s = sample(ds, 0)
+    od = get_task("<OD>")
+    assert (s.task, s.prompt, s.target) == ("<OD>", od.prompt(None, A), od_target)
+    assert "<OD>" not in s.prompt  # the task token is expanded, not passed to the model verbatim
+    assert s.annotation["labels"] == ["cat"] and s.annotation["bboxes"][0] == pytest.approx([10, 5, 30, 20], abs=0.1)
+    assert "coco_bbox_map" in od.metrics  # evaluated as <OD>, not as <VQA>
+    s = sample(ds, 1)
+    grounding = get_task("<CAPTION_TO_PHRASE_GROUNDING>")
+    assert (s.task, s.text_input, s.prompt) == (grounding.token, "an orange cat", grounding.prompt("an orange cat", A))
+    s = sample(ds, 2)  # free text: a custom prompt, verbatim
+    assert (s.task, s.prompt, s.target) == ("<VQA>", "What colour is the square?", "orange")
+    s = sample(ds, 3)  # a region given as location tokens
+    assert s.task == "<REGION_TO_CATEGORY>" and "<loc_156><loc_104><loc_468><loc_416>" in s.prompt
 
 
 def test_configs_and_arguments(img_dir):

@@ -17,7 +17,8 @@ from mmengine.runner import Runner
 
 import florence.engine  # noqa: F401
 from florence.data.synthetic import make_scene
-from florence.engine import Florence2Model
+from florence.engine import Florence2Model, load_config
+from florence.task import get_task
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "finetune").glob("*.py"))
@@ -83,6 +84,15 @@ def data_root(tmp_path_factory):
                       annotation=[sc.words[0].text, sc.words[0].text.lower()])
                  for _, name, sc in _scenes(root / "docvqa" / "documents", 3, seed + 10)]
         (root / "docvqa" / f"{split}.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    # a Roboflow / maestro export: prefix + suffix lines, images beside each split's annotations
+    od = get_task("<OD>")
+    for split, seed in (("train", 6), ("valid", 7), ("test", 8)):
+        lines = []
+        for _, name, sc in _scenes(root / "roboflow" / split, 3, seed):
+            annotation = {"bboxes": [list(s.box) for s in sc.shapes], "labels": [s.category for s in sc.shapes]}
+            lines.append(dict(image=name, prefix="<OD>", suffix=od.encode_target(annotation, (SIZE, SIZE))))
+            lines.append(dict(image=name, prefix="Which word is written?", suffix=sc.words[0].text))
+        (root / "roboflow" / split / "annotations.jsonl").write_text("\n".join(map(json.dumps, lines)))
     return root
 
 
@@ -140,3 +150,16 @@ def test_finetune_config_trains_and_evaluates(path, data_root, checkpoints, tmp_
     metrics = runner.test()
     tasks = {s["task"] for d in runner.test_dataloader.dataset.datasets for s in d}
     assert tasks and all(any(k.startswith(t.strip("<>").lower() + "/") for k in metrics) for t in tasks), metrics
+
+
+def test_data_root_option_moves_every_dataset_path():
+    """``--cfg-options data_root=DIR`` (tools/train.py and tools/test.py load configs this way)
+    points all of a config's dataset paths at DIR, not just the variable."""
+    cfg = load_config(str(ROOT / "configs" / "finetune" / "florence2_base_roboflow.py"),
+                      {"data_root": "/datasets/cars", "model.pretrained": "/ckpt/base"})
+    files = [d.ann_file for key in ("train_dataloader", "val_dataloader", "test_dataloader")
+             for d in cfg[key].dataset.datasets]
+    assert files == [f"/datasets/cars/{split}/annotations.jsonl" for split in ("train", "valid", "test")]
+    assert cfg.data_root == "/datasets/cars" and cfg.model.pretrained == "/ckpt/base"
+    untouched = load_config(str(ROOT / "configs" / "finetune" / "florence2_base_roboflow.py"))
+    assert untouched.train_dataloader.dataset.datasets[0].ann_file == "data/roboflow/train/annotations.jsonl"

@@ -45,7 +45,8 @@ def test_wrapper_adds_the_pixel_loss_and_keeps_it_out_of_the_model():
     ids = torch.tensor([[0, 5, 6, 2], [0, 7, 2, 1]])
     labels = torch.tensor([[0, 9, 10, 2], [0, 11, 2, -100]])
     losses = model(pixels, ids, labels=labels, mode="loss")
-    assert set(losses) == {"loss", "loss_pixels"}
+    assert set(losses) == {"loss", "loss_pixels", "num_tokens"}
+    assert losses["num_tokens"] == 7  # the targets' tokens that count (one label is padding)
     # same weights, same text loss as without the head
     assert losses["loss"].item() == pytest.approx(plain(pixels, ids, labels=labels, mode="loss")["loss"].item(), rel=1e-5)
     losses["loss_pixels"].backward()
@@ -171,10 +172,26 @@ def test_wrapper_adds_the_objects_losses_and_keeps_the_head_out_of_the_model():
                                                                                "labels": ["red circle"]}}),
                TaskSample("<OD>", "p", "t", None, (64, 64))]  # no objects: does not count
     losses = model(pixels, ids, labels=labels, data_samples=samples, mode="loss")
-    assert set(losses) == {"loss", "loss_objects", "loss_boxes"}
+    assert set(losses) == {"loss", "loss_objects", "loss_boxes", "num_tokens"}
     (losses["loss_objects"] + losses["loss_boxes"]).backward()
     assert model.model.vision_tower.stem.conv.weight.grad.abs().sum() > 0  # it trains the tower
     assert not any(k.startswith("objects") for k in model.model.state_dict())  # not exported
+
+
+def test_a_bf16_model_computes_every_loss_in_float32():
+    """DeepSpeed's bf16 mode holds the whole module, heads included, in bf16 and casts the inputs:
+    the losses still come out in float32 and close to the float32 model's."""
+    torch.manual_seed(0)
+    model = Florence2Model(model=dict(preset="tiny"), tokenizer=TOKENIZER, reconstruction=dict(cell=4),
+                           objects=dict(classes="florence.data.synthetic:category_names"), accelerate=False)
+    pixels, ids, labels = _batch()
+    samples = [TaskSample("<OD>", "p", "t", None, (64, 64), extra={"objects": {"bboxes": [[4, 4, 40, 40]],
+                                                                               "labels": ["red circle"]}})] * 2
+    ref = model(pixels, ids, labels=labels, data_samples=samples, mode="loss")
+    model.to(torch.bfloat16)
+    got = model(pixels.to(torch.bfloat16), ids, labels=labels, data_samples=samples, mode="loss")
+    for k in ("loss", "loss_pixels", "loss_objects", "loss_boxes"):
+        assert got[k].dtype == torch.float32 and got[k].item() == pytest.approx(ref[k].item(), rel=0.05), k
 
 
 def test_coordinate_location_init_makes_a_coordinate_a_linear_read_out():
@@ -216,6 +233,7 @@ def test_samples_sharing_an_image_train_as_if_each_had_its_own_copy():
     def run(**kw):
         model.zero_grad()
         losses = model(input_ids=ids, labels=labels, mode="loss", **kw)
+        losses.pop("num_tokens")
         sum(losses.values()).backward()
         return {k: v.item() for k, v in losses.items()}, {n: p.grad.clone() for n, p in model.named_parameters()
                                                           if p.grad is not None}

@@ -93,11 +93,8 @@ def test_box_metrics_equal_independent_computations():
     assert 0 < acc < len(samples) and 0 < covered < total_gt  # neither all nor nothing: the checks can fail
 
 
-def test_coco_bbox_map_equals_pycocotools():
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    samples = detection_samples(random.Random(1))
+def _coco_stats(samples, implementation):
+    """bbox AP and AP50 of ``samples`` by pycocotools or faster-coco-eval (its own C++ COCOeval)."""
     cats = {"a": 1, "b": 2, "c": 3}
     images = [{"id": i + 1, "width": 200, "height": 150} for i in range(len(samples))]
     anns, dets = [], []
@@ -108,16 +105,31 @@ def test_coco_bbox_map_equals_pycocotools():
         for b, l, sc in zip(s["pred"]["bboxes"], s["pred"]["labels"], s["pred"]["scores"]):
             dets.append({"image_id": i + 1, "category_id": cats[l], "score": sc,
                          "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]]})
+    dataset = {"images": images, "annotations": anns, "categories": [{"id": v, "name": k} for k, v in cats.items()]}
     with contextlib.redirect_stdout(io.StringIO()):
+        if implementation == "pycocotools":
+            from pycocotools.coco import COCO
+            from pycocotools.cocoeval import COCOeval
+        else:
+            from faster_coco_eval import COCO
+            from faster_coco_eval import COCOeval_faster as COCOeval
         gt = COCO()
-        gt.dataset = {"images": images, "annotations": anns,
-                      "categories": [{"id": v, "name": k} for k, v in cats.items()]}
+        gt.dataset = dataset
         gt.createIndex()
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.evaluate(), ev.accumulate(), ev.summarize()
-    got = M["coco_bbox_map"](samples)
-    assert got["bbox_mAP"] == pytest.approx(ev.stats[0]) and got["bbox_mAP_50"] == pytest.approx(ev.stats[1])
-    assert 0.1 < got["bbox_mAP_50"] < 0.99
+    return ev.stats[0], ev.stats[1]
+
+
+@pytest.mark.parametrize("implementation", ["pycocotools", "faster_coco_eval"])
+def test_coco_bbox_map_equals_two_implementations(implementation):
+    pytest.importorskip(implementation, reason=f"{implementation} is in the test extra: pip install -e '.[test]'")
+    for seed in (1, 2, 3):
+        samples = detection_samples(random.Random(seed))
+        got = M["coco_bbox_map"](samples)
+        ap, ap50 = _coco_stats(samples, implementation)
+        assert got["bbox_mAP"] == pytest.approx(ap) and got["bbox_mAP_50"] == pytest.approx(ap50), seed
+        assert 0.1 < got["bbox_mAP_50"] < 0.99
     perfect = [dict(s, pred=dict(s["gt"], scores=[1.0] * len(s["gt"]["bboxes"]))) for s in samples]
     assert M["coco_bbox_map"](perfect)["bbox_mAP"] == pytest.approx(1.0)
 
@@ -278,12 +290,15 @@ def test_vqa_answers_are_compared_verbatim_when_annotators_agree():
     assert acc("two", ["two"] * 10) == 1.0 and acc("2", ["two"] * 10) == 0.0 and acc("Two", ["two"] * 10) == 0.0
 
 
+BAD_PREDS = [None, "", {}, {"bboxes": None}, {"bboxes": [[1, 2, float("nan"), 4]], "labels": ["a"]},
+             {"bboxes": [[5, 5, 1, 1]], "labels": ["a"], "scores": [float("nan")]},
+             {"polygons": [[[1, 2, 3]]], "labels": [""]}, {"quad_boxes": [[1, 2]], "labels": ["x"]}, 42]
+
+
 @pytest.mark.parametrize("name", sorted(M))
 def test_malformed_predictions_never_raise(name):
     good = detection_samples(random.Random(6), 2)
-    bad_preds = [None, "", {}, {"bboxes": None}, {"bboxes": [[1, 2, float("nan"), 4]], "labels": ["a"]},
-                 {"bboxes": [[5, 5, 1, 1]], "labels": ["a"], "scores": [float("nan")]},
-                 {"polygons": [[[1, 2, 3]]], "labels": [""]}, {"quad_boxes": [[1, 2]], "labels": ["x"]}, 42]
+    bad_preds = BAD_PREDS
     # zero credit: scored exactly as if the model had said nothing
     empty = M[name]([dict(good[0], pred=None)])
     for pred in bad_preds:
@@ -291,3 +306,27 @@ def test_malformed_predictions_never_raise(name):
         assert out.keys() == empty.keys() and all(np.isfinite(v) for v in out.values()), (pred, out)
         assert out == pytest.approx(empty), (pred, out, empty)  # no credit for a malformed output
     assert M[name]([]) is not None
+
+
+def test_malformed_and_empty_predictions_count_as_invalid_with_no_credit():
+    """TaskMetric's table: each malformed or empty output of a sample with ground truth is counted in
+    ``invalid`` and scores exactly as no output; a well-formed output is not counted."""
+    from florence.evaluation.task_metric import TaskMetric
+
+    good = detection_samples(random.Random(6), 3)
+
+    def table(preds):
+        metric = TaskMetric()
+        metric.compute_metrics([dict(s, pred=p) for s, p in zip(good, preds)])
+        return {r["metric"]: (r["value"], r["invalid"]) for r in metric.table}
+
+    nothing = table([None] * 3)
+    assert all(invalid == 3 for _, invalid in nothing.values())
+    well_formed = table([s["pred"] for s in good])
+    assert well_formed and all(invalid == 0 for _, invalid in well_formed.values())
+    for bad in BAD_PREDS:
+        got = table([bad, good[1]["pred"], good[2]["pred"]])
+        reference = table([None, good[1]["pred"], good[2]["pred"]])
+        assert got.keys() == reference.keys()
+        for key, (value, invalid) in got.items():
+            assert value == pytest.approx(reference[key][0]) and invalid == 1, (bad, key, got)

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import florence
+from florence.evaluation.task_metric import is_malformed
 from florence.parsing import clean_text
 from florence.processing.quantizer import LOC_TOKEN
 from florence.task import TaskError
@@ -74,6 +75,7 @@ def test_round_trip_within_one_bin(task):
         assert "<loc_1000>" not in target
         decoded = task.decode_output("</s><s>" + target + "</s>", size)
         assert close(annotation, decoded, max(size) / 1000), (annotation, target, decoded)
+        assert not is_malformed(decoded), decoded  # what the metrics count as invalid, never from a parser
 
 
 @pytest.mark.parametrize("task", [t for t in TASKS if t.output_kind != "text"], ids=lambda t: t.name)
@@ -85,6 +87,7 @@ def test_scores_are_mean_location_log_probs(task):
     n_locs = text.count("<loc_")
     log_probs = [-0.01 * (i + 1) for i in range(n_locs)]
     out = task.decode_output(text, size, log_probs)
+    assert not is_malformed(out), out
     items = [len(v) for k, v in out.items() if k in ("bboxes", "quad_boxes", "polygons")]
     assert len(out["scores"]) == sum(items) > 0
     per_item = n_locs // sum(items) if task.output_kind in ("boxes", "quads") else None
@@ -105,11 +108,14 @@ malformed = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=5)), ma
 @given(text=malformed, scores=st.none() | st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30),
        w=st.integers(1, 5000), h=st.integers(1, 5000))
 def test_decode_never_raises(task, text, scores, w, h):
-    assert isinstance(task.decode_output(text, (w, h), scores), (str, dict))
+    """Any text (and any scores) parses to a well-formed output, never an exception."""
+    out = task.decode_output(text, (w, h), scores)
+    assert isinstance(out, (str, dict)) and not is_malformed(out), out
     if scores:  # also with one score per location token, so the scoring path runs
         n = len(LOC_TOKEN.findall(clean_text(text)))
         aligned = (scores * (n // len(scores) + 1))[:n]
-        assert isinstance(task.decode_output(text, (w, h), aligned), (str, dict))
+        out = task.decode_output(text, (w, h), aligned)
+        assert isinstance(out, (str, dict)) and not is_malformed(out), out
 
 
 @pytest.mark.parametrize("task", [t for t in TASKS if t.output_kind != "text"], ids=lambda t: t.name)

@@ -1,0 +1,184 @@
+"""The data engine's labelling run: images -> annotators -> filters -> shards of labels.
+
+:func:`label` annotates images with one or more annotators (florence checkpoints, pipelines, or any
+callable ``annotator(images, task) -> [output, ...]`` in the published output formats, e.g. a wrapped
+mmdet detector), batched, runs each output through the filter rules (:mod:`florence.label.filters`)
+and writes the kept labels as shards: ``shard-00000.jsonl`` (florence JSON Lines, one line per label:
+``{"image", "task", "annotation", "annotator"}``, which :class:`~florence.data.JsonlDataset` reads for
+training) and, written after it, ``shard-00000.json`` (the shard's counts and its bad images). Both
+are written atomically (temporary name, then rename), so a shard with a ``.json`` is complete: a run
+killed at any moment and started again skips the finished shards and loses nothing already written.
+With N processes (``torchrun``; or ``rank`` / ``world_size``) shard k is process k mod N's.
+``manifest.json`` sums every finished shard: images, labels written, items and samples each rule
+removed, bad images with their errors, throughput. An image that cannot be read is recorded there
+and never stops the run.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .filters import apply_filters, build_filters
+
+__all__ = ["label", "read_manifest"]
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sources(images, out_dir: Path) -> list:
+    """``(name, image)`` per image: files (a folder, a path, or a list of them) by their path; dataset
+    items (``dict(image=PIL or path)``, as florence datasets give them) saved once under ``images/``."""
+    if isinstance(images, (str, os.PathLike)):
+        images = [images]
+    if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
+        from ..inference import expand_images
+
+        paths = []
+        for item in images:
+            paths.extend(expand_images(item)[0] if Path(item).is_dir() else [item])
+        return [(str(Path(p).resolve()), str(p)) for p in paths]
+    folder = out_dir / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(len(images)):
+        image = images[i]["image"] if isinstance(images[i], dict) else images[i]
+        if isinstance(image, (str, os.PathLike)):
+            out.append((str(Path(image).resolve()), str(image)))
+            continue
+        path = folder / f"{i:06d}.png"
+        if not path.exists():
+            tmp = path.with_name(f".{path.name}.tmp.png")
+            image.save(tmp)
+            os.replace(tmp, path)
+        out.append((str(path), str(path)))
+    return out
+
+
+def _annotator(spec, generation):
+    """(name, callable(images, task) -> outputs) of a checkpoint folder / hub id, a Pipeline or a callable."""
+    from ..inference import Pipeline, pipeline
+
+    name = "florence"
+    if isinstance(spec, (str, os.PathLike)):
+        name, spec = str(spec), pipeline(str(spec), dtype="auto")
+    if isinstance(spec, Pipeline):
+        pipe = spec
+
+        def run(images, task):
+            results = pipe(images, task, errors="record", batch_size=len(images), **generation)
+            return [r.get(task, r) if "error" not in r else r for r in results]
+
+        return name, run
+    if callable(spec):
+        return getattr(spec, "__name__", type(spec).__name__), spec
+    raise TypeError(f"an annotator is a checkpoint folder, a hub id, a florence Pipeline or a callable, got {spec!r}")
+
+
+def _image_size(path: str):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size
+
+
+def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,
+          keep_empty: bool = False, generation: dict | None = None, rank: int | None = None,
+          world_size: int | None = None, progress: bool = True) -> dict:
+    """Label ``images`` for ``tasks`` with ``annotators``; returns the manifest (also written as
+    ``out_dir/manifest.json``).
+
+    Args:
+        annotators: one or a list of: checkpoint folder / hub id, :class:`~florence.Pipeline`, or
+            ``callable(images: list of PIL images, task: str) -> list of outputs`` (one per image; an
+            output ``{"error": message}`` records that image as bad).
+        images: a folder, image paths, or a florence dataset (items with ``image``).
+        tasks: task tokens to annotate every image for (e.g. ``["<OD>", "<MORE_DETAILED_CAPTION>"]``).
+        filters: rules or their config entries (``dict(type="ScoreThreshold", min_score=0.3)``).
+        keep_empty: keep region outputs that the filters left without any item (default: drop them).
+        generation: generation arguments for florence annotators (``num_beams``, ``max_new_tokens``).
+        rank, world_size: this process's share (default: torchrun's ``RANK`` / ``WORLD_SIZE``).
+    """
+    from ..task import get_task
+
+    tasks = [get_task(t).token for t in ([tasks] if isinstance(tasks, str) else tasks)]  # unknown: an error now
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rank = int(os.environ.get("RANK", 0)) if rank is None else rank
+    world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    rules = build_filters(filters)
+    runners = [_annotator(a, dict(generation or {})) for a in (annotators if isinstance(annotators, list) else [annotators])]
+    sources = _sources(images, out_dir)
+    shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
+    todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
+
+    from tqdm import tqdm
+
+    from ..processing.image import load_image
+
+    bar = tqdm(total=sum(len(shards[k]) for k in todo), unit="img", desc="label", disable=not progress or rank != 0)
+    for k in todo:
+        started, lines, bad, counts, written = time.perf_counter(), [], [], {}, 0
+        for start in range(0, len(shards[k]), batch_size):
+            chunk, loaded = shards[k][start:start + batch_size], []
+            for path, source in chunk:
+                try:
+                    loaded.append((path, load_image(source)))
+                except (OSError, ValueError) as e:
+                    bad.append({"image": path, "error": str(e)})
+            for name, run in runners:
+                for task in tasks:
+                    outputs = run([im for _, im in loaded], task) if loaded else []
+                    for (path, image), output in zip(loaded, outputs):
+                        if isinstance(output, dict) and "error" in output:
+                            bad.append({"image": path, "error": str(output["error"]), "annotator": name})
+                            continue
+                        kept = apply_filters(rules, output, task, image.size, counts)
+                        if kept is None or (not keep_empty and _empty(kept)):
+                            continue
+                        lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
+                        written += 1
+            bar.update(len(chunk))
+            bar.set_postfix(labels=written, refresh=False)
+        seconds = time.perf_counter() - started
+        _write_atomic(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
+        _write_atomic(out_dir / f"shard-{k:05d}.json", json.dumps(dict(
+            shard=k, images=len(shards[k]), labels=written, filters=counts, bad_images=bad, seconds=seconds)))
+    bar.close()
+    return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
+
+
+def _empty(output) -> bool:
+    return isinstance(output, dict) and not any(output.get(k) for k in ("bboxes", "quad_boxes", "polygons")) \
+        and any(k in output for k in ("bboxes", "quad_boxes", "polygons"))
+
+
+def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
+    stats = [json.loads(p.read_text()) for p in sorted(out_dir.glob("shard-*.json"))]
+    filters: dict = {}
+    for s in stats:
+        for rule, c in s["filters"].items():
+            total = filters.setdefault(rule, {"items": 0, "samples": 0})
+            total["items"] += c["items"]
+            total["samples"] += c["samples"]
+    seconds = sum(s["seconds"] for s in stats)
+    images = sum(s["images"] for s in stats)
+    manifest = dict(tasks=tasks, annotators=annotators, shards=n_shards, shards_done=len(stats), images=images,
+                    labels=sum(s["labels"] for s in stats), filters=filters,
+                    bad_images=[b for s in stats for b in s["bad_images"]],
+                    images_per_second=images / seconds if seconds else None,
+                    files=[f"shard-{s['shard']:05d}.jsonl" for s in stats])
+    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+def read_manifest(out_dir) -> dict:
+    return json.loads((Path(out_dir) / "manifest.json").read_text())

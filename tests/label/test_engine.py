@@ -1,0 +1,110 @@
+"""florence.label: annotate -> filter -> shards, on synthetic scenes with a scripted annotator (known
+outputs, so every count is known), bad images recorded, restart skips finished shards, ranks split
+the shards; and a florence model as the annotator."""
+import json
+import random
+
+import pytest
+import torch
+
+import florence
+from florence.data import JsonlDataset
+from florence.data.synthetic import make_scene
+from florence.label import label, read_manifest
+
+RICH = "A red circle above a blue square next to a green triangle."
+
+
+@pytest.fixture
+def images(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(10):
+        make_scene(random.Random(i), 64).image.save(folder / f"{i:02d}.png")
+    (folder / "05.png").write_bytes(b"not a png")  # one unreadable image
+    return folder
+
+
+class Scripted:
+    """Per image: the true box, a duplicate of it (NMS removes it), a low-scored box (the threshold
+    removes it); captions alternate between rich and too simple."""
+
+    def __init__(self):
+        self.seen, self.captions = [], 0
+
+    def __call__(self, batch, task):
+        self.seen += [task] * len(batch)
+        if task == "<CAPTION>":
+            self.captions += len(batch)
+            return [RICH if (self.captions - len(batch) + i) % 2 == 0 else "A cat." for i in range(len(batch))]
+        return [{"bboxes": [[4, 4, 30, 30], [5, 4, 30, 31], [40, 40, 60, 60]], "labels": ["circle", "circle", "square"],
+                 "scores": [0.9, 0.8, 0.1]} for _ in batch]
+
+
+FILTERS = [dict(type="ScoreThreshold", min_score=0.5), dict(type="ClassAwareNMS", iou_threshold=0.5),
+           dict(type="TextComplexity", min_complexity=3)]
+
+
+def test_label_filters_counts_and_writes_shards_training_reads(images, tmp_path):
+    annotator = Scripted()
+    out = tmp_path / "labels"
+    manifest = label(annotator, images, ["<OD>", "<CAPTION>"], out, filters=FILTERS, batch_size=2, shard_size=4,
+                     progress=False)
+    assert manifest["images"] == 10 and manifest["shards"] == manifest["shards_done"] == 3
+    assert [b["image"].endswith("05.png") for b in manifest["bad_images"]] == [True]
+    assert "05.png" in manifest["bad_images"][0]["image"] and manifest["bad_images"][0]["error"]
+    # 9 readable images: each loses its low box and its duplicate; captions: the simple ones dropped
+    assert manifest["filters"]["ScoreThreshold"] == {"items": 9, "samples": 0}
+    assert manifest["filters"]["ClassAwareNMS"] == {"items": 9, "samples": 0}
+    assert manifest["filters"]["TextComplexity"] == {"items": 0, "samples": 4}  # captions 1, 3, 5, 7 of 0-8
+    assert manifest["labels"] == 9 + 5
+    lines = [json.loads(line) for f in sorted(out.glob("shard-*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(lines) == manifest["labels"]
+    od = [r for r in lines if r["task"] == "<OD>"]
+    assert all(r["annotation"] == {"bboxes": [[4, 4, 30, 30]], "labels": ["circle"], "scores": [0.9]} for r in od)
+    assert {r["annotation"] for r in lines if r["task"] == "<CAPTION>"} == {RICH}
+    back = JsonlDataset(str(sorted(out.glob("shard-*.jsonl"))[0]))  # the labels train as they are
+    assert len(back) > 0 and back[0]["task"] in ("<OD>", "<CAPTION>")
+    assert read_manifest(out) == manifest
+
+
+def without_speed(manifest):
+    return {k: v for k, v in manifest.items() if k != "images_per_second"}
+
+
+def test_a_restart_skips_finished_shards_and_redoes_only_unfinished_ones(images, tmp_path):
+    out = tmp_path / "labels"
+    first = label(Scripted(), images, ["<OD>"], out, filters=FILTERS, shard_size=4, progress=False)
+    again = Scripted()
+    assert label(again, images, ["<OD>"], out, filters=FILTERS, shard_size=4, progress=False) == first  # same files
+    assert again.seen == []  # nothing annotated twice
+    (out / "shard-00001.json").unlink()  # as if killed after writing shard 1's labels but before its counts
+    redo = Scripted()
+    assert without_speed(label(redo, images, ["<OD>"], out, filters=FILTERS, shard_size=4,
+                               progress=False)) == without_speed(first)
+    assert len(redo.seen) == 3  # shard 1: images 4-7 of which 05.png is unreadable
+
+
+def test_processes_split_the_shards(images, tmp_path):
+    single = label(Scripted(), images, ["<OD>"], tmp_path / "one", shard_size=3, progress=False)
+    for rank in (0, 1):
+        label(Scripted(), images, ["<OD>"], tmp_path / "two", shard_size=3, rank=rank, world_size=2, progress=False)
+    assert sorted(p.name for p in (tmp_path / "two").glob("shard-*.jsonl")) == \
+        sorted(p.name for p in (tmp_path / "one").glob("shard-*.jsonl"))
+    for f in (tmp_path / "one").glob("shard-*.jsonl"):
+        assert f.read_text() == (tmp_path / "two" / f.name).read_text()
+    assert read_manifest(tmp_path / "two")["labels"] == single["labels"]
+
+
+def test_a_florence_model_annotates(images, tmp_path):
+    torch.manual_seed(0)
+    tok = florence.build_tokenizer(["a red circle", "a blue square"], vocab_size=300)
+    model = florence.Florence2ForConditionalGeneration(florence.Florence2Config.preset("tiny", vocab_size=len(tok)))
+    pipe = florence.pipeline(model, florence.Florence2Processor(tok))
+    manifest = label(pipe, images, ["<OD>", "<CAPTION>"], tmp_path / "labels", generation=dict(max_new_tokens=12,
+                     num_beams=1), keep_empty=True, progress=False)
+    assert manifest["images"] == 10 and len(manifest["bad_images"]) == 1
+    lines = [json.loads(line) for line in (tmp_path / "labels" / "shard-00000.jsonl").read_text().splitlines()]
+    assert {r["task"] for r in lines} == {"<OD>", "<CAPTION>"} and len(lines) == 18  # untrained: whatever it says
+    with pytest.raises(florence.TaskError):
+        label(pipe, images, ["<NOT_A_TASK>"], tmp_path / "x", progress=False)
