@@ -7,9 +7,6 @@ import numpy as np
 
 __all__ = ["to_supervision"]
 
-_BOXES = {"<OD>": "labels", "<DENSE_REGION_CAPTION>": "labels", "<CAPTION_TO_PHRASE_GROUNDING>": "labels",
-          "<REGION_PROPOSAL>": None, "<OPEN_VOCABULARY_DETECTION>": "bboxes_labels"}
-_POLYGONS = ("<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>")
 
 
 def to_supervision(result: dict, task: str | None = None, image_size=None):
@@ -41,18 +38,22 @@ def to_supervision(result: dict, task: str | None = None, image_size=None):
         result = result[task]
     if not isinstance(result, dict):
         raise ValueError(f"{task} output is {type(result).__name__}, not boxes, quads or polygons")
+    from .task import get_task
+
+    kind = get_task(task).output_kind
     scores = result.get("scores")
     keep, masks, data = None, None, {}
-    if task in _BOXES:
+    if kind in ("boxes", "open_vocabulary"):
         xyxy = np.asarray(result.get("bboxes", []), dtype=np.float32).reshape(-1, 4)
-        if _BOXES[task] is not None:
-            data["class_name"] = np.asarray(result.get(_BOXES[task], []), dtype=str)
-    elif task == "<OCR_WITH_REGION>":
+        if getattr(get_task(task), "labelled", True):  # region proposals have no labels
+            labels = result.get("labels" if kind == "boxes" else "bboxes_labels", [])
+            data["class_name"] = np.asarray(labels, dtype=str)
+    elif kind == "quads":
         quads = np.asarray(result.get("quad_boxes", []), dtype=np.float32).reshape(-1, 4, 2)
         xyxy = np.concatenate([quads.min(1), quads.max(1)], axis=1) if len(quads) else np.zeros((0, 4), np.float32)
         data["class_name"] = np.asarray(result.get("labels", []), dtype=str)
         data["xyxyxyxy"] = quads
-    elif task in _POLYGONS:
+    elif kind == "polygons":
         if image_size is None:
             raise ValueError(f"{task}: give image_size=(width, height) for the masks")
         w, h = (int(v) for v in image_size)

@@ -5,7 +5,7 @@ bf16 mode) where the CPU or GPU computes it natively, float32 elsewhere.
 Runs on CPU (gloo; DeepSpeed's CPU accelerator) and GPU. ``--cfg-options
 strategy.zero_optimization.stage=3`` partitions the parameters too; ``strategy.bf16.enabled=True``
 forces bf16. Checkpoints survive a kill at any moment and ``--resume`` continues exactly (tested).
-Results: ZeRO changes memory, not results. N processes of batch b give the losses of one plain
+Expected: ZeRO changes memory, not results. N processes of batch b give the losses of one plain
 (non-DeepSpeed) process of batch N*b: tested on a text-only variant within float32 rounding
 (ZeRO-3, relative 1e-5) and within bf16 rounding (ZeRO-2 in bf16 against the float32 run,
 tests/engine/test_distributed.py). So ``train_dataloader.batch_size=8`` on 2 processes reproduces

@@ -29,9 +29,8 @@ from ..task import get_task
 
 __all__ = ["write_jsonl", "write_maestro", "write_coco", "samples_of"]
 
-# tasks whose annotation is boxes with labels, as COCO holds them
-_BOX_TASKS = {"<OD>": "labels", "<DENSE_REGION_CAPTION>": "labels", "<REGION_PROPOSAL>": "labels",
-              "<CAPTION_TO_PHRASE_GROUNDING>": "labels", "<OPEN_VOCABULARY_DETECTION>": "bboxes_labels"}
+# the label list of each kind of box output (Task.output_kind), as COCO holds boxes
+_BOX_LABELS = {"boxes": "labels", "open_vocabulary": "bboxes_labels"}
 
 
 def samples_of(dataset):
@@ -118,26 +117,27 @@ def write_maestro(dataset, folder, split: str = "train", images: str = "copy") -
 
 
 def write_coco(dataset, out_file, images: str = "copy", tasks=("<OD>",)) -> dict:
-    """A COCO instances json of the samples of ``tasks`` (box tasks: ``<OD>``,
+    """A COCO instances json of the samples of ``tasks`` (tasks whose output is boxes: ``<OD>``,
     ``<DENSE_REGION_CAPTION>``, ``<REGION_PROPOSAL>``, ``<CAPTION_TO_PHRASE_GROUNDING>``,
-    ``<OPEN_VOCABULARY_DETECTION>``), images beside it; categories are the labels in order of first
-    appearance (ids from 1), an annotation carries ``score`` where the sample's labels have scores.
-    Returns the json written."""
-    unknown = [t for t in tasks if t not in _BOX_TASKS]
+    ``<OPEN_VOCABULARY_DETECTION>``, a plugin's box task), images beside it; categories are the labels
+    in order of first appearance (ids from 1), an annotation carries ``score`` where the sample's
+    labels have scores. Returns the json written."""
+    label_keys = {get_task(t).token: _BOX_LABELS.get(get_task(t).output_kind) for t in tasks}
+    unknown = [t for t, key in label_keys.items() if key is None]
     if unknown:
-        raise ValueError(f"write_coco writes box tasks {sorted(_BOX_TASKS)}, not {unknown}")
+        raise ValueError(f"write_coco writes box tasks (output kinds {sorted(_BOX_LABELS)}), not {unknown}")
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     place = _Images(out_file.parent, images)
     images_out, annotations, categories = {}, [], {}
     for index, item, task in samples_of(dataset):
-        if task["task"] not in tasks:
+        if task["task"] not in label_keys:
             continue
         (w, h) = size = tuple(item["image_size"])
         if index not in images_out:
             images_out[index] = dict(id=len(images_out) + 1, file_name=place(index, item["image"]), width=w, height=h)
         ann = _annotation(task, size)
-        labels = ann.get(_BOX_TASKS[task["task"]]) or [""] * len(ann.get("bboxes", []))
+        labels = ann.get(label_keys[task["task"]]) or [""] * len(ann.get("bboxes", []))
         scores = ann.get("scores")
         for k, (box, label) in enumerate(zip(ann.get("bboxes", []), labels)):
             x1, y1, x2, y2 = (float(v) for v in box)

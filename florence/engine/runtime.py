@@ -117,7 +117,8 @@ class AutocastOptimWrapper(OptimWrapper):
     ``accumulative_counts=k`` at batch b updates as batch k*b does, whatever the padding and target
     lengths (mmengine's default averages the k micro-batch means, which weights the tokens of short
     batches more). The training-only losses on image tokens are weighted by their micro-batch's
-    token count with it. Other losses: mmengine's averaging."""
+    token count with it. One process without accumulation is left as it was (its per-token mean is
+    that already). Other losses: mmengine's averaging."""
 
     def __init__(self, *args, dtype: str = "auto", **kwargs):
         super().__init__(*args, **kwargs)
@@ -129,7 +130,8 @@ class AutocastOptimWrapper(OptimWrapper):
 
     def update_params(self, loss, step_kwargs=None, zero_kwargs=None) -> None:
         tokens = getattr(loss, "num_tokens", None)
-        if tokens is None:
+        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+        if tokens is None or (self._accumulative_counts == 1 and not distributed):  # the mean is already per token
             return super().update_params(loss, step_kwargs, zero_kwargs)
         self.backward(loss * tokens)  # the token sum; not divided by the window length
         self._window_tokens += float(tokens)
@@ -137,7 +139,7 @@ class AutocastOptimWrapper(OptimWrapper):
             return
         total = torch.tensor(self._window_tokens, dtype=torch.float64, device=loss.device)
         processes = 1
-        if dist.is_available() and dist.is_initialized():  # DDP averaged the gradients over processes
+        if distributed:  # DDP averaged the gradients over processes
             dist.all_reduce(total)
             processes = dist.get_world_size()
         self._window_tokens = 0.0

@@ -11,7 +11,8 @@ killed at any moment and started again skips the finished shards and loses nothi
 With N processes (``torchrun``; or ``rank`` / ``world_size``) shard k is process k mod N's.
 ``manifest.json`` sums every finished shard: images, labels written, items and samples each rule
 removed, bad images with their errors, throughput. An image that cannot be read is recorded there
-and never stops the run.
+and never stops the run. ``plan.json`` keeps the run's images, tasks and shard size: restarting with
+other ones is an error instead of a mix of two runs.
 """
 from __future__ import annotations
 
@@ -83,13 +84,6 @@ def _annotator(spec, generation):
     raise TypeError(f"an annotator is a checkpoint folder, a hub id, a florence Pipeline or a callable, got {spec!r}")
 
 
-def _image_size(path: str):
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return im.size
-
-
 def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,
           keep_empty: bool = False, generation: dict | None = None, rank: int | None = None,
           world_size: int | None = None, progress: bool = True) -> dict:
@@ -115,8 +109,10 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
     rules = build_filters(filters)
-    runners = [_annotator(a, dict(generation or {})) for a in (annotators if isinstance(annotators, list) else [annotators])]
     sources = _sources(images, out_dir)
+    _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
+    annotators = annotators if isinstance(annotators, list) else [annotators]
+    runners = [_annotator(a, dict(generation or {})) for a in annotators]
     shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
 
@@ -154,6 +150,20 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
             shard=k, images=len(shards[k]), labels=written, filters=counts, bad_images=bad, seconds=seconds)))
     bar.close()
     return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
+
+
+def _check_plan(out_dir: Path, plan: dict) -> None:
+    """The run's images, tasks and shard size, kept in ``plan.json``: a restart must continue the same
+    run (other images or tasks would mix two runs' shards)."""
+    path = out_dir / "plan.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        changed = [k for k in plan if before.get(k) != plan[k]]
+        if changed:
+            raise ValueError(f"{out_dir} holds labels of another run (its {', '.join(changed)} differ): continue it "
+                             "with the same images, tasks and shard size, or write to a new folder")
+    else:
+        _write_atomic(path, json.dumps(plan))
 
 
 def _empty(output) -> bool:

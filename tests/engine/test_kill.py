@@ -73,7 +73,7 @@ def test_sigkill_at_any_moment_resumes_to_the_uninterrupted_weights(tmp_path):
         ("at a random moment of training", lambda line: "Iter(train)" in line, random.Random(0).uniform(0.0, 1.5)),
     ]
     for what, when, delay in kills:
-        assert run(launch(killed_cfg, pause=0.5), log, when, delay), f"the run finished before it was killed {what}"
+        assert run(launch(killed_cfg, pause=0.3), log, when, delay), f"the run finished before it was killed {what}"
         assert_every_checkpoint_readable(work)
     assert not run(launch(killed_cfg), log)  # the last resume runs to the end
 

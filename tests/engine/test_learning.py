@@ -50,11 +50,12 @@ def test_location_task_clearly_above_chance(trained):
 def test_the_model_reads_the_image():
     """Caption-only training from scratch with the main config's recipe: the held-out caption loss
     must depend on the image. Without the pixel reconstruction loss it does not (measured: equal to
-    3 decimals with the images swapped, after 600 steps at 192 px)."""
+    3 decimals with the images swapped, after 600 steps at 192 px); with it, here (96 px, 300 steps):
+    0.38 with each scene's own image, 1.16 with another scene's."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as work:
-        cfg = small_config(work, max_iters=300, tasks=["<CAPTION>"], image_size=128, batch_size=32, val_length=64)
+        cfg = small_config(work, max_iters=300, tasks=["<CAPTION>"], image_size=96, batch_size=32, val_length=64)
         cfg.default_hooks.logger.interval = 50
         runner = Runner.from_cfg(cfg)
         runner.train()

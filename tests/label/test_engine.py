@@ -83,6 +83,10 @@ def test_a_restart_skips_finished_shards_and_redoes_only_unfinished_ones(images,
     assert without_speed(label(redo, images, ["<OD>"], out, filters=FILTERS, shard_size=4,
                                progress=False)) == without_speed(first)
     assert len(redo.seen) == 3  # shard 1: images 4-7 of which 05.png is unreadable
+    with pytest.raises(ValueError, match="another run.*tasks differ"):
+        label(Scripted(), images, ["<CAPTION>"], out, shard_size=4, progress=False)
+    with pytest.raises(ValueError, match="another run.*shard_size differ"):
+        label(Scripted(), images, ["<OD>"], out, shard_size=5, progress=False)
 
 
 def test_processes_split_the_shards(images, tmp_path):
