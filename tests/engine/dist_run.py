@@ -104,6 +104,7 @@ def main():
     else:
         from mmengine.runner import Runner
 
+        cfg.optim_wrapper.dtype = "float32"  # as the plain reference run: no bf16 autocast where it is native
         init_process_group("pytorch")
         runner = Runner.from_cfg(cfg)
     runner.register_hook(record)

@@ -49,6 +49,7 @@ def plain_losses(tmp_path_factory):
 
     cfg = small_config(tmp_path_factory.mktemp("plain"), max_iters=4, image_size=64, batch_size=4)
     cfg.model.update(reconstruction=None, objects=None, init_seed=0)  # as dist_run.py builds it
+    cfg.optim_wrapper.dtype = "float32"  # no bf16 autocast where bf16 is native: the float32 reference
     runner = Runner.from_cfg(cfg)
     runner.train()
     return [float(v) for v in runner.message_hub.get_scalar("train/loss").data[0]]
