@@ -8,6 +8,7 @@ from collections import defaultdict
 from mmengine.evaluator import BaseMetric
 
 from ..registry import METRICS
+from .functions import _finite
 from ..task import get_metric, get_task
 
 __all__ = ["TaskMetric", "format_table", "is_empty", "is_malformed"]
@@ -31,13 +32,12 @@ _COORDS = {"bboxes": 4, "quad_boxes": 8, "polygons": "polygon"}
 
 def _numbers(values, count=None) -> bool:
     """Finite numbers: ``count`` of them, an even count >= 6 for ``"polygon"``, any for None."""
-    try:
-        v = [float(x) for x in values]
-    except (TypeError, ValueError):
+    v = _finite(values)
+    if v is None:
         return False
     if count == "polygon":
-        return len(v) >= 6 and len(v) % 2 == 0 and all(map(math.isfinite, v))
-    return (count is None or len(v) == count) and all(map(math.isfinite, v))
+        return len(v) >= 6 and len(v) % 2 == 0
+    return count is None or len(v) == count
 
 
 def is_malformed(value) -> bool:

@@ -21,18 +21,12 @@ import os
 import time
 from pathlib import Path
 
+from ..engine.runtime import AtomicLocalBackend
 from .filters import apply_filters, build_filters
 
+_ATOMIC = AtomicLocalBackend()  # temporary file, fsync, rename: the checkpoints' writer
+
 __all__ = ["label", "read_manifest"]
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _sources(images, out_dir: Path) -> list:
@@ -145,9 +139,9 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
             bar.update(len(chunk))
             bar.set_postfix(labels=written, refresh=False)
         seconds = time.perf_counter() - started
-        _write_atomic(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
-        _write_atomic(out_dir / f"shard-{k:05d}.json", json.dumps(dict(
-            shard=k, images=len(shards[k]), labels=written, filters=counts, bad_images=bad, seconds=seconds)))
+        _ATOMIC.put_text("".join(line + "\n" for line in lines), out_dir / f"shard-{k:05d}.jsonl")
+        _ATOMIC.put_text(json.dumps(dict(shard=k, images=len(shards[k]), labels=written, filters=counts,
+                                         bad_images=bad, seconds=seconds)), out_dir / f"shard-{k:05d}.json")
     bar.close()
     return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
 
@@ -163,7 +157,7 @@ def _check_plan(out_dir: Path, plan: dict) -> None:
             raise ValueError(f"{out_dir} holds labels of another run (its {', '.join(changed)} differ): continue it "
                              "with the same images, tasks and shard size, or write to a new folder")
     else:
-        _write_atomic(path, json.dumps(plan))
+        _ATOMIC.put_text(json.dumps(plan), path)
 
 
 def _empty(output) -> bool:
@@ -186,7 +180,7 @@ def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
                     bad_images=[b for s in stats for b in s["bad_images"]],
                     images_per_second=images / seconds if seconds else None,
                     files=[f"shard-{s['shard']:05d}.jsonl" for s in stats])
-    _write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=1))
+    _ATOMIC.put_text(json.dumps(manifest, indent=1), out_dir / "manifest.json")
     return manifest
 
 
