@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="checkpoint folder or hub id of an annotator (repeat for several)")
     lab.add_argument("--tasks", required=True, nargs="+", help='task tokens, e.g. "<OD>" "<MORE_DETAILED_CAPTION>"')
     lab.add_argument("--out", required=True, help="folder for the shards and manifest.json")
+    lab.add_argument("--consensus", type=int, default=None, metavar="K",
+                     help="merge the models' labels of an image: keep what at least K models agree on (fused boxes)")
+    lab.add_argument("--consensus-iou", type=float, default=0.55, help="boxes this overlapping agree (default 0.55)")
     lab.add_argument("--min-score", type=float, default=0.3, help="drop regions scored below (0: off; default 0.3)")
     lab.add_argument("--nms-iou", type=float, default=0.7,
                      help="class-aware NMS: drop same-label regions overlapping more (1: off; default 0.7)")
@@ -87,15 +90,13 @@ def _infer(args) -> int:
     from tqdm import tqdm
 
     from . import hardware
-    from .inference import expand_images, pipeline
+    from .inference import pipeline
     from .task import get_task
     from .visualize import draw_result
-    from .processing.image import load_image
+    from .processing.image import image_files, load_image
 
     task = get_task(args.task)  # fail before loading the model
-    sources = []
-    for item in args.images:
-        sources.extend(expand_images(item)[0] if Path(item).is_dir() else [item])
+    sources = image_files(args.images)
     device = args.device or hardware.default_device()
     dtype = hardware.resolve_dtype(args.dtype, device, log=lambda m: print(m, file=sys.stderr))
     pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams,
@@ -148,7 +149,9 @@ def _label(args) -> int:
              dict(type="TooManyObjects", max_objects=args.max_objects) if args.max_objects is not None else None,
              dict(type="TextComplexity", min_complexity=args.min_complexity) if args.min_complexity else None]
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
-    m = label(list(args.model), list(args.images), args.tasks, args.out, filters=[r for r in rules if r],
+    merge = None if args.consensus is None else dict(type="Consensus", min_votes=args.consensus,
+                                                     iou_threshold=args.consensus_iou)
+    m = label(list(args.model), list(args.images), args.tasks, args.out, filters=[r for r in rules if r], merge=merge,
               batch_size=args.batch_size, shard_size=args.shard_size, generation=gen)
     removed = ", ".join(f"{rule} -{c['items']} regions -{c['samples']} samples" for rule, c in m["filters"].items())
     print(f"{m['labels']} labels of {m['images']} images -> {args.out} ({m['shards_done']}/{m['shards']} shards)"

@@ -22,7 +22,7 @@ from .generation import generate_texts
 from .models import Florence2ForConditionalGeneration
 from .models.files import resolve_folder
 from .processing import Florence2Processor
-from .processing.image import load_image
+from .processing.image import expand_images, load_image
 from .task import Task, TaskError, add_task_tokens, get_task
 
 __all__ = ["Pipeline", "pipeline", "expand_images"]
@@ -42,22 +42,6 @@ def pipeline(model, processor: Florence2Processor | None = None, device=None, dt
     elif processor is None:
         raise TypeError("pipeline(model_object) needs processor=Florence2Processor(...) as well")
     return Pipeline(model, processor, device=device, dtype=dtype, **options)
-
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-def expand_images(images) -> tuple[list, bool]:
-    """(list of image sources, whether a single image was given). A folder becomes its image files,
-    sorted by name."""
-    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
-        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {images}")
-        return [str(p) for p in files], False
-    if isinstance(images, (list, tuple)):
-        return list(images), False
-    return [images], True
 
 
 def _per_image(value, n: int, what: str, is_single=lambda v: not isinstance(v, (list, tuple))) -> list:

@@ -24,3 +24,5 @@ OPTIM_WRAPPERS = Registry("optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope
                           locations=["florence.engine"])
 # the data engine's filter rules (florence.label.filters); no mmengine parent: mmengine has no such registry
 LABEL_FILTERS = Registry("label_filter", scope="florence", locations=["florence.label.filters"])
+# how the data engine merges several annotators' outputs of one image (florence.label.merge)
+LABEL_MERGERS = Registry("label_merger", scope="florence", locations=["florence.label.merge"])

@@ -10,7 +10,6 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from mmengine.logging import HistoryBuffer, print_log
 from mmengine.optim import OptimWrapper
 
 from .. import hardware
+from ..atomic import write_bytes
 from ..registry import HOOKS, OPTIM_WRAPPERS
 
 __all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "CrashSafeCheckpointHook", "ResumableCheckpointHook",
@@ -168,19 +168,7 @@ class AtomicLocalBackend(LocalBackend):
     a crash while saving leaves the previous file intact, never a truncated one."""
 
     def put(self, obj: bytes, filepath) -> None:
-        path = Path(filepath)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(obj)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_bytes(filepath, obj)
 
     def put_text(self, obj: str, filepath, encoding: str = "utf-8") -> None:
         self.put(obj.encode(encoding), filepath)

@@ -2,7 +2,8 @@
 
 :func:`label` annotates images with one or more annotators (florence checkpoints, pipelines, or any
 callable ``annotator(images, task) -> [output, ...]`` in the published output formats, e.g. a wrapped
-mmdet detector), batched, runs each output through the filter rules (:mod:`florence.label.filters`)
+mmdet detector), batched, merges the annotators' outputs of each image by consensus when asked
+(:mod:`florence.label.merge`), runs each label through the filter rules (:mod:`florence.label.filters`)
 and writes the kept labels as shards: ``shard-00000.jsonl`` (florence JSON Lines, one line per label:
 ``{"image", "task", "annotation", "annotator"}``, which :class:`~florence.data.JsonlDataset` reads for
 training) and, written after it, ``shard-00000.json`` (the shard's counts and its bad images). Both
@@ -16,15 +17,16 @@ other ones is an error instead of a mix of two runs.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
-from ..engine.runtime import AtomicLocalBackend
+from ..atomic import write_bytes, write_text
 from .filters import apply_filters, build_filters
-
-_ATOMIC = AtomicLocalBackend()  # temporary file, fsync, rename: the checkpoints' writer
+from .merge import build_merger
 
 __all__ = ["label", "read_manifest"]
 
@@ -35,12 +37,9 @@ def _sources(images, out_dir: Path) -> list:
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
-        from ..inference import expand_images
+        from ..processing.image import image_files
 
-        paths = []
-        for item in images:
-            paths.extend(expand_images(item)[0] if Path(item).is_dir() else [item])
-        return [(str(Path(p).resolve()), str(p)) for p in paths]
+        return [(str(Path(p).resolve()), str(p)) for p in image_files(images)]
     folder = out_dir / "images"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -51,21 +50,22 @@ def _sources(images, out_dir: Path) -> list:
             continue
         path = folder / f"{i:06d}.png"
         if not path.exists():
-            tmp = path.with_name(f".{path.name}.tmp.png")
-            image.save(tmp)
-            os.replace(tmp, path)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            write_bytes(path, buffer.getvalue())
         out.append((str(path), str(path)))
     return out
 
 
 def _annotator(spec, generation):
     """(name, callable(images, task) -> outputs) of a checkpoint folder / hub id, a Pipeline or a callable."""
-    from ..inference import Pipeline, pipeline
-
     name = "florence"
     if isinstance(spec, (str, os.PathLike)):
+        from ..inference import pipeline
+
         name, spec = str(spec), pipeline(str(spec), dtype="auto")
-    if isinstance(spec, Pipeline):
+    inference = sys.modules.get("florence.inference")  # not imported: spec is no Pipeline (and needs no model code)
+    if inference is not None and isinstance(spec, inference.Pipeline):
         pipe = spec
 
         def run(images, task):
@@ -79,7 +79,7 @@ def _annotator(spec, generation):
 
 
 def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,
-          keep_empty: bool = False, generation: dict | None = None, rank: int | None = None,
+          merge=None, keep_empty: bool = False, generation: dict | None = None, rank: int | None = None,
           world_size: int | None = None, progress: bool = True) -> dict:
     """Label ``images`` for ``tasks`` with ``annotators``; returns the manifest (also written as
     ``out_dir/manifest.json``).
@@ -90,7 +90,12 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
             output ``{"error": message}`` records that image as bad).
         images: a folder, image paths, or a florence dataset (items with ``image``).
         tasks: task tokens to annotate every image for (e.g. ``["<OD>", "<MORE_DETAILED_CAPTION>"]``).
-        filters: rules or their config entries (``dict(type="ScoreThreshold", min_score=0.3)``).
+        filters: rules or their config entries (``dict(type="ScoreThreshold", min_score=0.3)``), run on
+            each label (after ``merge``).
+        merge: how several annotators' outputs of one image and task become one label, before the
+            filters (``dict(type="Consensus", min_votes=2)``, :mod:`florence.label.merge`; or a callable
+            ``merge(outputs, task) -> output | None``, ``None`` for an annotator that failed on the
+            image); default: one label per annotator.
         keep_empty: keep region outputs that the filters left without any item (default: drop them).
         generation: generation arguments for florence annotators (``num_beams``, ``max_new_tokens``).
         rank, world_size: this process's share (default: torchrun's ``RANK`` / ``WORLD_SIZE``).
@@ -102,7 +107,7 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     out_dir.mkdir(parents=True, exist_ok=True)
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
-    rules = build_filters(filters)
+    rules, merger = build_filters(filters), build_merger(merge)
     sources = _sources(images, out_dir)
     _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
     annotators = annotators if isinstance(annotators, list) else [annotators]
@@ -110,6 +115,9 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
 
+    for k in todo:  # a killed run's half-written shard files (florence.atomic's temporary names)
+        for stale in out_dir.glob(f".shard-{k:05d}.*.tmp"):
+            stale.unlink(missing_ok=True)
     from tqdm import tqdm
 
     from ..processing.image import load_image
@@ -124,13 +132,20 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
                     loaded.append((path, load_image(source)))
                 except (OSError, ValueError) as e:
                     bad.append({"image": path, "error": str(e)})
-            for name, run in runners:
-                for task in tasks:
-                    outputs = run([im for _, im in loaded], task) if loaded else []
-                    for (path, image), output in zip(loaded, outputs):
-                        if isinstance(output, dict) and "error" in output:
-                            bad.append({"image": path, "error": str(output["error"]), "annotator": name})
-                            continue
+            for task in tasks:
+                given = [(name, run([im for _, im in loaded], task) if loaded else []) for name, run in runners]
+                for i, (path, image) in enumerate(loaded):
+                    answers = []  # one per annotator, None where it failed on the image
+                    for name, outputs in given:
+                        failed = isinstance(outputs[i], dict) and "error" in outputs[i]
+                        if failed:
+                            bad.append({"image": path, "error": str(outputs[i]["error"]), "annotator": name})
+                        answers.append(None if failed else outputs[i])
+                    candidates = [(name, o) for (name, _), o in zip(given, answers) if o is not None]
+                    if merger is not None and candidates:
+                        merged = merger(answers, task)
+                        candidates = [("consensus", merged)] if merged is not None else []
+                    for name, output in candidates:
                         kept = apply_filters(rules, output, task, image.size, counts)
                         if kept is None or (not keep_empty and _empty(kept)):
                             continue
@@ -139,9 +154,9 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
             bar.update(len(chunk))
             bar.set_postfix(labels=written, refresh=False)
         seconds = time.perf_counter() - started
-        _ATOMIC.put_text("".join(line + "\n" for line in lines), out_dir / f"shard-{k:05d}.jsonl")
-        _ATOMIC.put_text(json.dumps(dict(shard=k, images=len(shards[k]), labels=written, filters=counts,
-                                         bad_images=bad, seconds=seconds)), out_dir / f"shard-{k:05d}.json")
+        write_text(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
+        write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(shard=k, images=len(shards[k]), labels=written,
+                                                                    filters=counts, bad_images=bad, seconds=seconds)))
     bar.close()
     return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
 
@@ -157,7 +172,7 @@ def _check_plan(out_dir: Path, plan: dict) -> None:
             raise ValueError(f"{out_dir} holds labels of another run (its {', '.join(changed)} differ): continue it "
                              "with the same images, tasks and shard size, or write to a new folder")
     else:
-        _ATOMIC.put_text(json.dumps(plan), path)
+        write_text(path, json.dumps(plan))
 
 
 def _empty(output) -> bool:
@@ -180,7 +195,7 @@ def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
                     bad_images=[b for s in stats for b in s["bad_images"]],
                     images_per_second=images / seconds if seconds else None,
                     files=[f"shard-{s['shard']:05d}.jsonl" for s in stats])
-    _ATOMIC.put_text(json.dumps(manifest, indent=1), out_dir / "manifest.json")
+    write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
 
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 import warnings
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageProcessor", "load_image", "to_rgb", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ImageProcessor", "load_image", "to_rgb", "expand_images", "image_files", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -124,3 +125,27 @@ class ImageProcessor:
         arrays, sizes = zip(*(self.prepare(im) for im in images))
         pixel_values = torch.from_numpy(np.stack(arrays))
         return (pixel_values, list(sizes)) if return_sizes else pixel_values
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def expand_images(images) -> tuple[list, bool]:
+    """(list of image sources, whether a single image was given). A folder becomes its image files,
+    sorted by name."""
+    if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
+        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {images}")
+        return [str(p) for p in files], False
+    if isinstance(images, (list, tuple)):
+        return list(images), False
+    return [images], True
+
+
+def image_files(items) -> list[str]:
+    """Image sources of a list of files and folders, in order (a folder: its image files by name)."""
+    out = []
+    for item in items:
+        out.extend(expand_images(item)[0] if isinstance(item, (str, os.PathLike)) and Path(item).is_dir() else [item])
+    return out
