@@ -66,6 +66,8 @@ def generate_texts(model, processor, pixel_values, input_ids, attention_mask=Non
         kwargs["no_repeat_ngram_size"] = 0
         kwargs["logits_processor"] = LogitsProcessorList(
             [*kwargs.get("logits_processor", []), TextNoRepeatNGramLogitsProcessor(ngram, loc_ids)])
+    if kwargs.get("num_beams", model.generation_config.num_beams) == 1:
+        kwargs["early_stopping"] = False  # a beam-search setting: transformers warns about it in greedy search
     ids = model.generate(encoded=encoded, **kwargs)
     if not isinstance(ids, torch.Tensor):  # return_dict_in_generate=True
         ids = ids.sequences

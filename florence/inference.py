@@ -13,7 +13,6 @@ prompt's own tokens, so a batch gives the results of one-at-a-time calls.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from PIL import Image
 

@@ -83,6 +83,9 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         for n in self.sizes:
             self.offsets.append(self.offsets[-1] + n)
         self.length = int(length) if length is not None else self.offsets[-1]
+        if self.offsets[-1] == 0 or self.length <= 0:  # an infinite sampler would wait forever for a sample
+            raise ValueError(f"MultiTaskDataset has no samples: its datasets hold {self.sizes} items"
+                             + (f" and length is {self.length}" if length is not None else ""))
         self.processor = ImageProcessor(size=image_size)
         self.seed = seed
 

@@ -22,7 +22,7 @@ from .. import accel, hardware
 from ..data.multitask import ImageTasks
 from ..generation import generate_texts
 from ..models import Florence2ForConditionalGeneration
-from ..processing import Florence2Processor, build_tokenizer, load_tokenizer
+from ..processing import Florence2Processor, ImageProcessor, build_tokenizer, load_tokenizer
 from ..processing.quantizer import NUM_BINS, loc_token
 from ..registry import MODELS
 from ..task import add_task_tokens, get_task
@@ -384,14 +384,15 @@ class Florence2Model(BaseModel):
             self.model.get_submodule(name).eval()
         return self
 
-    def export(self, folder, layout: str = "native"):
-        """Write the trained model as a Florence-2 checkpoint folder (weights, config, tokenizer) that
+    def export(self, folder, layout: str = "native", image_size: int = 768):
+        """Write the trained model as a Florence-2 checkpoint folder (weights, config, tokenizer and
+        ``preprocessor_config.json`` with ``image_size``, the side the model was trained at) that
         :func:`florence.pipeline` and ``from_pretrained`` load; LoRA adapters are merged into the
         weights, the training-only heads (reconstruction, objects) are left out."""
         model = copy.deepcopy(self.model)
         merge_lora_(model)
         model.save_pretrained(folder, layout=layout)
-        self.tokenizer.save_pretrained(folder)
+        Florence2Processor(self.tokenizer, ImageProcessor(size=int(image_size))).save_pretrained(folder)
 
     def forward(self, pixel_values, input_ids, attention_mask=None, labels=None, data_samples=None,
                 image_index=None, mode: str = "tensor"):

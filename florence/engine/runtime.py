@@ -83,6 +83,12 @@ def load_config(path: str, options: dict | None = None):
     return cfg
 
 
+def trained_image_size(cfg) -> int:
+    """The image side a config's training data resizes to (768, the published one, if it says none)."""
+    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
+    return int(dataset.get("image_size") or 768)
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse (process-wide): no ``mmap`` for large blocks
     and no trimming of the heap. By default every block above 32 MB (a training step's activations

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..plugins import hookimpl
 
-__all__ = ["METRIC_FUNCTIONS", "box_iou", "ptb_tokenize"]
+__all__ = ["METRIC_FUNCTIONS", "box_iou", "box_precision_recall", "ptb_tokenize"]
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -102,6 +102,27 @@ def coco_bbox_map(samples) -> dict:
         ev = COCOeval(gt, gt.loadRes(dets), "bbox")
         ev.evaluate(), ev.accumulate(), ev.summarize()
     return {"bbox_mAP": max(0.0, ev.stats[0]), "bbox_mAP_50": max(0.0, ev.stats[1]), "bbox_mAP_75": max(0.0, ev.stats[2])}
+
+
+def box_precision_recall(samples, iou: float = 0.5) -> dict:
+    """Precision and recall of labelled boxes (the data engine's label quality): per image, predicted
+    boxes in order of score are matched to a ground-truth box of the same label not matched yet with
+    IoU >= ``iou``; ``boxes``: the predicted boxes counted."""
+    tp = n_pred = n_gt = 0
+    for s in samples:
+        gt = [(b, label) for b, label, _ in _items(s["gt"])]
+        used = [False] * len(gt)
+        pred = sorted(_items(s["pred"]), key=lambda t: -t[2])
+        n_pred, n_gt = n_pred + len(pred), n_gt + len(gt)
+        for box, label, _ in pred:
+            best, best_iou = None, iou
+            for j, (g, g_label) in enumerate(gt):
+                if not used[j] and g_label == label and box_iou(box, g) >= best_iou:
+                    best, best_iou = j, box_iou(box, g)
+            if best is not None:
+                used[best], tp = True, tp + 1
+    return {f"precision@{iou:g}": tp / n_pred if n_pred else 0.0, f"recall@{iou:g}": tp / n_gt if n_gt else 0.0,
+            "boxes": n_pred}
 
 
 def refexp_acc(samples) -> dict:

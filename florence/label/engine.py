@@ -32,8 +32,9 @@ __all__ = ["label", "read_manifest"]
 
 
 def _sources(images, out_dir: Path) -> list:
-    """``(name, image)`` per image: files (a folder, a path, or a list of them) by their path; dataset
-    items (``dict(image=PIL or path)``, as florence datasets give them) saved once under ``images/``."""
+    """``(name, image)`` per image: files (a folder, a path, or a list of them) by their absolute path;
+    dataset items (``dict(image=PIL or path)``, as florence datasets give them) saved once under
+    ``out_dir/images/`` and named relative to ``out_dir`` (where the shards are: the folder can move)."""
     if isinstance(images, (str, os.PathLike)):
         images = [images]
     if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
@@ -53,18 +54,28 @@ def _sources(images, out_dir: Path) -> list:
             buffer = io.BytesIO()
             image.save(buffer, format="PNG")
             write_bytes(path, buffer.getvalue())
-        out.append((str(path), str(path)))
+        out.append((f"images/{path.name}", str(path)))
     return out
+
+
+def _name(spec) -> str:
+    """How the manifest and the labels name an annotator."""
+    if isinstance(spec, (str, os.PathLike)):
+        return str(spec)
+    inference = sys.modules.get("florence.inference")  # not imported: spec is no Pipeline (and needs no model code)
+    if inference is not None and isinstance(spec, inference.Pipeline):
+        return "florence"
+    return getattr(spec, "__name__", type(spec).__name__)
 
 
 def _annotator(spec, generation):
     """(name, callable(images, task) -> outputs) of a checkpoint folder / hub id, a Pipeline or a callable."""
-    name = "florence"
+    name = _name(spec)
     if isinstance(spec, (str, os.PathLike)):
         from ..inference import pipeline
 
-        name, spec = str(spec), pipeline(str(spec), dtype="auto")
-    inference = sys.modules.get("florence.inference")  # not imported: spec is no Pipeline (and needs no model code)
+        spec = pipeline(str(spec), dtype="auto")
+    inference = sys.modules.get("florence.inference")
     if inference is not None and isinstance(spec, inference.Pipeline):
         pipe = spec
 
@@ -74,7 +85,7 @@ def _annotator(spec, generation):
 
         return name, run
     if callable(spec):
-        return getattr(spec, "__name__", type(spec).__name__), spec
+        return name, spec
     raise TypeError(f"an annotator is a checkpoint folder, a hub id, a florence Pipeline or a callable, got {spec!r}")
 
 
@@ -111,9 +122,10 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     sources = _sources(images, out_dir)
     _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
     annotators = annotators if isinstance(annotators, list) else [annotators]
-    runners = [_annotator(a, dict(generation or {})) for a in annotators]
     shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
+    # models load only when there is something left to label
+    runners = [_annotator(a, dict(generation or {})) if todo else (_name(a), None) for a in annotators]
 
     for k in todo:  # a killed run's half-written shard files (florence.atomic's temporary names)
         for stale in out_dir.glob(f".shard-{k:05d}.*.tmp"):
@@ -123,6 +135,7 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     from ..processing.image import load_image
 
     bar = tqdm(total=sum(len(shards[k]) for k in todo), unit="img", desc="label", disable=not progress or rank != 0)
+    done = 0  # labels this run wrote (the progress bar's count)
     for k in todo:
         started, lines, bad, counts, written = time.perf_counter(), [], [], {}, 0
         for start in range(0, len(shards[k]), batch_size):
@@ -152,9 +165,10 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
                         lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
                         written += 1
             bar.update(len(chunk))
-            bar.set_postfix(labels=written, refresh=False)
+            bar.set_postfix(labels=done + written, refresh=False)
         seconds = time.perf_counter() - started
         write_text(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
+        done += written
         write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(shard=k, images=len(shards[k]), labels=written,
                                                                     filters=counts, bad_images=bad, seconds=seconds)))
     bar.close()

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..registry import LABEL_FILTERS
 
-__all__ = ["ScoreThreshold", "ClassAwareNMS", "MinBoxSize", "WholeImageBoxes", "TooManyObjects", "TextComplexity",
-           "apply_filters", "build_filters", "content_words"]
+__all__ = ["ScoreThreshold", "ClassAwareNMS", "MinBoxSize", "WholeImageBoxes", "KnownLabels", "TooManyObjects",
+           "TextComplexity", "apply_filters", "build_filters", "content_words"]
 
 # the item lists of an output and their label list, in the published output formats
 _GEOMETRY = (("bboxes", ("labels", "bboxes_labels")), ("quad_boxes", ("labels",)), ("polygons", ("labels",)))
@@ -127,6 +127,23 @@ class WholeImageBoxes(_RegionRule):
     def keep(self, boxes, labels, scores, image_size):
         area = float(image_size[0]) * float(image_size[1])
         return [i for i, (x1, y1, x2, y2) in enumerate(boxes) if (x2 - x1) * (y2 - y1) < self.max_coverage * area]
+
+
+@LABEL_FILTERS.register_module()
+class KnownLabels(_RegionRule):
+    """Drop items whose label is not one of ``labels`` (a list, or ``"module:function"`` returning
+    one): the ontology a dataset keeps, e.g. the classes a training head knows."""
+
+    def __init__(self, labels):
+        if isinstance(labels, str):
+            module, _, name = labels.partition(":")
+            labels = getattr(importlib.import_module(module), name)()
+        self.labels = frozenset(map(str, labels))
+        if not self.labels:
+            raise ValueError("KnownLabels needs at least one label")
+
+    def keep(self, boxes, labels, scores, image_size):
+        return [i for i, name in enumerate(labels) if str(name) in self.labels]
 
 
 _STOP = frozenset("""a an the and or but of in on at to for with by from as is are was were be been being it its this

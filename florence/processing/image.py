@@ -7,6 +7,7 @@ scale by 1/255, normalise with ImageNet mean/std. Inputs: PIL images, file paths
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -107,6 +108,38 @@ class ImageProcessor:
         self.mean = np.asarray(mean, dtype=np.float32)
         self.std = np.asarray(std, dtype=np.float32)
         self.scale_16bit = scale_16bit
+
+    CONFIG = "preprocessor_config.json"  # the published checkpoints' file (CLIPImageProcessor's keys)
+
+    @classmethod
+    def from_pretrained(cls, folder, **overrides) -> "ImageProcessor":
+        """The preprocessing a checkpoint folder's ``preprocessor_config.json`` states (size, mean,
+        std; the published values without the file); ``overrides`` win."""
+        path = Path(folder) / cls.CONFIG
+        kwargs = {}
+        if path.is_file():
+            try:
+                cfg = json.loads(path.read_text())
+                size = cfg.get("size", {"height": 768, "width": 768})
+                size = size if isinstance(size, int) else (size["height"], size["width"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path} is not a preprocessor config with size {{'height', 'width'}}: {e}") from None
+            if not isinstance(size, int) and (size[0] != size[1] or not isinstance(size[0], int)):
+                raise ValueError(f"{path}: Florence-2 resizes to a square; size {cfg['size']} is not one")
+            kwargs = dict(size=size if isinstance(size, int) else size[0], mean=cfg.get("image_mean", IMAGENET_MEAN),
+                          std=cfg.get("image_std", IMAGENET_STD))
+        return cls(**{**kwargs, **overrides})
+
+    def save_pretrained(self, folder) -> None:
+        """``preprocessor_config.json`` in the published checkpoints' format."""
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        cfg = {"image_processor_type": "CLIPImageProcessor", "processor_class": "Florence2Processor",
+               "do_resize": True, "size": {"height": self.size, "width": self.size}, "resample": 3,
+               "do_center_crop": False, "crop_size": {"height": self.size, "width": self.size},
+               "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+               "image_mean": [float(v) for v in self.mean], "image_std": [float(v) for v in self.std],
+               "do_convert_rgb": None}
+        (Path(folder) / self.CONFIG).write_text(json.dumps(cfg, indent=2) + "\n")
 
     def prepare(self, image) -> tuple[np.ndarray, tuple[int, int]]:
         """One image -> ((3, size, size) float32 array, original (width, height))."""

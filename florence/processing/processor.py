@@ -31,10 +31,13 @@ class Florence2Processor:
 
     @classmethod
     def from_pretrained(cls, folder, **image_kwargs) -> "Florence2Processor":
-        return cls(load_tokenizer(Path(folder)), ImageProcessor(**image_kwargs))
+        """The folder's tokenizer and its ``preprocessor_config.json`` (image size, mean, std; the
+        published 768 px without one); ``image_kwargs`` override the file."""
+        return cls(load_tokenizer(Path(folder)), ImageProcessor.from_pretrained(folder, **image_kwargs))
 
     def save_pretrained(self, folder):
         self.tokenizer.save_pretrained(str(folder))
+        self.image_processor.save_pretrained(folder)
 
     def __call__(self, images=None, text=None, max_length: int | None = None):
         out = {}

@@ -357,6 +357,20 @@ def test_maestro_roboflow_jsonl(img_dir):
     assert s.task == "<REGION_TO_CATEGORY>" and "<loc_156><loc_104><loc_468><loc_416>" in s.prompt
 
 
+def test_jsonl_labelled_boxes_feed_the_objects_head_when_asked(img_dir):
+    """``objects_from_boxes=True``: a sample whose annotation is labelled boxes carries them as its
+    image's objects (the training-only objects head's targets); other samples carry none."""
+    boxes = {"bboxes": [[10, 5, 30, 20]], "labels": ["cat"]}
+    ann_file = img_dir / "labels.jsonl"
+    ann_file.write_text(json.dumps({"image": "a.png", "task": "<OD>", "annotation": boxes}) + "\n"
+                        + json.dumps({"image": "a.png", "task": "<CAPTION>", "annotation": "A cat."}) + "\n")
+    with_objects = MultiTaskDataset([JsonlDataset(str(ann_file), objects_from_boxes=True)], image_size=64)
+    assert with_objects[0]["data_samples"].extra["objects"] == boxes
+    assert "objects" not in with_objects[1]["data_samples"].extra
+    plain = MultiTaskDataset([JsonlDataset(str(ann_file))], image_size=64)
+    assert "objects" not in plain[0]["data_samples"].extra
+
+
 def test_configs_and_arguments(img_dir):
     ann_file = img_dir / "one.jsonl"
     ann_file.write_text(json.dumps({"image": "a.png", "task": "<CAPTION>", "annotation": "An orange image."}) + "\n")

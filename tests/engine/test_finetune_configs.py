@@ -16,6 +16,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import florence.engine  # noqa: F401
+from florence.data.export import write_coco
 from florence.data.synthetic import make_scene
 from florence.engine import Florence2Model, load_config
 from florence.task import get_task
@@ -93,6 +94,15 @@ def data_root(tmp_path_factory):
             lines.append(dict(image=name, prefix="<OD>", suffix=od.encode_target(annotation, (SIZE, SIZE))))
             lines.append(dict(image=name, prefix="Which word is written?", suffix=sc.words[0].text))
         (root / "roboflow" / split / "annotations.jsonl").write_text("\n".join(map(json.dumps, lines)))
+    # Roboflow's COCO export, written by florence's own COCO writer (images beside the json)
+    for split, seed in (("train", 9), ("valid", 10), ("test", 11)):
+        scenes = _scenes(root / "roboflow_coco" / "source", 3, seed)
+        items = [dict(image=str(root / "roboflow_coco" / "source" / name), image_size=(SIZE, SIZE), task="<OD>",
+                      annotation={"bboxes": [list(s.box) for s in sc.shapes], "labels": [s.category for s in sc.shapes]})
+                 for _, name, sc in scenes]
+        coco = write_coco(items, root / "roboflow_coco" / split / "_annotations.coco.json")
+        coco["categories"].insert(0, dict(id=0, name="shapes", supercategory="none"))  # as Roboflow writes it
+        (root / "roboflow_coco" / split / "_annotations.coco.json").write_text(json.dumps(coco))
     return root
 
 

@@ -3,6 +3,7 @@ reconstruction, dense objects) that let a model trained from scratch learn; loca
 import pytest
 import torch
 
+import florence
 from florence.engine import Florence2Model
 from florence.data.multitask import TaskSample
 from florence.engine.model import DenseObjectHead, PixelReconstructionHead
@@ -98,7 +99,8 @@ def test_lora_trains_only_adapters_validates_targets_and_merges_on_export(tmp_pa
     model.eval()
     pixels, ids, labels = _batch()
     expected = model(pixels, ids, labels=labels, mode="tensor")
-    model.export(tmp_path / "export")
+    model.export(tmp_path / "export", image_size=96)
+    assert florence.pipeline(str(tmp_path / "export")).processor.image_processor.size == 96  # the trained side
     loaded = Florence2ForConditionalGeneration.from_pretrained(tmp_path / "export").eval()
     assert not any("lora" in k for k in loaded.state_dict())
     torch.testing.assert_close(loaded(pixels, ids, labels=labels).logits, expected, atol=1e-4, rtol=1e-4)

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from florence.label.filters import (ClassAwareNMS, MinBoxSize, ScoreThreshold, TextComplexity, TooManyObjects,
+from florence.label.filters import (ClassAwareNMS, KnownLabels, MinBoxSize, ScoreThreshold, TextComplexity, TooManyObjects,
                                     WholeImageBoxes, apply_filters, build_filters, content_words)
 
 SIZE = (200, 100)
@@ -101,3 +101,14 @@ def test_apply_filters_counts_per_rule_and_builds_from_config():
                       "TooManyObjects": {"items": 0, "samples": 1}}
     with pytest.raises(KeyError, match="NoSuchRule"):
         build_filters([dict(type="NoSuchRule")])
+
+
+def test_known_labels_keeps_the_ontology():
+    output = {"bboxes": [[0, 0, 9, 9], [1, 1, 9, 9], [2, 2, 9, 9]], "labels": ["red circle", "a red circle", "moon"],
+              "scores": [0.9, 0.8, 0.7]}
+    kept = KnownLabels("florence.data.synthetic:category_names")(output, "<OD>", (64, 64))
+    assert kept == {"bboxes": [[0, 0, 9, 9]], "labels": ["red circle"], "scores": [0.9]}
+    assert KnownLabels(["moon"])(output, "<OD>", (64, 64))["labels"] == ["moon"]
+    assert KnownLabels(["moon"])("A moon.", "<CAPTION>", (64, 64)) == "A moon."  # texts stay
+    with pytest.raises(ValueError, match="at least one label"):
+        KnownLabels([])

@@ -162,3 +162,25 @@ def test_corrupt_and_missing_files(tmp_path):
         ImageProcessor()(tmp_path / "broken.jpg")
     with pytest.raises(FileNotFoundError, match="missing.png"):
         ImageProcessor()(tmp_path / "missing.png")
+
+
+def test_preprocessor_config_round_trip_and_published_default(tmp_path):
+    """``preprocessor_config.json`` (the published checkpoints' file) carries the image side; without
+    it a folder is read at the published 768 px; a non-square or unreadable one is an error."""
+    import json
+
+    from florence.processing.image import ImageProcessor
+
+    ImageProcessor(size=96).save_pretrained(tmp_path)
+    cfg = json.loads((tmp_path / "preprocessor_config.json").read_text())
+    assert cfg["size"] == {"height": 96, "width": 96} and cfg["image_processor_type"] == "CLIPImageProcessor"
+    back = ImageProcessor.from_pretrained(tmp_path)
+    assert back.size == 96 and back.mean.tolist() == ImageProcessor().mean.tolist()
+    assert ImageProcessor.from_pretrained(tmp_path, size=64).size == 64  # an explicit size wins
+    assert ImageProcessor.from_pretrained(tmp_path / "nothing-here").size == 768
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(dict(cfg, size={"height": 768, "width": 512})))
+    with pytest.raises(ValueError, match="square"):
+        ImageProcessor.from_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="preprocessor_config.json is not a preprocessor config"):
+        ImageProcessor.from_pretrained(tmp_path)

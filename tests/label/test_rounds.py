@@ -1,0 +1,93 @@
+"""The data engine's rounds: label quality by filter stage (worked out by hand), and the whole loop at
+toy scale (a scripted detector labels, a florence model is trained on its labels and labels again, and the
+truth baseline); started again, it redoes nothing; a round left without labels stops with the reason."""
+import json
+
+import pytest
+
+from florence.data import SyntheticScenes
+from florence.label.rounds import format_report, label_quality, run_data_engine
+
+MAIN = "configs/florence2/florence2_tiny_synthetic.py"
+
+
+class Truth(list):
+    """A dataset of given annotations."""
+
+    def __init__(self, annotations):
+        super().__init__(dict(image=None, image_size=(100, 100), annotation=a) for a in annotations)
+
+
+def test_label_quality_counts_each_filter_stage():
+    truth = Truth([{"bboxes": [[10, 10, 40, 40], [60, 60, 90, 90]], "labels": ["circle", "square"]}])
+    outputs = [{"bboxes": [[10, 10, 40, 40], [11, 10, 40, 41], [60, 60, 90, 90], [0, 0, 5, 5]],
+                "labels": ["circle", "circle", "square", "circle"], "scores": [0.9, 0.8, 0.7, 0.1]}]
+    rows = label_quality(outputs, truth, "<OD>", [dict(type="ScoreThreshold", min_score=0.5),
+                                                  dict(type="ClassAwareNMS", iou_threshold=0.5)])
+    assert [r["stage"] for r in rows] == ["unfiltered", "+ ScoreThreshold", "+ ClassAwareNMS"]
+    assert [r["boxes"] for r in rows] == [4, 3, 2]
+    assert [r["precision@0.5"] for r in rows] == [0.5, pytest.approx(2 / 3), 1.0]  # the duplicate is a miss
+    assert all(r["recall@0.5"] == 1.0 for r in rows)
+    assert rows[-1]["bbox_mAP_50"] == pytest.approx(1.0) and rows[-1]["bbox_mAP"] == pytest.approx(1.0)
+    assert rows[0]["bbox_mAP_50"] == pytest.approx(1.0)  # the extra boxes rank below the true ones
+    wrong = label_quality([{"bboxes": [[60, 60, 90, 90]], "labels": ["circle"], "scores": [0.9]}], truth, "<OD>")
+    assert wrong[0]["precision@0.5"] == 0.0 and wrong[0]["recall@0.5"] == 0.0  # right place, wrong label
+
+
+def annotator(images, task):
+    """A scripted detector: one "red circle" per image, at a place that follows from the pixels."""
+    import numpy as np
+
+    out = []
+    for image in images:
+        s = int(np.asarray(image, dtype=np.int64).sum())
+        out.append({"bboxes": [[s % 20, s % 17, 30 + s % 20, 30 + s % 13]], "labels": ["red circle"],
+                    "scores": [0.5 + (s % 50) / 100]})
+    return out
+
+
+def toy(annotator):
+    scenes = dict(type="SyntheticScenes", image_size=64, tasks=["<OD>"])
+    train_options = {"train_cfg.max_iters": 2, "train_dataloader.batch_size": 2, "param_scheduler": [],
+                     "train_dataloader.dataset.image_size": 64, "model.model.vision.window_size": 4,
+                     "default_hooks.checkpoint.interval": 2}
+    return dict(tasks=["<OD>"], annotators=[annotator], images=dict(scenes, seed=777, length=6),
+                filters=[dict(type="KnownLabels", labels="florence.data.synthetic:category_names"),
+                         dict(type="ScoreThreshold", min_score=0.0)],
+                label=dict(batch_size=3, shard_size=3, generation=dict(num_beams=1, max_new_tokens=20)),
+                rounds=1, train=dict(config=MAIN, objects_from_boxes=True, cfg_options=train_options),
+                truth_baseline=True, evaluate=dict(dataset=dict(scenes, seed=2024, length=4), batch_size=4))
+
+
+def test_the_loop_runs_end_to_end_and_a_restart_redoes_nothing(tmp_path, monkeypatch):
+    report = run_data_engine(toy(annotator), tmp_path)
+    assert [r["round"] for r in report["rounds"]] == [0, 1]
+    assert report["rounds"][0]["annotators"] == ["annotator"] and report["rounds"][0]["labels"] == 6
+    for r in report["rounds"]:
+        assert [row["stage"] for row in r["heldout"]["<OD>"]] == ["unfiltered", "+ KnownLabels", "+ ScoreThreshold"]
+    manifest = json.loads((tmp_path / "round_0" / "labels" / "manifest.json").read_text())
+    assert report["rounds"][0]["labels"] == manifest["labels"] and manifest["images"] == 6
+    # round 1's annotator is the model trained on round 0's labels, exported for 64 px images
+    assert report["rounds"][1]["annotators"] == [str(tmp_path / "round_1" / "model")]
+    assert json.loads((tmp_path / "round_1" / "model" / "preprocessor_config.json").read_text())["size"]["height"] == 64
+    assert (tmp_path / "round_1" / "train" / "iter_2.pth").exists()
+    truth_lines = (tmp_path / "truth" / "labels.jsonl").read_text().splitlines()
+    assert len(truth_lines) == 6 and json.loads(truth_lines[0])["annotation"] == SyntheticScenes(
+        seed=777, length=6, image_size=64, tasks=["<OD>"])[0]["annotation"]
+    assert report["truth_baseline"]["heldout"]["<OD>"][0]["stage"] == "unfiltered"
+    assert (tmp_path / "report.md").read_text() == format_report(report)
+
+    import florence.label.rounds as rounds
+
+    monkeypatch.setattr(rounds, "_outputs", lambda *a: pytest.fail("measured again"))
+    monkeypatch.setattr(rounds, "label_quality", lambda *a: pytest.fail("measured again"))
+    monkeypatch.setattr("mmengine.runner.Runner.train", lambda self: pytest.fail("trained again"))
+    monkeypatch.setattr("florence.inference.pipeline", lambda *a, **k: pytest.fail("a model loaded again"))
+    again = run_data_engine(toy(annotator), tmp_path)  # every step's result is there: nothing is redone
+    assert again == report
+
+
+def test_a_round_without_labels_stops_with_the_reason(tmp_path):
+    cfg = toy(lambda images, task: [{"bboxes": [[0, 0, 9, 9]], "labels": ["moon"], "scores": [0.9]}] * len(images))
+    with pytest.raises(ValueError, match="no labels to train on in .*round_0/labels: every label was filtered out"):
+        run_data_engine(cfg, tmp_path)  # KnownLabels drops every "moon"
