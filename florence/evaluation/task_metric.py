@@ -26,23 +26,23 @@ def is_empty(value) -> bool:
 
 
 # an output's coordinate lists and how many numbers each entry holds ("polygon": parts of an even
-# count >= 6)
+# count >= 2: the published parser keeps a part of one or two points, which covers no area)
 _COORDS = {"bboxes": 4, "quad_boxes": 8, "polygons": "polygon"}
 
 
 def _numbers(values, count=None) -> bool:
-    """Finite numbers: ``count`` of them, an even count >= 6 for ``"polygon"``, any for None."""
+    """Finite numbers: ``count`` of them, an even count >= 2 for ``"polygon"``, any for None."""
     v = _finite(values)
     if v is None:
         return False
     if count == "polygon":
-        return len(v) >= 6 and len(v) % 2 == 0
+        return len(v) >= 2 and len(v) % 2 == 0
     return count is None or len(v) == count
 
 
 def is_malformed(value) -> bool:
     """An output no parser of ours produces: not text or a dict, coordinates that are not finite
-    numbers of the right count (4 per box, 8 per quad, an even count >= 6 per polygon part), boxes
+    numbers of the right count (4 per box, 8 per quad, an even count per polygon part), boxes
     with x2 < x1 or y2 < y1, a label list whose length differs from its coordinate list, or scores
     that are not finite. The metrics score such entries as absent (no credit)."""
     if value is None or isinstance(value, str):

@@ -1,7 +1,8 @@
 """Every config in configs/downstream/ builds at its real size, and runs at toy scale: the real config
 file with command-line overrides (a tiny DaViT initialised from a Florence-2 checkpoint folder,
 tiny images, the synthetic COCO / ADE20K sets of conftest.py) trains 2 iterations with florence's
-tools/train.py and is evaluated from the checkpoint it wrote with florence's tools/test.py. One mmdet
+tools/train.py and is evaluated from the checkpoint it wrote with florence's tools/test.py (the base
+configs; each large one is shown to differ from its base twin only in the tower). One mmdet
 and one mmseg config also run with mmdet's and mmseg's own tools/train.py and tools/test.py (installed
 with their pip packages under ``<package>/.mim/tools/``)."""
 import importlib
@@ -21,6 +22,7 @@ from florence.downstream import Florence2DaViT, load_tower_state_dict
 ROOT = Path(__file__).resolve().parents[2]
 FOLDER = ROOT / "configs" / "downstream"
 CONFIGS = sorted(FOLDER.glob("*.py"))
+BASE = [p for p in CONFIGS if p.name.startswith("florence2-base_")]  # each has a -large twin
 FRAGMENTS = sorted((FOLDER / "_base_").glob("*.py"))
 TINY_DIMS = [32, 64, 128, 256]
 SHRINK = 8  # image scales / 8: 1333x800 -> 166x100, 512x512 crops -> 64x64
@@ -138,6 +140,28 @@ def test_config_builds_at_its_real_size(path):
         assert aux.in_channels == model.backbone.out_channels[aux.in_index]
 
 
+def _flat(node, prefix=""):
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}.{key}".lstrip(".")).items()}
+    if isinstance(node, (list, tuple)):
+        return {k: v for i, value in enumerate(node) for k, v in _flat(value, f"{prefix}[{i}]").items()}
+    return {prefix: node}
+
+
+@pytest.mark.parametrize("path", BASE, ids=lambda p: p.stem)
+def test_a_large_config_is_its_base_twin_with_the_large_tower(path):
+    """The toy runs below train the base configs only: a large config differs from its base twin in
+    the tower (arch, checkpoint, gradient checkpointing: its own test) and the channels read from it,
+    which the real-size test above checks and the toy scale overrides; nothing else."""
+    large = path.with_name(path.name.replace("florence2-base_", "florence2-large_"))
+    base, big = _flat(Config.fromfile(str(path)).to_dict()), _flat(Config.fromfile(str(large)).to_dict())
+    differ = {k for k in set(base) | set(big) if base.get(k) != big.get(k)}
+    allowed = {"model.backbone.arch", "model.backbone.init_cfg.checkpoint", "model.backbone.with_cp",
+               "model.auxiliary_head.in_channels"}
+    assert differ and all(k in allowed or k.startswith(("model.neck.in_channels[", "model.decode_head.in_channels["))
+                          for k in differ), sorted(differ)
+
+
 # ---- toy scale -----------------------------------------------------------------------------------------
 @pytest.fixture
 def unformatted_config_text(monkeypatch):
@@ -150,11 +174,11 @@ def _last_checkpoint(work_dir: Path) -> Path:
     return Path((work_dir / "last_checkpoint").read_text().strip())
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", BASE, ids=lambda p: p.stem)
 def test_tiny_config_trains_and_evaluates_with_florence_tools(path, coco_root, ade_root, oracle, tmp_path,
                                                               unformatted_config_text):
     cfg = Config.fromfile(str(path))
-    checkpoint = oracle[CONFIGS.index(path) % 2 + 1]  # the native and the Microsoft layout, alternately
+    checkpoint = oracle[BASE.index(path) % 2 + 1]  # the native and the Microsoft layout, alternately
     options = tiny_options(cfg, coco_root, ade_root, checkpoint)
     runner = train_tool.main([str(path), "--work-dir", str(tmp_path / "train"), "--cfg-options", *options])
     losses = runner.message_hub.get_scalar("train/loss").data[0]

@@ -45,6 +45,13 @@ def test_every_config_builds(path):
     cfg = Config.fromfile(path)
     text = Path(path).read_text()
     assert text.lstrip().startswith('"""'), "every config opens with a docstring"
+    if "annotators" in cfg:  # a data engine config: its datasets build, its training config is a file
+        from florence.registry import DATASETS
+
+        for spec in (cfg.images, cfg.evaluate.dataset):
+            assert len(DATASETS.build(spec)) > 0
+        assert (Path(__file__).parents[2] / cfg.train.config).is_file()
+        return
     if "model" not in cfg:  # a runtime or schedule fragment: it loads, and is used by full configs
         assert any(k in cfg for k in ("default_hooks", "optim_wrapper"))
         return

@@ -4,7 +4,7 @@ import math
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import florence
@@ -107,6 +107,7 @@ malformed = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=5)), ma
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=malformed, scores=st.none() | st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30),
        w=st.integers(1, 5000), h=st.integers(1, 5000))
+@example(text="<loc_0><loc_0><loc_0><loc_0>", scores=None, w=1, h=1)  # a two-point polygon (found by the fuzzer)
 def test_decode_never_raises(task, text, scores, w, h):
     """Any text (and any scores) parses to a well-formed output, never an exception."""
     out = task.decode_output(text, (w, h), scores)
