@@ -1,4 +1,5 @@
-"""Flickr30k-Entities-style phrase grounding -> florence samples (see :mod:`florence.data.records` for what every adapter shares).
+"""Flickr30k-Entities-style phrase grounding -> florence samples (what every adapter shares:
+:mod:`florence.data.records`).
 
 ``PhraseGrounding`` - Flickr30k-Entities-style, JSON Lines (``.jsonl``) or a JSON list::
 

@@ -1,4 +1,5 @@
-"""JSON Lines (florence's own, Roboflow's and maestro's) -> florence samples (see :mod:`florence.data.records` for what every adapter shares).
+"""JSON Lines (florence's own, Roboflow's and maestro's) -> florence samples (what every adapter shares:
+:mod:`florence.data.records`).
 
 ``JsonlDataset`` - generic JSON Lines for custom fine-tuning, one sample a line (image paths
 relative to ``img_dir``, default the file's folder)::

@@ -39,7 +39,8 @@ class Consensus:
         self.min_votes, self.iou_threshold = int(min_votes), float(iou_threshold)
         self.weights = None if weights is None else [float(w) for w in weights]
         if self.min_votes < 1 or not 0 < self.iou_threshold <= 1:
-            raise ValueError(f"Consensus needs min_votes >= 1 and 0 < iou_threshold <= 1, got {min_votes}, {iou_threshold}")
+            raise ValueError(f"Consensus needs min_votes >= 1 and 0 < iou_threshold <= 1, got {min_votes}, "
+                             f"{iou_threshold}")
         if self.weights is not None and (not self.weights or min(self.weights) < 0 or not sum(self.weights) > 0):
             raise ValueError(f"Consensus weights must be numbers >= 0 with a positive sum, got {weights}")
 

@@ -81,7 +81,8 @@ def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Pat
     cfg = load_config(train["config"], train.get("cfg_options"))
     size = trained_image_size(cfg)
     cfg.train_dataloader.dataset = dict(type="florence.MultiTaskDataset", image_size=size, datasets=[
-        dict(type="florence.JsonlDataset", ann_file=str(f), objects_from_boxes=objects_from_boxes) for f in label_files])
+        dict(type="florence.JsonlDataset", ann_file=str(f), objects_from_boxes=objects_from_boxes)
+        for f in label_files])
     for key in ("val_dataloader", "val_cfg", "val_evaluator", "test_dataloader", "test_cfg", "test_evaluator"):
         cfg[key] = None  # measured on the held-out set below, as every annotator is
     cfg.work_dir = str(out / "train")
@@ -153,7 +154,8 @@ def run_data_engine(cfg, work_dir) -> dict:
     for r in range(int(cfg.get("rounds", 0)) + 1):
         here = work_dir / f"round_{r}"
         if r > 0:
-            annotators, merge = [str(_train(train, _labels(work_dir / f"round_{r - 1}" / "labels"), here, objects))], None
+            model = _train(train, _labels(work_dir / f"round_{r - 1}" / "labels"), here, objects)
+            annotators, merge = [str(model)], None
         manifest = label(annotators, images, tasks, here / "labels", filters=filters, merge=merge, **opts,
                          generation=generation)
         report["rounds"].append(dict(round=r, annotators=[_name(a) for a in annotators],
@@ -166,7 +168,8 @@ def run_data_engine(cfg, work_dir) -> dict:
         if not (truth / "labels.jsonl").exists():
             write_jsonl(images, truth / "labels.jsonl")
         model = _train(train, [truth / "labels.jsonl"], truth, objects)
-        report["truth_baseline"] = dict(model=str(model), heldout=measure([str(model)], None, (), truth / "heldout.json"))
+        report["truth_baseline"] = dict(model=str(model),
+                                        heldout=measure([str(model)], None, (), truth / "heldout.json"))
     _save(work_dir, report)
     return report
 
@@ -179,9 +182,10 @@ def _save(work_dir: Path, report: dict) -> None:
 def format_report(report: dict) -> str:
     """The report as markdown: per round and task, the label quality on the held-out images by stage;
     the truth baseline's model last."""
-    lines = ["| labels of | task | stage | boxes | precision@0.5 | recall@0.5 | mAP@0.5 | mAP |", "|---|---|---|---|---|---|---|---|"]
-    runs = [(f"round {r['round']} ({', '.join(Path(a).name or a for a in r['annotators'])})", r["heldout"])
-            for r in report["rounds"]]
+    lines = ["| labels of | task | stage | boxes | precision@0.5 | recall@0.5 | mAP@0.5 | mAP |",
+             "|---|---|---|---|---|---|---|---|"]
+    runs = [(f"round {r['round']} ({', '.join('/'.join(Path(a).parts[-2:]) or a for a in r['annotators'])})",
+             r["heldout"]) for r in report["rounds"]]
     if report.get("truth_baseline"):
         runs.append(("trained on the truth", report["truth_baseline"]["heldout"]))
     for who, heldout in runs:

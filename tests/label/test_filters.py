@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from florence.label.filters import (ClassAwareNMS, KnownLabels, MinBoxSize, ScoreThreshold, TextComplexity, TooManyObjects,
-                                    WholeImageBoxes, apply_filters, build_filters, content_words)
+from florence.label.filters import (ClassAwareNMS, KnownLabels, MinBoxSize, ScoreThreshold, TextComplexity,
+                                    TooManyObjects, WholeImageBoxes, apply_filters, build_filters, content_words)
 
 SIZE = (200, 100)
 
