@@ -138,6 +138,8 @@ def run_data_engine(cfg, work_dir) -> dict:
     evaluate = cfg.get("evaluate") or {}
     heldout = _build(evaluate["dataset"]) if evaluate.get("dataset") else None
     train = cfg.get("train")
+    if (int(cfg.get("rounds", 0)) > 0 or cfg.get("truth_baseline")) and not (train or {}).get("config"):
+        raise ValueError("rounds > 0 and truth_baseline train a model: the config needs train=dict(config=PATH, ...)")
     objects = bool((train or {}).get("objects_from_boxes", False))
     report = dict(tasks=tasks, rounds=[], truth_baseline=None)
 

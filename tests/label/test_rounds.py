@@ -91,3 +91,5 @@ def test_a_round_without_labels_stops_with_the_reason(tmp_path):
     cfg = toy(lambda images, task: [{"bboxes": [[0, 0, 9, 9]], "labels": ["moon"], "scores": [0.9]}] * len(images))
     with pytest.raises(ValueError, match="no labels to train on in .*round_0/labels: every label was filtered out"):
         run_data_engine(cfg, tmp_path)  # KnownLabels drops every "moon"
+    with pytest.raises(ValueError, match="needs train=dict"):
+        run_data_engine(dict(cfg, train=None), tmp_path / "untrained")
