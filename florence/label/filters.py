@@ -228,13 +228,18 @@ def _n_items(output) -> int:
     return len(output[found[0]]) if found else 0
 
 
+def rule_name(rule) -> str:
+    """How counts and reports name a rule: its ``name``, else its class."""
+    return getattr(rule, "name", type(rule).__name__)
+
+
 def apply_filters(rules, output, task, image_size, counts: dict):
     """``output`` through every rule in turn (``None`` once a rule drops the sample); ``counts``
     (rule name -> {"items": items removed, "samples": samples dropped}) is updated."""
     for rule in rules:
         if output is None:
             return None
-        c = counts.setdefault(getattr(rule, "name", type(rule).__name__), {"items": 0, "samples": 0})
+        c = counts.setdefault(rule_name(rule), {"items": 0, "samples": 0})
         before = _n_items(output)
         output = rule(output, task, image_size)
         if output is None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..atomic import write_text
 from .engine import _annotator, _name, label
-from .filters import apply_filters, build_filters
+from .filters import apply_filters, build_filters, rule_name
 from .merge import build_merger
 
 __all__ = ["run_data_engine", "label_quality", "format_report"]
@@ -53,12 +53,14 @@ def label_quality(outputs, dataset, task, filters=()) -> list[dict]:
     rules = build_filters(filters)
     repeat = max(1, len(outputs) // len(dataset))  # several unmerged annotators: each output in turn
     truth = [dataset[i // repeat] for i in range(len(outputs))]
-    rows = []
+    rows, preds = [], list(outputs)
     for n in range(len(rules) + 1):
-        preds = [apply_filters(rules[:n], o, task, t["image_size"], {}) if n else o for o, t in zip(outputs, truth)]
+        if n:  # one more rule on the previous stage's outputs (a dropped sample stays dropped)
+            preds = [None if p is None else apply_filters(rules[n - 1:n], p, task, t["image_size"], {})
+                     for p, t in zip(preds, truth)]
         samples = [dict(pred=p if p is not None else {}, gt=t["annotation"], image_size=t["image_size"])
                    for p, t in zip(preds, truth)]
-        stage = "unfiltered" if n == 0 else "+ " + getattr(rules[n - 1], "name", type(rules[n - 1]).__name__)
+        stage = "unfiltered" if n == 0 else "+ " + rule_name(rules[n - 1])
         found = coco_bbox_map(samples)
         rows.append(dict(stage=stage, **box_precision_recall(samples), bbox_mAP_50=found["bbox_mAP_50"],
                          bbox_mAP=found["bbox_mAP"]))
