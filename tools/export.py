@@ -9,10 +9,8 @@ The folder's ``preprocessor_config.json`` states the image side the model traine
 import argparse
 
 from mmengine.config import Config, DictAction
-from mmengine.runner.checkpoint import load_checkpoint
 
-from florence.engine import trained_image_size
-from florence.registry import MODELS
+from florence.engine import export_checkpoint
 
 
 def main(argv=None):
@@ -28,10 +26,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg = Config.fromfile(args.config)
     cfg.merge_from_dict(args.cfg_options)
-    model = MODELS.build(cfg.model)
-    load_checkpoint(model, args.checkpoint, map_location="cpu", strict=True)
-    size = args.image_size or trained_image_size(cfg)
-    model.export(args.out_dir, layout=args.layout, image_size=size)
+    size = export_checkpoint(cfg, args.checkpoint, args.out_dir, layout=args.layout, image_size=args.image_size)
     print(f"wrote {args.out_dir} ({args.layout} layout, {size} px images)")
 
 

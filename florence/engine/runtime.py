@@ -89,6 +89,21 @@ def trained_image_size(cfg) -> int:
     return int(dataset.get("image_size") or 768)
 
 
+def export_checkpoint(cfg, checkpoint, out_dir, layout: str = "native", image_size: int | None = None) -> int:
+    """Build ``cfg.model``, load a ``tools/train.py`` checkpoint into it (strictly) and export it as a
+    Florence-2 folder (:meth:`Florence2Model.export`) for ``image_size`` (default: the side the
+    config's training data uses); returns that side."""
+    from mmengine.runner.checkpoint import load_checkpoint
+
+    from ..registry import MODELS
+
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True)
+    size = image_size or trained_image_size(cfg)
+    model.export(out_dir, layout=layout, image_size=size)
+    return size
+
+
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse (process-wide): no ``mmap`` for large blocks
     and no trimming of the heap. By default every block above 32 MB (a training step's activations

@@ -102,10 +102,7 @@ def _exported(spec, folder: Path):
     if not isinstance(spec, dict):
         return spec
     if not (folder / "config.json").exists():
-        from mmengine.runner.checkpoint import load_checkpoint
-
-        from ..engine import load_config, trained_image_size
-        from ..registry import MODELS
+        from ..engine import export_checkpoint, load_config
 
         checkpoint = Path(spec["checkpoint"])
         if checkpoint.is_dir():  # a work dir: its latest checkpoint
@@ -114,10 +111,7 @@ def _exported(spec, folder: Path):
                 raise FileNotFoundError(f"annotator checkpoint {checkpoint} is a folder without last_checkpoint: "
                                         "name a .pth written by tools/train.py, or its work dir")
             checkpoint = Path(pointer.read_text().strip())
-        cfg = load_config(spec["config"], spec.get("cfg_options"))
-        model = MODELS.build(cfg.model)
-        load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True)
-        model.export(folder, image_size=trained_image_size(cfg))
+        export_checkpoint(load_config(spec["config"], spec.get("cfg_options")), checkpoint, folder)
     return str(folder)
 
 
