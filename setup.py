@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "pycocoevalcap==1.2",
     "rapidfuzz>=3.0",
     "numpy>=1.26",
+    "webdataset==1.0.2",  # tar shards that stream (florence.data.shards)
 ]
 EXTRAS = {
     # ZeRO through mmengine's FlexibleRunner (florence.engine.deepspeed); ninja builds its ops on first use
@@ -31,7 +32,8 @@ EXTRAS = {
     "downstream": ["mmcv==2.1.0", "mmdet==3.3.0", "mmsegmentation==1.2.2", "ftfy>=6"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2",
-             "faster-coco-eval>=1.6", "supervision>=0.25"],
+             "faster-coco-eval>=1.6", "supervision>=0.25",
+             "psutil>=5.9"],  # the kill tests stop whole process trees
 }
 
 setup(

@@ -2,6 +2,7 @@
 
     florence infer --model PATH_OR_HUB_ID --task "<OD>" [--text "..."] IMAGES... --out results.jsonl [--vis DIR]
     florence label --model PATH_OR_HUB_ID IMAGES... --tasks "<OD>" "<MORE_DETAILED_CAPTION>" --out DIR
+    florence shards CONFIG --out DIR [--split train] [--samples-per-shard N]   # a config's datasets as tar shards
     florence tasks                                  # list the registered tasks
 
 ``infer`` writes one JSON line per image as soon as its batch is done
@@ -11,6 +12,10 @@ could not be read: the run goes on and exits with status 1 at the end).
 ``label`` is the data engine's labelling run (:func:`florence.label.label`): filtered labels as
 resumable shards of florence JSON Lines plus ``manifest.json`` (counts per filter rule, bad images);
 run it again after a kill and it continues where it stopped.
+
+``shards`` writes each source dataset of a config's ``train_dataloader`` (or ``--split val`` / ``test``)
+as tar shards (:func:`florence.data.write_shards`), one folder per source, and prints the dataloader
+config that streams them (:class:`florence.data.MultiTaskStream`, the same weights).
 """
 from __future__ import annotations
 
@@ -69,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
     lab.add_argument("--num-beams", type=int, default=None)
     lab.add_argument("--max-new-tokens", type=int, default=None)
+
+    shards = sub.add_parser("shards", help="write a config's datasets as tar shards that training streams")
+    shards.add_argument("config", help="a training config (its dataloader's MultiTaskDataset or dataset)")
+    shards.add_argument("--out", required=True, help="folder for one shard folder per source dataset")
+    shards.add_argument("--split", choices=("train", "val", "test"), default="train")
+    shards.add_argument("--samples-per-shard", type=int, default=1000)
+    shards.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config values, as tools/train.py does")
 
     sub.add_parser("tasks", help="list the registered tasks")
     return parser
@@ -162,6 +175,35 @@ def _label(args) -> int:
     return 0
 
 
+def _shards(args) -> int:
+    from mmengine.config import DictAction
+
+    from .data import write_shards
+    from .engine import load_config
+    from .registry import DATASETS
+
+    options = argparse.Namespace(values={})
+    if args.cfg_options:  # parsed as tools/train.py does (mmengine is not imported to build the parser)
+        DictAction(option_strings=[], dest="values")(None, options, args.cfg_options)
+    cfg = load_config(args.config, options.values)
+    dataset = cfg[f"{args.split}_dataloader"]["dataset"]
+    sources = dataset["datasets"] if "datasets" in dataset else [dataset]
+    out = Path(args.out)
+    folders = []
+    for k, source in enumerate(sources):
+        built = DATASETS.build(source)
+        folder = out / f"{k}-{type(built).__name__}"
+        m = write_shards(built, folder, samples_per_shard=args.samples_per_shard, progress=True)
+        print(f"{m['samples']} samples of {type(built).__name__} -> {folder} ({len(m['shards'])} shards)")
+        folders.append(str(folder))
+    weights = dataset.get("weights")
+    print("stream them in training with:\n"
+          f"train_dataloader.update(sampler=None, dataset=dict(type='MultiTaskStream', "
+          f"image_size={dataset.get('image_size', 768)}, weights={weights!r},\n"
+          f"    datasets=[{', '.join(f'dict(type={chr(39)}ShardedDataset{chr(39)}, path={f!r})' for f in folders)}]))")
+    return 0
+
+
 def _tasks(args) -> int:
     from .task import list_tasks, plugin_errors
 
@@ -175,7 +217,7 @@ def _tasks(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return {"infer": _infer, "label": _label, "tasks": _tasks}[args.command](args)
+    return {"infer": _infer, "label": _label, "shards": _shards, "tasks": _tasks}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -97,3 +97,33 @@ def test_label_writes_filtered_shards_and_a_manifest(photo_dir, tiny_folder, tmp
     assert set(manifest["filters"]) == {"ScoreThreshold", "ClassAwareNMS", "MinBoxSize", "WholeImageBoxes"}
     out = capsys.readouterr()
     assert f"labels of 4 images -> {tmp_path / 'labels'}" in out.out and "could not be labelled" in out.err
+
+
+def test_shards_writes_a_configs_sources_and_the_config_that_streams_them(tmp_path, capsys):
+    """``florence shards`` on the main job's config (its one synthetic source cut to 12 scenes): shards
+    that read back as the source's items, and a printed dataloader config that trains from them."""
+    import itertools
+
+    from florence.data import MultiTaskStream, ShardedDataset
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "florence2" / "florence2_tiny_synthetic.py"
+    assert main(["shards", str(config), "--out", str(tmp_path), "--samples-per-shard", "5", "--cfg-options",
+                 "train_dataloader.dataset.datasets.0.length=12", "train_dataloader.dataset.datasets.0.image_size=32"]) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "0-SyntheticScenes"
+    assert f"12 samples of SyntheticScenes -> {folder} (3 shards)" in out
+    snippet = out[out.index("train_dataloader.update("):]
+    namespace = {"train_dataloader": {}}
+    exec(snippet, {"dict": dict}, namespace)  # the printed config is valid Python naming the folder
+    dataset = namespace["train_dataloader"]["dataset"]
+    assert dataset["type"] == "MultiTaskStream" and dataset["datasets"][0]["path"] == str(folder)
+    from florence.engine import load_config
+    from florence.registry import DATASETS
+
+    cfg = load_config(str(config), {"train_dataloader.dataset.datasets.0.length": 12,
+                                    "train_dataloader.dataset.datasets.0.image_size": 32})
+    source = DATASETS.build(cfg.train_dataloader.dataset.datasets[0])
+    items = list(itertools.islice(ShardedDataset(folder, shuffle=False, rank=0, world_size=1), 12))
+    assert [i["tasks"] for i in items] == [json.loads(json.dumps(source[k]["tasks"])) for k in range(12)]
+    stream = MultiTaskStream([ShardedDataset(folder, rank=0, world_size=1)], image_size=32)
+    assert next(iter(stream))["inputs"].shape == (3, 32, 32)

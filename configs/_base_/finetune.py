@@ -12,11 +12,10 @@ Evaluation uses the published generation settings (3 beams), with location n-gra
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.optim import CosineAnnealingLR, LinearLR
-from mmengine.runner import IterBasedTrainLoop
 from torch.optim import AdamW
 
 from florence.data import MultiTaskDataset
-from florence.engine import AutocastOptimWrapper, Florence2Model
+from florence.engine import AutocastOptimWrapper, Florence2Model, TrainLoop
 from florence.evaluation.task_metric import TaskMetric
 
 with read_base():
@@ -39,7 +38,7 @@ param_scheduler = [
     dict(type=CosineAnnealingLR, by_epoch=False, begin=warmup_iters, end=max_iters, T_max=max_iters - warmup_iters,
          eta_min=0.0),
 ]
-train_cfg = dict(type=IterBasedTrainLoop, max_iters=max_iters, val_interval=5_000)
+train_cfg = dict(type=TrainLoop, max_iters=max_iters, val_interval=5_000)
 
 train_dataloader = dict(batch_size=8, num_workers=4, persistent_workers=True,
                         sampler=dict(type=InfiniteSampler, shuffle=True),

@@ -19,11 +19,10 @@ Command: .venv/bin/python tools/train.py configs/florence2/florence2_tiny_synthe
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.optim import CosineAnnealingLR, LinearLR
-from mmengine.runner import IterBasedTrainLoop
 from torch.optim import AdamW
 
 from florence.data import MultiTaskDataset, SyntheticScenes
-from florence.engine import AutocastOptimWrapper, Florence2Model
+from florence.engine import AutocastOptimWrapper, Florence2Model, TrainLoop
 from florence.evaluation.task_metric import TaskMetric
 
 with read_base():
@@ -93,5 +92,5 @@ param_scheduler = [
     dict(type=CosineAnnealingLR, by_epoch=False, begin=warmup_iters, end=max_iters, T_max=max_iters - warmup_iters,
          eta_min=1e-5),
 ]
-train_cfg = dict(type=IterBasedTrainLoop, max_iters=max_iters, val_interval=max_iters)
+train_cfg = dict(type=TrainLoop, max_iters=max_iters, val_interval=max_iters)
 default_hooks.checkpoint.update(interval=250, max_keep_ckpts=2)  # noqa: F405

@@ -133,15 +133,18 @@ def make_scene(rng: random.Random, size: int = 192, text_size: float = 1 / 9) ->
     font = _font(max(12, round(size * text_size)))
     placed, shapes, words = [], [], []
 
-    def add_word():
-        text = rng.choice(WORDS)
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    def add_word(first=False):
+        text, f = rng.choice(WORDS), font
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=f)
+        while first and (right - left > size - 4 or bottom - top > size - 4) and f.size > 6:
+            f = _font(f.size - 1)  # an image too small for the word: the first one in a font that fits
+            left, top, right, bottom = draw.textbbox((0, 0), text, font=f)
         box = _place(rng, right - left, bottom - top, size, placed)
         if box is not None:
-            draw.text((box[0] - left, box[1] - top), text, fill=(20, 20, 20), font=font)
+            draw.text((box[0] - left, box[1] - top), text, fill=(20, 20, 20), font=f)
             words.append(Thing("word", box, text=text))
 
-    add_word()  # the first word goes on the empty canvas: every scene has text
+    add_word(first=True)  # the first word goes on the empty canvas: every scene has text
     used = set()
     for _ in range(rng.randint(1, 3)):
         kind, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))

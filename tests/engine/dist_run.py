@@ -1,5 +1,5 @@
 """Run by the distributed tests under torchrun: a few iterations of a small config (the main job's,
-or its DeepSpeed variant with ``--zero STAGE``) through tools/train.py's runner choice; each rank
+or its DeepSpeed variant with ``--zero STAGE``; with ``--shards DIR`` streamed from tar shards) through tools/train.py's runner choice; each rank
 writes what it saw (samples, per-iteration loss and target tokens), a checksum of its final weights
 and, with ``--weights``, rank 0 its full final weights.
 
@@ -79,9 +79,17 @@ def main():
     parser.add_argument("--evaluate", action="store_true", help="run the evaluation loop at the end")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--weights", action="store_true", help="rank 0 saves its final weights (ZeRO < 3)")
+    parser.add_argument("--shards", help="train on this shard folder, streamed (MultiTaskStream)")
+    parser.add_argument("--workers", type=int, default=0, help="dataloader workers")
+    parser.add_argument("--image-size", type=int, default=64)
     args = parser.parse_args()
-    cfg = small_config(args.work_dir, max_iters=args.iters, image_size=64, batch_size=args.batch_size, val_length=4,
-                       path=DEEPSPEED if args.zero is not None else None)
+    cfg = small_config(args.work_dir, max_iters=args.iters, image_size=args.image_size, batch_size=args.batch_size,
+                       val_length=4, path=DEEPSPEED if args.zero is not None else None)
+    cfg.train_dataloader.num_workers = args.workers
+    if args.shards:
+        cfg.train_dataloader.update(sampler=None, dataset=dict(
+            type="MultiTaskStream", image_size=args.image_size,
+            datasets=[dict(type="ShardedDataset", path=args.shards, buffer_size=100)]))
     cfg.launcher = "pytorch"
     cfg.resume = args.resume
     if args.interval:

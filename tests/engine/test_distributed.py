@@ -23,8 +23,19 @@ def launch(work_dir, *args, port, pause=0.0):
                FLORENCE_TEST_SAVE_PAUSE=str(pause))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            str(HERE / "dist_run.py"), str(work_dir), *args]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # its own process group: killpg reaches every worker
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_all(proc):
+    """SIGKILL torchrun and every process under it: the ranks run in sessions of their own (torchrun
+    starts them so), which a signal to torchrun's process group would not reach."""
+    import psutil
+
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    for p in tree:  # the ranks and their dataloader workers first: torchrun must not see them exit
+        p.kill()
+    proc.send_signal(signal.SIGKILL)
+    psutil.wait_procs(tree, timeout=30)
 
 
 def run(work_dir, *args, port):
@@ -67,6 +78,40 @@ def test_ddp_keeps_replicas_in_sync_and_gives_the_plain_runs_losses(tmp_path, pl
     # the loss weighted per token across processes: one plain process on the same 4 scenes per step
     assert ranks[0]["tokens"] != ranks[1]["tokens"]
     assert step_losses(ranks) == pytest.approx(plain_losses, rel=1e-5)
+
+
+def test_streamed_shards_give_each_sample_once_per_epoch_and_resume_exactly_after_sigkill(tmp_path):
+    """2,000 synthetic scenes in 8 tar shards, streamed to 2 DDP processes (2 dataloader workers each) at
+    20 scenes per process and step: the 50 steps of an epoch train on every scene once across the
+    ranks, and a run killed (SIGKILL to every process) after its checkpoint at step 20 resumes there
+    and trains in steps 21-50 on exactly the scenes the uninterrupted run did, in the same order."""
+    from florence.data import SyntheticScenes, write_shards
+
+    shards = tmp_path / "shards"
+    write_shards(SyntheticScenes(seed=7, length=2000, image_size=32, tasks=["<CAPTION>"]), shards, samples_per_shard=250)
+    args = ("--shards", str(shards), "--workers", "2", "--image-size", "32", "--text-only", "--iters", "50",
+            "--batch-size", "20", "--interval", "10")
+    straight = run(tmp_path / "straight", *args, port=29561)
+    seen = [r["seen"] for r in straight]
+    assert [len(s) for s in seen] == [1000, 1000]
+    everything = {f"shard-{k // 250:06d}.tar:{k:09d}" for k in range(2000)}
+    assert len(set(seen[0] + seen[1])) == 2000 and set(seen[0] + seen[1]) == everything  # each scene once
+
+    work = tmp_path / "killed"
+    proc = launch(work, *args, port=29562)
+    log = []
+    for line in proc.stdout:
+        log.append(line)
+        if "Iter(train) [25/50]" in line:
+            kill_all(proc)
+            break
+    proc.wait()
+    proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, "".join(log[-40:])
+    assert Path((work / "last_checkpoint").read_text().strip()).name == "iter_20.pth"
+    resumed = run(work, *args, "--resume", port=29563)
+    for rank in range(2):  # steps 21-50 of each rank: the uninterrupted run's samples, none repeated or skipped
+        assert resumed[rank]["seen"] == seen[rank][20 * 20:], rank
 
 
 @needs_deepspeed
@@ -119,7 +164,7 @@ def test_deepspeed_bf16_evaluates_and_resumes_exactly_after_sigkill(tmp_path, pl
     for line in proc.stdout:
         log.append(line)
         if line.startswith("SAVING") and ".iter_4.pth.tmp" in line and "optim_states" in line:
-            os.killpg(proc.pid, signal.SIGKILL)  # the last save: one shard of iteration 4 written, the rest not
+            kill_all(proc)  # the last save: one shard of iteration 4 written, the rest not
             break
     proc.wait()
     proc.stdout.close()

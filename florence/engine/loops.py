@@ -1,0 +1,48 @@
+"""The training loop: mmengine's iteration-based loop, resuming streamed data without reading it again.
+
+On ``--resume`` mmengine's loop skips the batches already trained by loading them one by one
+(decoding every image and building every target) and throwing them away. :class:`TrainLoop` tells
+a dataset that can skip (:class:`~florence.data.MultiTaskStream`) where to start instead, so a
+resumed run of streamed shards starts at once, at the same sample; other datasets are skipped as
+mmengine does.
+"""
+from __future__ import annotations
+
+from mmengine.runner import IterBasedTrainLoop
+from mmengine.runner.loops import _InfiniteDataloaderIterator
+
+from ..registry import LOOPS
+
+__all__ = ["TrainLoop"]
+
+
+class _Skipped:
+    """The first ``n`` batches (which mmengine's loop discards on resume) as ``None``, then ``iterator``'s."""
+
+    def __init__(self, n: int, iterator):
+        self.n, self.iterator = n, iterator
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.n > 0:
+            self.n -= 1
+            return None
+        return next(self.iterator)
+
+
+@LOOPS.register_module()
+class TrainLoop(IterBasedTrainLoop):
+    """:class:`mmengine.runner.IterBasedTrainLoop` whose resume fast-forwards a streamed dataset."""
+
+    def run(self):
+        dataset = self.dataloader.dataset
+        if self._iter > 0 and hasattr(dataset, "fast_forward"):
+            dataset.fast_forward(self._iter, self.dataloader.batch_size)
+            # workers copy the dataset when they start: start new ones (persistent ones included); the
+            # length mmengine asked for is an epoch's, not the endless stream's (torch would warn past it)
+            self.dataloader._iterator = None
+            self.dataloader._IterableDataset_len_called = None
+            self.dataloader_iterator = _Skipped(self._iter, _InfiniteDataloaderIterator(self.dataloader))
+        return super().run()
