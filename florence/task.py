@@ -15,19 +15,26 @@ entry-point group. Nothing outside a task's own file branches on task names.
 
 Annotations (the input of ``encode_target``) have the same structure as the task's output, so a
 round trip returns the annotation within one location bin.
+
+Datasets do not know tasks either: a format describes an image in no task's terms
+(:class:`ImageAnnotations`: its objects, words and captions) and each task makes its sample from that
+(:meth:`Task.from_annotations`, given by ``make=`` where the task is registered). A new task plugin
+with a ``make`` trains on every format (and on the synthetic scenes) that has what it reads.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from .parsing import Item, clean_text, parse_boxes, parse_polygons, parse_quads
 from .processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
 
-__all__ = ["Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask", "OpenVocabularyTask", "TaskError",
+__all__ = ["ImageAnnotations", "Region", "Word", "Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask", "OpenVocabularyTask", "TaskError",
            "list_tasks", "get_task", "get_metric", "list_metrics", "plugin_errors", "reload_tasks",
            "add_task_tokens"]
 
@@ -38,6 +45,60 @@ WORDS = ("red", "blue", "green", "square", "circle", "triangle", "cat", "dog", "
 
 class TaskError(ValueError):
     """A task was asked for something it cannot do (unknown task, missing input, bad annotation)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# what a dataset knows about an image, in no task's terms
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Region:
+    """One object of an image. Coordinates are pixels of the original image."""
+    box: list | None = None  # [x1, y1, x2, y2]
+    label: str = ""  # its category ("red circle", "car"); RefCOCO: the sentence naming it
+    description: str = ""  # a longer description ("large red circle")
+    phrase: str = ""  # how the image's first caption names it ("a red circle")
+    expression: str = ""  # a referring expression that picks it out ("the red circle")
+    polygon: list | None = None  # its outline as polygon parts [[x, y, x, y, ...], ...]
+
+
+@dataclass
+class Word:
+    """A word (or line) of text in the image: its quadrilateral [x1, y1, ..., x4, y4] and text."""
+    quad: list
+    text: str
+
+    @property
+    def box(self) -> list:
+        return [min(self.quad[0::2]), min(self.quad[1::2]), max(self.quad[0::2]), max(self.quad[1::2])]
+
+
+@dataclass
+class ImageAnnotations:
+    """What a dataset format knows about one image: objects, words in reading order, captions by level
+    of detail (0 brief, 1 detailed, 2 a paragraph), and for a task about one object, ``focus``: the
+    object it asks about. Tasks read what they need and say what is missing."""
+    objects: list = field(default_factory=list)
+    words: list = field(default_factory=list)
+    captions: list = field(default_factory=list)
+    focus: Region | None = None
+
+    def caption(self, detail: int) -> str:
+        if len(self.captions) <= detail or not self.captions[detail]:
+            raise TaskError(f"no caption of detail {detail} (the image has {len(self.captions)} levels)")
+        return self.captions[detail]
+
+    def the_focus(self) -> Region:
+        if self.focus is None:
+            raise TaskError("no object to ask about (focus)")
+        return self.focus
+
+    def first_word(self) -> Word:
+        if not self.words:
+            raise TaskError("no words")
+        return self.words[0]
+
+    def about(self, region: Region) -> "ImageAnnotations":
+        return dataclasses.replace(self, focus=region)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,6 +119,11 @@ class Task:
         metrics: names of the metrics that evaluate this task's results, as plugins register
             them (``florence_register_metrics``; :func:`list_metrics`). A name no plugin registers
             keeps the task from loading (reported by :func:`plugin_errors`).
+        make: ``make(annotations) -> (text_input, annotation)``, this task's sample from an
+            :class:`ImageAnnotations` (:meth:`from_annotations`); ``None``: datasets cannot make
+            this task's samples (its own adapter gives them, as VQA's does).
+        one_object: the task asks about one object (``annotations.focus``): a dataset makes one
+            sample per object of the image.
     """
 
     token: str = ""
@@ -66,11 +132,18 @@ class Task:
     input_kind: str | None = None
     special_tokens: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
+    make: Callable | None = None
+    one_object: bool = False
 
     def __init__(self, token: str | None = None, template: str | None = None, *, name: str | None = None,
                  input_kind: str | None = "default", metrics: Sequence[str] | None = None,
-                 special_tokens: Sequence[str] | None = None):
+                 special_tokens: Sequence[str] | None = None, make: Callable | None = None,
+                 one_object: bool | None = None):
         self.token = token or self.token
+        if make is not None:
+            self.make = make
+        if one_object is not None:
+            self.one_object = bool(one_object)
         self.template = template if template is not None else self.template
         self.name = name or self.name or self.token.strip("<>").lower()
         if input_kind != "default":
@@ -104,6 +177,17 @@ class Task:
         elif not isinstance(text_input, str):
             raise TaskError(f"{self.token} takes a text input, got {type(text_input).__name__}")
         return self.template.format(input=text_input.strip())
+
+    def from_annotations(self, annotations: ImageAnnotations) -> tuple:
+        """``(text_input, annotation)`` of this task for an image described by ``annotations``;
+        TaskError naming what is missing."""
+        if self.make is None:
+            raise TaskError(f"{self.token}: datasets cannot make its samples from image annotations "
+                            "(the task was registered without make=...)")
+        try:
+            return self.make(annotations)
+        except TaskError as e:
+            raise TaskError(f"{self.token} cannot be made from these annotations: {e}") from None
 
     # ---- targets and outputs -------------------------------------------------------------------
     def encode_target(self, annotation, image_size) -> str:

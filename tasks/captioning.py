@@ -8,7 +8,10 @@ METRICS = ("bleu4", "cider")
 @hookimpl
 def florence_register_tasks():
     return [
-        TextTask("<CAPTION>", "What does the image describe?", metrics=METRICS),
-        TextTask("<DETAILED_CAPTION>", "Describe in detail what is shown in the image.", metrics=METRICS),
-        TextTask("<MORE_DETAILED_CAPTION>", "Describe with a paragraph what is shown in the image.", metrics=METRICS),
+        TextTask("<CAPTION>", "What does the image describe?", metrics=METRICS,
+                 make=lambda a: (None, a.caption(0))),
+        TextTask("<DETAILED_CAPTION>", "Describe in detail what is shown in the image.", metrics=METRICS,
+                 make=lambda a: (None, a.caption(1))),
+        TextTask("<MORE_DETAILED_CAPTION>", "Describe with a paragraph what is shown in the image.", metrics=METRICS,
+                 make=lambda a: (None, a.caption(2))),
     ]

@@ -7,15 +7,31 @@ from florence.task import BoxTask, OpenVocabularyTask
 class RegionProposal(BoxTask):
     labelled = False  # target: <loc x4> per box, no labels; output labels are ''
 
+    @staticmethod
+    def make(a):  # every object and every word is a region
+        boxes = [o.box for o in a.objects] + [w.box for w in a.words]
+        return None, {"bboxes": boxes, "labels": [""] * len(boxes)}
+
+
+def _boxes(field):
+    return lambda a: (None, {"bboxes": [o.box for o in a.objects], "labels": [getattr(o, field) for o in a.objects]})
+
+
+def _named(a):  # every object called what the focus object is called
+    name = a.the_focus().label
+    boxes = [o.box for o in a.objects if o.label == name] or [a.focus.box]
+    return name, {"bboxes": boxes, "bboxes_labels": [name] * len(boxes), "polygons": [], "polygons_labels": []}
+
 
 @hookimpl
 def florence_register_tasks():
     return [
-        BoxTask("<OD>", "Locate the objects with category name in the image.", metrics=("coco_bbox_map",)),
+        BoxTask("<OD>", "Locate the objects with category name in the image.", metrics=("coco_bbox_map",),
+                make=_boxes("label")),
         BoxTask("<DENSE_REGION_CAPTION>", "Locate the objects in the image, with their descriptions.",
-                metrics=("coco_bbox_map", "cider")),
+                metrics=("coco_bbox_map", "cider"), make=_boxes("description")),
         RegionProposal("<REGION_PROPOSAL>", "Locate the region proposals in the image.",
                        metrics=("proposal_recall",)),
         OpenVocabularyTask("<OPEN_VOCABULARY_DETECTION>", "Locate {input} in the image.", input_kind="text",
-                           metrics=("refexp_acc@0.5",)),
+                           metrics=("refexp_acc@0.5",), make=_named, one_object=True),
     ]

@@ -21,6 +21,11 @@ class PhraseGrounding(BoxTask):
     input_kind = "text"
     ignore = NON_OBJECT_PHRASES
 
+    @staticmethod
+    def make(a):  # the first caption, and the box of each object it names
+        named = [o for o in a.objects if o.phrase]
+        return a.caption(0), {"bboxes": [o.box for o in named], "labels": [o.phrase for o in named]}
+
 
 @hookimpl
 def florence_register_tasks():

@@ -173,3 +173,63 @@ def test_a_plugin_brings_a_task_and_its_metric_and_unknown_metrics_are_named(plu
     assert metric.compute_metrics(metric.results) == {"tally/tally_error": 1.5, "tally/accuracy": 0.5}
     with pytest.raises(TaskError, match="unknown metric 'nope'.*'tally_error'"):
         florence.get_metric("nope")
+
+
+HOW_MANY_PLUGIN = '''
+import florence
+from florence.task import Task
+
+class HowMany(Task):
+    """How many objects: target '3', from any dataset that knows the image's objects."""
+    token, template, metrics = "<HOW_MANY>", "How many objects are in the image?", ("accuracy",)
+
+    def encode_target(self, annotation, image_size):
+        return str(int(annotation))
+
+    def decode_output(self, text, image_size, scores=None):
+        digits = "".join(c for c in text if c.isdigit())
+        return int(digits) if digits else None
+
+    def example(self, rng, image_size):
+        return None, rng.randint(0, 9)
+
+    @staticmethod
+    def make(annotations):
+        return None, len(annotations.objects)
+
+@florence.hookimpl
+def florence_register_tasks():
+    return [HowMany()]
+'''
+
+
+def test_a_new_task_trains_on_existing_formats_without_data_code(plugin_dir):
+    """A plugin task with ``make`` gets its samples from the synthetic scenes and from a COCO file
+    (objects counted), and the multitask mixer turns them into targets: no data code names it."""
+    import json
+
+    from florence.data import CocoDetection, MultiTaskDataset, SyntheticScenes
+
+    install_plugin(plugin_dir, "florence_how_many", {"florence_how_many": HOW_MANY_PLUGIN}, {"how_many": "florence_how_many"})
+    reload_tasks()
+    scenes = SyntheticScenes(seed=2, length=5, image_size=64, tasks=["<HOW_MANY>"])
+    assert [s["annotation"] for s in scenes] == [len(s["objects"]["labels"]) - sum(label.isupper() for label in
+                                                 s["objects"]["labels"]) for s in scenes]  # the shapes, not the words
+    Image.new("RGB", (40, 30)).save(plugin_dir / "a.png")
+    coco = plugin_dir / "instances.json"
+    coco.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 40, "height": 30}],
+                                "categories": [{"id": 1, "name": "cat"}],
+                                "annotations": [{"id": k, "image_id": 1, "category_id": 1, "bbox": [k, k, 5, 5],
+                                                 "iscrowd": 0} for k in range(3)]}))
+    (item,) = CocoDetection(str(coco), str(plugin_dir), tasks=["<HOW_MANY>"])
+    assert (item["task"], item["annotation"]) == ("<HOW_MANY>", 3)
+    # a built-in task COCO's adapter never named: open-vocabulary detection of each category, all its boxes
+    (ovd,) = CocoDetection(str(coco), str(plugin_dir), tasks=["<OPEN_VOCABULARY_DETECTION>"])
+    assert ovd["text_input"] == "cat" and ovd["annotation"]["bboxes"] == [[k, k, k + 5, k + 5] for k in range(3)]
+    mixed = MultiTaskDataset([scenes, [item]], image_size=64)
+    assert mixed[5]["data_samples"].target == "3"
+    assert mixed[0]["data_samples"].prompt == "How many objects are in the image?"
+    with pytest.raises(ValueError, match="<VQA>.. cannot be made from image annotations"):
+        CocoDetection(str(coco), str(plugin_dir), tasks=["<VQA>"])
+    with pytest.raises(ValueError, match="not what the task needs.*no caption"):  # COCO instances have no captions
+        CocoDetection(str(coco), str(plugin_dir), tasks=["<CAPTION>"])

@@ -19,6 +19,7 @@ import os
 from collections import defaultdict
 
 from ..registry import DATASETS
+from ..task import ImageAnnotations, Region
 from .records import BadRecord, _Adapter, _Images, _item, _read_json, _tasks, check_text, xywh_box
 
 __all__ = ["CocoDetection", "CocoCaptions"]
@@ -59,11 +60,8 @@ class CocoDetection(_Adapter):
         return xywh_box(ann["bbox"], image[1]), names[ann["category_id"]]
 
     @staticmethod
-    def _items(task, path, size, objs):
-        if task == "<REGION_TO_CATEGORY>":
-            return [_item(path, size, task, box, name) for box, name in objs]
-        labels = [name if task == "<OD>" else "" for _, name in objs]
-        return _item(path, size, task, None, {"bboxes": [box for box, _ in objs], "labels": labels})
+    def _annotations(objs) -> ImageAnnotations:
+        return ImageAnnotations(objects=[Region(box=box, label=name) for box, name in objs])
 
 
 @DATASETS.register_module()

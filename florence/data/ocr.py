@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ..registry import DATASETS
-from .records import _Adapter, _Images, _item, _read_json, _tasks, check_quad, check_text, xywh_box
+from ..task import ImageAnnotations, Word
+from .records import _Adapter, _Images, _read_json, _tasks, check_quad, check_text, xywh_box
 
 __all__ = ["OcrDataset", "reading_order"]
 
@@ -65,9 +66,6 @@ class OcrDataset(_Adapter):
         return [x1, y1, x2, y1, x2, y2, x1, y2], text
 
     @staticmethod
-    def _items(task, path, size, found):
-        boxes = [[min(q[0::2]), min(q[1::2]), max(q[0::2]), max(q[1::2])] for q, _ in found]
-        ordered = [found[i] for i in reading_order(boxes)]
-        if task == "<OCR>":
-            return _item(path, size, task, None, " ".join(text for _, text in ordered))
-        return _item(path, size, task, None, {"quad_boxes": [q for q, _ in ordered], "labels": [t for _, t in ordered]})
+    def _annotations(found) -> ImageAnnotations:
+        words = [Word(q, text) for q, text in found]
+        return ImageAnnotations(words=[words[i] for i in reading_order([w.box for w in words])])

@@ -10,6 +10,13 @@ format of :class:`~florence.data.SyntheticScenes` (the image as a path), so
 
 Coordinates are pixels of the original image.
 
+Adapters do not know tasks: a format describes each image as :class:`~florence.task.ImageAnnotations`
+(COCO: objects with categories; TextOCR: words; RefCOCO: the referred object, named by its sentence)
+and each task asked for makes its items from that (:meth:`~florence.task.Task.from_annotations`; one
+item per object for a task about one object), so ``CocoDetection(..., tasks=["<OPEN_VOCABULARY_DETECTION>"])`` (each object by its category)
+or a plugin task works without code here. A task that needs what a format lacks (captions from COCO
+instances) is a bad record "not what the task needs".
+
 Bad records - a missing image, coordinates that are not finite or lie more than 1 px outside the
 image (a smaller overshoot is clipped), empty boxes, polygons of fewer than 3 points or no area,
 unknown category / image / annotation ids, empty text, or an annotation the task rejects - are
@@ -35,7 +42,6 @@ __all__ = ["BadRecord", "check_annotation", "check_box", "check_item", "check_po
            "xywh_box"]
 
 TOLERANCE = 1.0  # pixels a coordinate may lie outside the image (it is then clipped to the border)
-OVD, RES = "<OPEN_VOCABULARY_DETECTION>", "<REFERRING_EXPRESSION_SEGMENTATION>"
 
 
 # ---- validation: one set of checks for every adapter ----------------------------------------------
@@ -201,12 +207,34 @@ def _as_record(record) -> dict:
     return record
 
 
-def _tasks(tasks, allowed) -> list[str]:
+def _tasks(tasks, defaults) -> list[str]:
+    """The tokens of ``tasks``: registered tasks that make their samples from image annotations (a
+    format's ``defaults`` are those its annotations fully serve)."""
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-    unknown = [t for t in tasks if t not in allowed]
-    if unknown or not tasks:
-        raise ValueError(f"tasks must be some of {list(allowed)}, got {tasks}")
-    return tasks
+    if not tasks:
+        raise ValueError(f"tasks must name at least one task, e.g. {list(defaults)}")
+    found = [_task(t) for t in tasks]
+    unable = [t.token for t in found if t.make is None]
+    if unable:
+        raise ValueError(f"tasks {unable} cannot be made from image annotations (registered without make=...); "
+                         f"this format serves e.g. {list(defaults)}")
+    return [t.token for t in found]
+
+
+def _task_items(path: str, size, task: str, annotations) -> list[dict]:
+    """The items ``task`` makes from an image's annotations: one, or one per object for a task about
+    one object (an item equal to an earlier one, e.g. a second object of the same name, once)."""
+    t = _task(task)
+    views = [annotations.about(o) for o in annotations.objects] if t.one_object else [annotations]
+    items = []
+    try:
+        for view in views:
+            item = _item(path, size, t.token, *t.from_annotations(view))
+            if item not in items:
+                items.append(item)
+    except TaskError as e:
+        raise BadRecord("not what the task needs", str(e)) from None
+    return items
 
 
 def _read_pickle(path: str):
@@ -253,12 +281,12 @@ class _Adapter:
         self.items += self.attempt(file, where, checked) or []
 
     def add_per_image(self, file: str, tasks, images: "_Images", grouped: dict) -> None:
-        """For each task, one item per image with anything in ``grouped`` (image id -> parts),
-        built by ``self._items(task, path, size, parts)``, in the file's image order."""
+        """For each task, its items of each image with anything in ``grouped`` (image id -> parts,
+        described by ``self._annotations(parts)``), in the file's image order."""
         for task in tasks:
             for image_id in (i for i in images.entries if i in grouped):
                 self.add(file, images.entries[image_id][0],
-                         lambda: self._items(task, *images(image_id), grouped[image_id]))
+                         lambda: _task_items(*images(image_id), task, self._annotations(grouped[image_id])))
 
     def warn_skipped(self) -> None:
         """One warning for all the records skipped while loading."""

@@ -13,8 +13,9 @@ COCO-style ``instances.json`` (boxes and polygons), one item per sentence per ta
 from __future__ import annotations
 
 from ..registry import DATASETS
-from .records import (BadRecord, OVD, RES, _Adapter, _Images, _item, _read_json, _read_pickle, _tasks, check_polygon,
-                      check_text, xywh_box)
+from ..task import ImageAnnotations, Region
+from .records import (BadRecord, _Adapter, _Images, _read_json, _read_pickle, _task_items, _tasks,
+                      check_polygon, check_text, xywh_box)
 
 __all__ = ["RefCoco"]
 
@@ -25,7 +26,7 @@ class RefCoco(_Adapter):
     expression boxes and polygons, one item per sentence per task, for one ``split`` (None: all).
     Only load pickles you trust (pickle runs code)."""
 
-    TASKS = (OVD, RES)
+    TASKS = ("<OPEN_VOCABULARY_DETECTION>", "<REFERRING_EXPRESSION_SEGMENTATION>")  # the default tasks
 
     def __init__(self, refs_file: str, instances_file: str, img_dir: str, split: str | None = "train",
                  tasks=TASKS, on_bad_record: str = "error"):
@@ -54,18 +55,26 @@ class RefCoco(_Adapter):
         if image is None:
             return None
         path, size = image
-        box = xywh_box(ann["bbox"], size) if OVD in self.tasks else None
-        parts = None
-        if RES in self.tasks:
+        box = xywh_box(ann["bbox"], size) if "bbox" in ann else None
+        parts, bad = None, None
+        try:  # a bad polygon matters only to tasks that need it (see _items)
             segmentation = ann.get("segmentation")
             if not isinstance(segmentation, list) or not segmentation:
                 raise BadRecord("no polygon segmentation", f"{type(segmentation).__name__}")
             parts = [check_polygon(p, size) for p in segmentation]
-        return path, size, box, parts
+        except BadRecord as e:
+            bad = e
+        return path, size, box, parts, bad
 
     def _items(self, target, sentence):
-        path, size, box, parts = target
+        """The tasks' items of one sentence: the object it refers to, named by the sentence."""
+        path, size, box, parts, bad_polygon = target
         text = check_text(sentence["sent"], "sentence")
-        annotations = {OVD: lambda: {"bboxes": [box], "bboxes_labels": [text], "polygons": [], "polygons_labels": []},
-                       RES: lambda: {"polygons": [parts], "labels": [""]}}
-        return [_item(path, size, task, text, annotations[task]()) for task in self.tasks]
+        referred = Region(box=box, label=text, expression=text, polygon=parts)
+        annotations = ImageAnnotations(objects=[referred], focus=referred)
+        try:
+            return [item for task in self.tasks for item in _task_items(path, size, task, annotations)]
+        except BadRecord:
+            if bad_polygon is not None:  # a task needed the polygon: the reason is what was wrong with it
+                raise bad_polygon from None
+            raise

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont
 
 from ..registry import DATASETS
+from ..task import ImageAnnotations, Region, Word, get_task
 
 __all__ = ["SyntheticScenes", "Scene", "make_scene", "vocabulary_texts", "category_names"]
 
@@ -176,40 +177,22 @@ def _quad(box) -> list:
     return [x1, y1, x2, y1, x2, y2, x1, y2]
 
 
+def annotations(scene: Scene, rng: random.Random) -> ImageAnnotations:
+    """What ``scene`` shows, in no task's terms, with a random shape to ask about (``focus``)."""
+    focus = rng.choice(scene.shapes)
+    objects = [Region(box=list(t.box), label=t.category, description=t.description, phrase=f"a {t.colour} {t.kind}",
+                      expression=f"the {t.category}", polygon=[list(t.polygon)]) for t in scene.shapes]
+    return ImageAnnotations(objects=objects, words=[Word(_quad(t.box), t.text) for t in scene.words],
+                            captions=[scene.caption(d) for d in range(3)], focus=objects[scene.shapes.index(focus)])
+
+
 def annotate(scene: Scene, token: str, rng: random.Random):
-    """(text_input, annotation) of ``scene`` for the built-in task ``token``."""
-    shapes, words, things = scene.shapes, scene.words, scene.shapes + scene.words
-    some_shape = rng.choice(shapes)
-    region = list(some_shape.box)
-    builders = {
-        "<CAPTION>": lambda: (None, scene.caption(0)),
-        "<DETAILED_CAPTION>": lambda: (None, scene.caption(1)),
-        "<MORE_DETAILED_CAPTION>": lambda: (None, scene.caption(2)),
-        "<OCR>": lambda: (None, " ".join(t.text for t in words)),
-        "<OCR_WITH_REGION>": lambda: (None, {"quad_boxes": [_quad(t.box) for t in words],
-                                             "labels": [t.text for t in words]}),
-        "<OD>": lambda: (None, {"bboxes": [list(t.box) for t in shapes], "labels": [t.category for t in shapes]}),
-        "<DENSE_REGION_CAPTION>": lambda: (None, {"bboxes": [list(t.box) for t in shapes],
-                                                  "labels": [t.description for t in shapes]}),
-        "<REGION_PROPOSAL>": lambda: (None, {"bboxes": [list(t.box) for t in things], "labels": [""] * len(things)}),
-        "<CAPTION_TO_PHRASE_GROUNDING>": lambda: (
-            scene.caption(0), {"bboxes": [list(t.box) for t in shapes],
-                               "labels": [f"a {t.colour} {t.kind}" for t in shapes]}),
-        "<REFERRING_EXPRESSION_SEGMENTATION>": lambda: (
-            f"the {some_shape.category}", {"polygons": [[list(some_shape.polygon)]], "labels": [""]}),
-        "<REGION_TO_SEGMENTATION>": lambda: (region, {"polygons": [[list(some_shape.polygon)]], "labels": [""]}),
-        "<OPEN_VOCABULARY_DETECTION>": lambda: (
-            some_shape.category, {"bboxes": [region], "bboxes_labels": [some_shape.category],
-                                  "polygons": [], "polygons_labels": []}),
-        "<REGION_TO_CATEGORY>": lambda: (region, some_shape.category),
-        "<REGION_TO_DESCRIPTION>": lambda: (region, some_shape.description),
-        "<REGION_TO_OCR>": lambda: ((list(words[0].box), words[0].text) if words else (region, "")),
-    }
-    if token not in builders:
-        raise KeyError(f"the synthetic dataset has no annotations for task {token}; it covers {sorted(builders)}")
-    return builders[token]()
+    """(text_input, annotation) of ``scene`` for the task ``token``: any task that makes its samples
+    from image annotations (:meth:`~florence.task.Task.from_annotations`)."""
+    return get_task(token).from_annotations(annotations(scene, rng))
 
 
+# the default tasks: every built-in task the scenes have annotations for (VQA needs questions)
 SUPPORTED_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>", "<OCR>", "<OCR_WITH_REGION>", "<OD>",
                    "<DENSE_REGION_CAPTION>", "<REGION_PROPOSAL>", "<CAPTION_TO_PHRASE_GROUNDING>",
                    "<REFERRING_EXPRESSION_SEGMENTATION>", "<REGION_TO_SEGMENTATION>", "<OPEN_VOCABULARY_DETECTION>",
@@ -224,8 +207,6 @@ def category_names() -> list[str]:
 def vocabulary_texts() -> list[str]:
     """Every word and phrase the dataset's targets and prompts use: enough to train a tokenizer
     for models trained from scratch on it."""
-    from ..task import get_task
-
     texts = [f"{s} {c} {k}" for s in ("small", "large") for c in COLOURS for k in SHAPES]
     texts += [f"a {c} {k} and the {c} {k}" for c in COLOURS for k in SHAPES]
     texts += [f"the word {w}, the words {w} and {w}" for w in WORDS] + list(WORDS)  # OCR targets start with a word
@@ -263,10 +244,11 @@ class SyntheticScenes:
             if missing:
                 raise ValueError(f"task_weights has no weight for {missing}")
             task_weights = [task_weights[t] for t in tasks]
-        self.tasks = list(tasks or SUPPORTED_TASKS)
-        unknown = [t for t in self.tasks if t not in SUPPORTED_TASKS]
-        if unknown:
-            raise ValueError(f"SyntheticScenes cannot annotate {unknown}; it covers {list(SUPPORTED_TASKS)}")
+        self.tasks = [get_task(t).token for t in (tasks or SUPPORTED_TASKS)]
+        unable = [t for t in self.tasks if get_task(t).make is None]
+        if unable:
+            raise ValueError(f"SyntheticScenes cannot annotate {unable}: they make no samples from image annotations "
+                             f"(registered without make=...); the built-in ones it covers: {list(SUPPORTED_TASKS)}")
         if task_weights is not None:
             task_weights = list(task_weights)
             if len(task_weights) != len(self.tasks):

@@ -379,5 +379,7 @@ def test_configs_and_arguments(img_dir):
     assert isinstance(DATASETS.build(dict(type="JsonlDataset", ann_file=str(ann_file))), JsonlDataset)
     with pytest.raises(ValueError, match="on_bad_record"):
         JsonlDataset(str(ann_file), on_bad_record="ignore")
-    with pytest.raises(ValueError, match="tasks must be"):
-        CocoDetection(str(ann_file), str(img_dir), tasks=["<CAPTION>"])
+    with pytest.raises(ValueError, match="cannot be made from image annotations"):
+        CocoDetection(str(ann_file), str(img_dir), tasks=["<DOCVQA>"])
+    with pytest.raises(ValueError, match="tasks must name at least one task"):
+        CocoDetection(str(ann_file), str(img_dir), tasks=[])
