@@ -11,7 +11,7 @@
 #
 # The downstream extra needs mmcv 2.1.0 with its compiled ops (mmdet 3.3 / mmseg 1.2 require
 # mmcv < 2.2), and PyPI has only mmcv's source. The first --downstream run builds its wheel against the
-# installed torch (~17-20 min on 2 cores, measured) into a cache directory outside the repository,
+# installed torch (~17-21 min on 2 cores, measured) into a cache directory outside the repository,
 # ONCE; later runs, and fresh clones on the same machine, install that wheel in seconds:
 #   ${FLORENCE_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/wheels}/torch-<version>-py<version>/
 # FLORENCE_DOWNSTREAM=0 skips the downstream extra even with --downstream / --all.
@@ -49,7 +49,7 @@ build_mmcv_wheel() {  # $1: the folder the wheel goes to
   local tmp src wheel
   tmp=$(mktemp -d)
   src="$tmp/mmcv-$MMCV_VERSION"
-  echo "building the mmcv $MMCV_VERSION wheel (compiles its C++ ops, once per torch version: ~17-20 min on 2 cores)" \
+  echo "building the mmcv $MMCV_VERSION wheel (compiles its C++ ops, once per torch version: ~17-21 min on 2 cores)" \
        "into $1; log: .venv/mmcv-build.log"
   : > .venv/mmcv-build.log
   (  # progress once a minute: ninja's latest [compiled/total] count from the build log
@@ -119,5 +119,5 @@ if [ "$downstream" = 1 ]; then
 fi
 .venv/bin/python -c "import florence, torch, timm, transformers; print('florence installed: torch', torch.__version__, '| transformers', transformers.__version__, '| timm', timm.__version__)"
 if [ "$downstream" = 1 ]; then
-  .venv/bin/python -c "import mmcv.ops, mmdet, mmseg; print('downstream: mmcv', mmcv.__version__, '(compiled ops) | mmdet', mmdet.__version__, '| mmseg', mmseg.__version__)"
+  .venv/bin/python -c "import florence, mmcv.ops, mmdet, mmseg; print('downstream: mmcv', mmcv.__version__, '(compiled ops) | mmdet', mmdet.__version__, '| mmseg', mmseg.__version__)"
 fi

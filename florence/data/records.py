@@ -254,6 +254,7 @@ class _Adapter:
         self.items: list[dict] = []
         self.skipped: Counter = Counter()  # reason -> records skipped
         self._sizes: dict[str, tuple] = {}
+        self._bar = None  # records checked so far, shown when loading takes more than 2 s
 
     def __len__(self) -> int:
         return len(self.items)
@@ -263,11 +264,19 @@ class _Adapter:
 
     def attempt(self, file: str, where: str, build):
         """``build()``; for a bad record, raise naming ``file`` and ``where`` or (skip) return None."""
+        if self._bar is None:
+            from mmengine.dist import get_rank
+            from tqdm import tqdm
+
+            self._bar = tqdm(desc=f"{type(self).__name__} {os.path.basename(file)}: records checked", unit=" records",
+                             delay=2, mininterval=1, disable=get_rank() != 0)
+        self._bar.update()
         try:
             return build()
         except (BadRecord, KeyError, TypeError, AttributeError, IndexError) as e:
             reason = e.reason if isinstance(e, BadRecord) else "malformed record"
             if self.on_bad_record == "error":
+                self._bar.close()
                 detail = e if isinstance(e, BadRecord) else f"{reason} ({type(e).__name__}: {e})"
                 raise ValueError(f"{type(self).__name__}: {file}: {where}: {detail}") from None
             self.skipped[reason] += 1
@@ -289,7 +298,10 @@ class _Adapter:
                          lambda: _task_items(*images(image_id), task, self._annotations(grouped[image_id])))
 
     def warn_skipped(self) -> None:
-        """One warning for all the records skipped while loading."""
+        """The end of loading: the progress bar closed, one warning for all the records skipped."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
         if self.skipped:
             counts = ", ".join(f"{n} {reason}" for reason, n in self.skipped.most_common())
             warnings.warn(f"{type(self).__name__}: skipped {sum(self.skipped.values())} bad records ({counts}); "
