@@ -139,13 +139,16 @@ def run_data_engine(cfg, work_dir) -> dict:
     objects = bool((train or {}).get("objects_from_boxes", False))
     report = dict(tasks=tasks, rounds=[], truth_baseline=None)
 
+    items = []  # the held-out items, read (or drawn) once for every measurement
+
     def measure(annotators, merge_cfg, rules, where: Path):
         """The annotators' label quality on the held-out images (kept in ``where``: measured once)."""
         if heldout is None:
             return None
         if not where.exists():
-            write_text(where, json.dumps({t: label_quality(_outputs(annotators, merge_cfg, heldout, t, evaluate.get(
-                "batch_size", 32), generation), heldout, t, rules) for t in tasks}))
+            items[:] = items or [heldout[i] for i in range(len(heldout))]
+            write_text(where, json.dumps({t: label_quality(_outputs(annotators, merge_cfg, items, t, evaluate.get(
+                "batch_size", 32), generation), items, t, rules) for t in tasks}))
         return json.loads(where.read_text())
 
     annotators = [_exported(a, work_dir / "annotators" / str(k)) for k, a in enumerate(cfg["annotators"])]
