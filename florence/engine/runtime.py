@@ -80,6 +80,12 @@ def load_config(path: str, options: dict | None = None):
             if key != "data_root":
                 cfg[key] = reroot(cfg[key])
     cfg.merge_from_dict(options)
+    for split in ("val", "test"):  # a stream never ends: an evaluation loop over one would never finish
+        dataset = (cfg.get(f"{split}_dataloader") or {}).get("dataset") or {}
+        kind = dataset.get("type") if isinstance(dataset, dict) else None
+        if getattr(kind, "__name__", kind) in ("MultiTaskStream", "ShardedDataset"):
+            raise ValueError(f"{path}: {split}_dataloader streams ({getattr(kind, '__name__', kind)} never ends): "
+                             "evaluate on a map-style dataset (MultiTaskDataset of adapters); streams are for training")
     return cfg
 
 

@@ -173,3 +173,12 @@ def test_data_root_option_moves_every_dataset_path():
     assert cfg.data_root == "/datasets/cars" and cfg.model.pretrained == "/ckpt/base"
     untouched = load_config(str(ROOT / "configs" / "finetune" / "florence2_base_roboflow.py"))
     assert untouched.train_dataloader.dataset.datasets[0].ann_file == "data/roboflow/train/annotations.jsonl"
+
+
+def test_a_streamed_evaluation_dataset_is_refused_when_the_config_loads():
+    """A stream never ends, so an evaluation loop over one would never finish: load_config says so."""
+    main = str(ROOT / "configs" / "florence2" / "florence2_tiny_synthetic.py")
+    stream = dict(type="MultiTaskStream", datasets=[dict(type="ShardedDataset", path="shards/")])
+    with pytest.raises(ValueError, match="val_dataloader streams .MultiTaskStream never ends.*map-style"):
+        load_config(main, {"val_dataloader.dataset": stream})
+    assert load_config(main, {"train_dataloader.dataset": stream}).train_dataloader.dataset.type == "MultiTaskStream"
