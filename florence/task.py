@@ -59,6 +59,17 @@ class Region:
     phrase: str = ""  # how the image's first caption names it ("a red circle")
     expression: str = ""  # a referring expression that picks it out ("the red circle")
     polygon: list | None = None  # its outline as polygon parts [[x, y, x, y, ...], ...]
+    problems: dict = field(default_factory=dict)  # field -> why the format could not give it (raised on use)
+
+    def get(self, name: str):
+        """Field ``name`` for a task that needs it: the format's own error if it recorded one for it,
+        TaskError if it is empty."""
+        if name in self.problems:
+            raise self.problems[name]
+        value = getattr(self, name)
+        if value is None or (isinstance(value, (str, list)) and not value):
+            raise TaskError(f"the object has no {name}")
+        return value
 
 
 @dataclass
@@ -92,10 +103,13 @@ class ImageAnnotations:
             raise TaskError("no object to ask about (focus)")
         return self.focus
 
-    def first_word(self) -> Word:
+    def the_words(self) -> list:
         if not self.words:
             raise TaskError("no words")
-        return self.words[0]
+        return self.words
+
+    def first_word(self) -> Word:
+        return self.the_words()[0]
 
     def about(self, region: Region) -> "ImageAnnotations":
         return dataclasses.replace(self, focus=region)

@@ -1,6 +1,6 @@
 """Caption-to-phrase grounding: boxes for the phrases of a caption (recall@1)."""
 from florence.plugins import hookimpl
-from florence.task import BoxTask
+from florence.task import BoxTask, TaskError
 
 # Phrases the published post-processing drops from grounding output (pronouns, quantifiers,
 # "the image", ...), as listed in Microsoft's Florence-2 processor.
@@ -24,7 +24,9 @@ class PhraseGrounding(BoxTask):
     @staticmethod
     def make(a):  # the first caption, and the box of each object it names
         named = [o for o in a.objects if o.phrase]
-        return a.caption(0), {"bboxes": [o.box for o in named], "labels": [o.phrase for o in named]}
+        if not named:
+            raise TaskError("no object is named by a phrase of the caption")
+        return a.caption(0), {"bboxes": [o.get("box") for o in named], "labels": [o.phrase for o in named]}
 
 
 @hookimpl

@@ -231,5 +231,8 @@ def test_a_new_task_trains_on_existing_formats_without_data_code(plugin_dir):
     assert mixed[0]["data_samples"].prompt == "How many objects are in the image?"
     with pytest.raises(ValueError, match="<VQA>.. cannot be made from image annotations"):
         CocoDetection(str(coco), str(plugin_dir), tasks=["<VQA>"])
-    with pytest.raises(ValueError, match="not what the task needs.*no caption"):  # COCO instances have no captions
-        CocoDetection(str(coco), str(plugin_dir), tasks=["<CAPTION>"])
+    # what COCO instances lack is named, never an empty target: captions, words, descriptions
+    for task, missing in (("<CAPTION>", "no caption"), ("<OCR>", "no words"), ("<DENSE_REGION_CAPTION>", "no description"),
+                          ("<REGION_TO_DESCRIPTION>", "no description")):
+        with pytest.raises(ValueError, match=f"not what the task needs.*{missing}"):
+            CocoDetection(str(coco), str(plugin_dir), tasks=[task])

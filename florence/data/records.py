@@ -259,6 +259,9 @@ class _Adapter:
     def __len__(self) -> int:
         return len(self.items)
 
+    def __getstate__(self) -> dict:  # to dataloader workers: without a progress bar (tqdm does not pickle)
+        return {**self.__dict__, "_bar": None}
+
     def __getitem__(self, index: int) -> dict:
         return dict(self.items[index])
 

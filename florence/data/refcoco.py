@@ -39,15 +39,19 @@ class RefCoco(_Adapter):
         for i, ref in enumerate(refs):
             if split is not None and ref.get("split") != split:
                 continue
+            # the referred object, checked once per ref for what the tasks need of it (box, polygon)
             target = self.attempt(refs_file, f"refs[{i}]", lambda: self._target(ref, anns, images))
-            if target is None:
+            if target is None or self.attempt(refs_file, f"refs[{i}]",
+                                              lambda: self._items(target, {"sent": "it"})) is None:
                 continue
             for j, sentence in enumerate(ref.get("sentences", [])):
                 self.add(refs_file, f"refs[{i}].sentences[{j}]", lambda: self._items(target, sentence))
         self.warn_skipped()
 
-    def _target(self, ref, anns, images):
-        """(path, size, box, polygon parts) of the referred object; only what the tasks need is checked."""
+    @staticmethod
+    def _target(ref, anns, images):
+        """(path, size, what the annotation gives of the referred object); a box or polygon the
+        annotation gets wrong is recorded, and matters only to a task that needs it."""
         if ref.get("ann_id") not in anns:
             raise BadRecord("unknown annotation id", repr(ref.get("ann_id")))
         ann = anns[ref["ann_id"]]
@@ -55,26 +59,25 @@ class RefCoco(_Adapter):
         if image is None:
             return None
         path, size = image
-        box = xywh_box(ann["bbox"], size) if "bbox" in ann else None
-        parts, bad = None, None
-        try:  # a bad polygon matters only to tasks that need it (see _items)
-            segmentation = ann.get("segmentation")
-            if not isinstance(segmentation, list) or not segmentation:
-                raise BadRecord("no polygon segmentation", f"{type(segmentation).__name__}")
-            parts = [check_polygon(p, size) for p in segmentation]
-        except BadRecord as e:
-            bad = e
-        return path, size, box, parts, bad
+        given, problems = {}, {}
+        for name, read in (("box", lambda: xywh_box(ann["bbox"], size) if "bbox" in ann else None),
+                           ("polygon", lambda: _polygon(ann.get("segmentation"), size))):
+            try:
+                given[name] = read()
+            except BadRecord as e:
+                problems[name] = e
+        return path, size, given, problems
 
     def _items(self, target, sentence):
         """The tasks' items of one sentence: the object it refers to, named by the sentence."""
-        path, size, box, parts, bad_polygon = target
+        path, size, given, problems = target
         text = check_text(sentence["sent"], "sentence")
-        referred = Region(box=box, label=text, expression=text, polygon=parts)
+        referred = Region(label=text, expression=text, problems=problems, **given)
         annotations = ImageAnnotations(objects=[referred], focus=referred)
-        try:
-            return [item for task in self.tasks for item in _task_items(path, size, task, annotations)]
-        except BadRecord:
-            if bad_polygon is not None:  # a task needed the polygon: the reason is what was wrong with it
-                raise bad_polygon from None
-            raise
+        return [item for task in self.tasks for item in _task_items(path, size, task, annotations)]
+
+
+def _polygon(segmentation, size):
+    if not isinstance(segmentation, list) or not segmentation:
+        raise BadRecord("no polygon segmentation", f"{type(segmentation).__name__}")
+    return [check_polygon(p, size) for p in segmentation]

@@ -30,15 +30,16 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import os
 import random
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..atomic import open_atomic, write_text
+from ..processing.image import load_image, to_rgb
 from ..registry import DATASETS
 
 __all__ = ["ShardedDataset", "read_manifest", "reader_placement", "worker_slot", "write_shards"]
@@ -50,20 +51,17 @@ _EXTENSIONS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png", ".webp": "webp", ".
 
 
 def _image_member(image) -> tuple[str, bytes]:
-    """(extension, bytes) of an item's image: a file's own bytes (no re-encoding), else PNG."""
-    if isinstance(image, (str, Path)):
-        ext = _EXTENSIONS.get(Path(image).suffix.lower())
-        if ext is None:
-            with Image.open(image) as im:  # an unusual suffix: re-encode what PIL reads
-                image = im.convert("RGB")
-        else:
-            return ext, Path(image).read_bytes()
-    if isinstance(image, np.ndarray):
-        image = Image.fromarray(image)
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"an item's image must be a path, a PIL image or an HWC array, got {type(image).__name__}")
+    """(extension, bytes) of an item's image: a file's own bytes (no re-encoding, EXIF kept), else PNG
+    of what :func:`~florence.processing.image.load_image` makes of it (any array, tensor or PIL mode)."""
+    if isinstance(image, (str, os.PathLike)) and Path(image).suffix.lower() in _EXTENSIONS:
+        return _EXTENSIONS[Path(image).suffix.lower()], Path(image).read_bytes()
+    image = load_image(image)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    try:
+        image.save(buffer, format="PNG")
+    except (OSError, ValueError):  # a mode PNG cannot hold (CMYK, ...): as the model would see it
+        buffer = io.BytesIO()
+        to_rgb(image).save(buffer, format="PNG")
     return "png", buffer.getvalue()
 
 
@@ -87,9 +85,14 @@ def write_shards(dataset, folder, samples_per_shard: int = 1000, progress: bool 
 
     if samples_per_shard < 1:
         raise ValueError(f"samples_per_shard must be >= 1, got {samples_per_shard}")
+    if hasattr(dataset, "stream") or hasattr(dataset, "fast_forward"):
+        raise ValueError(f"write_shards: {type(dataset).__name__} streams without end; pass the dataset it reads "
+                         "(or write a folder's items with itertools.islice(..., n))")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    sized = hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")
+    (folder / MANIFEST).unlink(missing_ok=True)  # rewriting: the folder is incomplete until the new manifest
+    sized = not isinstance(dataset, torch.utils.data.IterableDataset) and hasattr(dataset, "__getitem__") \
+        and hasattr(dataset, "__len__")
     items = (dataset[i] for i in range(len(dataset))) if sized else iter(dataset)
     bar = tqdm(total=len(dataset) if sized else None, unit="sample", desc=f"shards {folder.name}", disable=not progress)
     shards, index = [], 0
@@ -100,10 +103,13 @@ def write_shards(dataset, folder, samples_per_shard: int = 1000, progress: bool 
         name = f"shard-{len(shards):06d}.tar"
         with open_atomic(folder / name) as f, TarWriter(f, encoder=False, mtime=0) as tar:
             for item in chunk:
-                ext, data = _image_member(item["image"])
-                meta = {k: v for k, v in item.items() if k != "image"}
-                tar.write({"__key__": f"{index:09d}", ext: data,
-                           "json": json.dumps(meta, default=_plain).encode()})
+                try:
+                    ext, data = _image_member(item["image"])
+                    meta = json.dumps({k: v for k, v in item.items() if k != "image"}, default=_plain).encode()
+                except Exception as e:  # name the item: a bad one must be findable
+                    raise ValueError(f"write_shards: item {index} of {type(dataset).__name__}: "
+                                     f"{type(e).__name__}: {e}") from e
+                tar.write({"__key__": f"{index:09d}", ext: data, "json": meta})
                 index += 1
         shards.append(dict(name=name, samples=len(chunk)))
         bar.update(len(chunk))
@@ -207,6 +213,10 @@ class ShardedDataset(torch.utils.data.IterableDataset):
             random.Random(f"{self.seed}/{epoch}").shuffle(names)
         return names[reader::readers]
 
+    def _epoch_samples(self, names: list[str]) -> int:
+        sizes = dict(self.shards)
+        return sum(sizes[n] for n in names)
+
     def _records(self, names: list[str]):
         """(source, raw sample) of the named shards in order: the tar members grouped by key, not decoded."""
         from webdataset.gopen import gopen
@@ -218,18 +228,28 @@ class ShardedDataset(torch.utils.data.IterableDataset):
                 for sample in group_by_keys(tar_file_expander([dict(url=url, stream=stream)])):
                     yield f"{name}:{sample['__key__']}", sample
 
-    def raw(self, reader: int, readers: int):
-        """This reader's endless stream of (source, raw sample), epoch after epoch, shuffled."""
+    def raw(self, reader: int, readers: int, skip: int = 0):
+        """This reader's endless stream of (source, raw sample), epoch after epoch, shuffled, past its
+        first ``skip`` (whole epochs skipped by the manifest's counts, without reading them)."""
         if readers > len(self.shards):
             raise ValueError(f"{self.folder}: {len(self.shards)} shards cannot feed {readers} readers "
                              f"({self.world_size} ranks x dataloader workers): write more shards "
                              "(write_shards(samples_per_shard=...)) or use fewer workers")
         self._check_balance(readers)
         for epoch in itertools.count():
-            records = self._records(self._epoch_shards(epoch, reader, readers))
-            if not self.shuffle:
-                yield from records
+            names = self._epoch_shards(epoch, reader, readers)
+            if skip >= self._epoch_samples(names):
+                skip -= self._epoch_samples(names)
                 continue
+            records = itertools.islice(self._epoch(epoch, reader, names), skip, None)
+            skip = 0
+            yield from records
+
+    def _epoch(self, epoch: int, reader: int, names: list[str]):
+        records = self._records(names)
+        if not self.shuffle:
+            yield from records
+        else:
             rng, buffer = random.Random(f"{self.seed}/{epoch}/{reader}"), []
             for record in records:
                 if len(buffer) < self.buffer_size:
@@ -258,8 +278,7 @@ class ShardedDataset(torch.utils.data.IterableDataset):
         try:
             item = json.loads(sample["json"])
             ext = next(k for k in sample if k in _EXTENSIONS.values())
-            with Image.open(io.BytesIO(sample[ext])) as im:
-                item["image"] = im.convert("RGB")
+            item["image"] = load_image(io.BytesIO(sample[ext]))  # EXIF orientation applied, as for files
         except (StopIteration, KeyError):
             raise ValueError(f"shard sample {source}: expected a .json and an image member, got "
                              f"{sorted(k for k in sample if not k.startswith('__'))}") from None
@@ -271,7 +290,7 @@ class ShardedDataset(torch.utils.data.IterableDataset):
     def stream(self, skip: int = 0, worker: int | None = None, workers: int | None = None):
         """The items of this rank's (calling or given) dataloader worker, past its first ``skip`` (not decoded)."""
         reader, readers = reader_placement(self.rank, self.world_size, worker, workers)
-        for source, sample in itertools.islice(self.raw(reader, readers), skip, None):
+        for source, sample in self.raw(reader, readers, skip):
             yield self.decode(source, sample)
 
     def __iter__(self):

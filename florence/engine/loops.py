@@ -4,7 +4,8 @@ On ``--resume`` mmengine's loop skips the batches already trained by loading the
 (decoding every image and building every target) and throwing them away. :class:`TrainLoop` tells
 a dataset that can skip (:class:`~florence.data.MultiTaskStream`) where to start instead, so a
 resumed run of streamed shards starts at once, at the same sample; other datasets are skipped as
-mmengine does.
+mmengine does. The stream's order follows from the number of processes, dataloader workers and the
+batch size: the checkpoint records them, and a resume with others is refused (it could not be exact).
 """
 from __future__ import annotations
 
@@ -38,7 +39,18 @@ class TrainLoop(IterBasedTrainLoop):
 
     def run(self):
         dataset = self.dataloader.dataset
-        if self._iter > 0 and hasattr(dataset, "fast_forward"):
+        if not hasattr(dataset, "fast_forward"):
+            return super().run()
+        # the order of a stream follows from the ranks, workers and batch size: a resume needs the same
+        layout = dict(world_size=int(dataset.world_size), workers=max(1, int(self.dataloader.num_workers)),
+                      batch_size=int(self.dataloader.batch_size))
+        saved = self.runner.message_hub.get_info("stream_layout")
+        if self._iter > 0 and saved is not None and dict(saved) != layout:
+            raise ValueError(f"cannot resume this stream exactly: the checkpoint was trained with {dict(saved)} "
+                             f"(processes, dataloader workers per process, batch size per process), this run has "
+                             f"{layout}; resume with the same, or start a new run (load_from=CHECKPOINT)")
+        self.runner.message_hub.update_info("stream_layout", layout)
+        if self._iter > 0:
             dataset.fast_forward(self._iter, self.dataloader.batch_size)
             # workers copy the dataset when they start: start new ones (persistent ones included); the
             # length mmengine asked for is an epoch's, not the endless stream's (torch would warn past it)

@@ -7,6 +7,7 @@ scale by 1/255, normalise with ImageNet mean/std. Inputs: PIL images, file paths
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -24,13 +25,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def load_image(source) -> Image.Image:
-    """A PIL image from a path, PIL image, array or tensor; EXIF orientation applied to files.
+    """A PIL image from a path (or an open binary file), PIL image, array or tensor; EXIF orientation
+    applied to files.
 
     Arrays are (H, W) or (H, W, 1|3|4); tensors also (1|3|4, H, W) (torchvision's layout). Pixel
     values: uint8; uint16 (single channel: kept 16-bit, see :func:`to_rgb`; 3 or 4 channels: their top
     byte, as PIL reads a 16-bit RGB file); floats in [0, 1] (torchvision's ``ToTensor`` convention,
     rounded to 8 bits)."""
-    if isinstance(source, (str, os.PathLike)):
+    if isinstance(source, (str, os.PathLike, io.IOBase)):
         try:
             with Image.open(source) as im:
                 im.load()

@@ -172,6 +172,15 @@ def test_refcoco(img_dir):
         boxes = RefCoco(refs_json, instances, str(img_dir), split=None, tasks=["<OPEN_VOCABULARY_DETECTION>"],
                         on_bad_record="skip")
     assert [it["text_input"] for it in boxes] == ["the cat", "left one", "a line", "the triangle", "the triangle"]
+    # polygons only: a box outside the image does not matter
+    data = json.loads(open(instances).read())
+    data["annotations"][0]["bbox"] = [10, 5, 90, 15]
+    outside = write_json(img_dir / "outside.json", data)
+    masks = RefCoco(refs_json, outside, str(img_dir), tasks=["<REFERRING_EXPRESSION_SEGMENTATION>"],
+                    on_bad_record="skip")
+    assert [it["text_input"] for it in masks][:2] == ["the cat", "left one"]
+    with raises_naming("refs.json", "refs[0]", "box outside the image"):
+        RefCoco(refs_json, outside, str(img_dir), tasks=["<OPEN_VOCABULARY_DETECTION>"])
 
 
 # ---- phrase grounding ---------------------------------------------------------------------------------

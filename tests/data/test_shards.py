@@ -134,7 +134,7 @@ def test_bad_shards_are_named(folder, tmp_path):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    with pytest.raises(ValueError, match="shard sample shard-000000.tar:000000000: UnidentifiedImageError"):
+    with pytest.raises(ValueError, match="shard sample shard-000000.tar:000000000: ValueError: cannot read image"):
         next(iter(ShardedDataset(bad, rank=0, world_size=1)))
 
 
@@ -142,3 +142,43 @@ def test_uneven_shards_warn(tmp_path, scenes):
     write_shards(scenes, tmp_path, samples_per_shard=20)  # 20 + 20 + 8
     with pytest.warns(UserWarning, match="do not split evenly over 2 readers"):
         next(iter(ShardedDataset(tmp_path, rank=0, world_size=2)))
+
+
+def test_images_decode_as_the_files_do(tmp_path):
+    """An EXIF-rotated JPEG and a transparent PNG give the stream the pixels (and size) the map-style
+    path gives them: orientation applied, transparency on white."""
+    from PIL import Image
+
+    jpeg, png = tmp_path / "rotated.jpg", tmp_path / "clear.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored landscape, shown portrait
+    Image.new("RGB", (60, 20), (10, 200, 10)).save(jpeg, exif=exif)
+    Image.new("RGBA", (30, 30), (255, 0, 0, 0)).save(png)
+    items = [dict(image=str(p), image_size=size, task="<CAPTION>", text_input=None, annotation="x")
+             for p, size in ((jpeg, (20, 60)), (png, (30, 30)))]
+    write_shards(items, tmp_path / "out")
+    stream = MultiTaskStream([ShardedDataset(tmp_path / "out", shuffle=False, rank=0, world_size=1)], image_size=32)
+    mapped = MultiTaskDataset([items], image_size=32)
+    for k, got in enumerate(itertools.islice(stream, 2)):
+        assert torch.equal(got["inputs"], mapped[k]["inputs"]), k
+    (first,) = itertools.islice(ShardedDataset(tmp_path / "out", shuffle=False, rank=0, world_size=1), 1)
+    assert first["image"].size == (20, 60)
+
+
+def test_skipping_whole_epochs_reads_only_the_current_one(folder, monkeypatch):
+    stream = ShardedDataset(folder, buffer_size=4, seed=3, rank=0, world_size=2)  # 3 shards, 24 samples per epoch
+    whole = keys(itertools.islice(stream.stream(), 3 * 24 + 10))
+    opened = []
+    records = ShardedDataset._records
+    monkeypatch.setattr(ShardedDataset, "_records", lambda self, names: opened.extend(names) or records(self, names))
+    assert keys(itertools.islice(stream.stream(skip=3 * 24 + 5), 5)) == whole[-5:]
+    assert len(opened) <= 3  # epoch 3's shards only, not epochs 0-2's
+
+
+def test_write_shards_refuses_an_endless_stream_and_names_a_bad_item(folder, tmp_path):
+    with pytest.raises(ValueError, match="ShardedDataset streams without end"):
+        write_shards(ShardedDataset(folder, rank=0, world_size=1), tmp_path / "again")
+    with pytest.raises(ValueError, match="item 1 of list: KeyError"):
+        write_shards([dict(image=np.zeros((8, 8, 3), np.uint8), task="<CAPTION>"), dict(task="<CAPTION>")],
+                     tmp_path / "bad")
+    assert not (tmp_path / "bad" / "manifest.json").exists()

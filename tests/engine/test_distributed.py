@@ -83,14 +83,15 @@ def test_ddp_keeps_replicas_in_sync_and_gives_the_plain_runs_losses(tmp_path, pl
 def test_streamed_shards_give_each_sample_once_per_epoch_and_resume_exactly_after_sigkill(tmp_path):
     """2,000 synthetic scenes in 8 tar shards, streamed to 2 DDP processes (2 dataloader workers each) at
     20 scenes per process and step: the 50 steps of an epoch train on every scene once across the
-    ranks, and a run killed (SIGKILL to every process) after its checkpoint at step 20 resumes there
-    and trains in steps 21-50 on exactly the scenes the uninterrupted run did, in the same order."""
+    ranks, and a run killed (SIGKILL to every process) after its checkpoint at step 21 resumes there
+    and trains in steps 22-50 on exactly the scenes the uninterrupted run did, in the same order (an
+    odd step: each new worker takes up the other old worker's part)."""
     from florence.data import SyntheticScenes, write_shards
 
     shards = tmp_path / "shards"
     write_shards(SyntheticScenes(seed=7, length=2000, image_size=32, tasks=["<CAPTION>"]), shards, samples_per_shard=250)
     args = ("--shards", str(shards), "--workers", "2", "--image-size", "32", "--text-only", "--iters", "50",
-            "--batch-size", "20", "--interval", "10")
+            "--batch-size", "20", "--interval", "7")
     straight = run(tmp_path / "straight", *args, port=29561)
     seen = [r["seen"] for r in straight]
     assert [len(s) for s in seen] == [1000, 1000]
@@ -108,10 +109,10 @@ def test_streamed_shards_give_each_sample_once_per_epoch_and_resume_exactly_afte
     proc.wait()
     proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL, "".join(log[-40:])
-    assert Path((work / "last_checkpoint").read_text().strip()).name == "iter_20.pth"
+    assert Path((work / "last_checkpoint").read_text().strip()).name == "iter_21.pth"
     resumed = run(work, *args, "--resume", port=29563)
-    for rank in range(2):  # steps 21-50 of each rank: the uninterrupted run's samples, none repeated or skipped
-        assert resumed[rank]["seen"] == seen[rank][20 * 20:], rank
+    for rank in range(2):  # steps 22-50 of each rank: the uninterrupted run's samples, none repeated or skipped
+        assert resumed[rank]["seen"] == seen[rank][21 * 20:], rank
 
 
 @needs_deepspeed

@@ -184,3 +184,37 @@ def test_gradient_accumulation_updates_exactly_as_the_large_batch():
     # mmengine's averaging of micro-batch means is not the large batch's update here: the check has teeth
     averaged = _accumulation_case(accumulate=True, counts=2, token_weighted=False)
     assert ((averaged - large).norm() / large.norm()).item() > 1e-2
+
+
+def test_a_stream_resumes_in_process_and_refuses_another_batch_size(make_config, tmp_path):
+    """A run streamed from shards resumes (one process, the mmengine Runner) at the sample after its
+    checkpoint; resuming it with another batch size, which would change the order, is an error."""
+    from florence.data import SyntheticScenes, write_shards
+
+    write_shards(SyntheticScenes(seed=1, length=40, image_size=32, tasks=["<CAPTION>"]), tmp_path / "shards",
+                 samples_per_shard=10)
+
+    def config(work, iters, batch_size, resume=False):
+        cfg = make_config(work_dir=tmp_path / work, max_iters=iters, image_size=32, batch_size=batch_size)
+        cfg.model.update(reconstruction=None, objects=None)
+        cfg.train_dataloader.update(sampler=None, dataset=dict(
+            type="MultiTaskStream", image_size=32, datasets=[dict(type="ShardedDataset", path=str(tmp_path / "shards"))]))
+        cfg.default_hooks.checkpoint.interval = 3
+        cfg.resume = resume
+        return cfg
+
+    seen = {}
+
+    def train(cfg, name):
+        runner = Runner.from_cfg(cfg)
+        batches = seen.setdefault(name, [])
+        runner.train_loop.run_iter = (lambda run: lambda batch: (batches.append(
+            [s.source for s in batch["data_samples"]]), run(batch))[1])(runner.train_loop.run_iter)
+        runner.train()
+
+    train(config("straight", 5, 2), "straight")
+    train(config("resumed", 3, 2), "first")
+    train(config("resumed", 5, 2, resume=True), "resumed")
+    assert seen["first"] + seen["resumed"] == seen["straight"] and len(seen["resumed"]) == 2
+    with pytest.raises(ValueError, match="cannot resume this stream exactly.*'batch_size': 2.*'batch_size': 3"):
+        train(config("resumed", 7, 3, resume=True), "other")
