@@ -190,6 +190,7 @@ class ShardedDataset(torch.utils.data.IterableDataset):
                  world_size: int | None = None):
         self.folder, manifest = read_manifest(path)
         self.shards = [(s["name"], int(s["samples"])) for s in manifest["shards"]]
+        self._sizes = dict(self.shards)
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         self.shuffle, self.buffer_size, self.seed = bool(shuffle), int(buffer_size), int(seed)
@@ -213,10 +214,6 @@ class ShardedDataset(torch.utils.data.IterableDataset):
             random.Random(f"{self.seed}/{epoch}").shuffle(names)
         return names[reader::readers]
 
-    def _epoch_samples(self, names: list[str]) -> int:
-        sizes = dict(self.shards)
-        return sum(sizes[n] for n in names)
-
     def _records(self, names: list[str]):
         """(source, raw sample) of the named shards in order: the tar members grouped by key, not decoded."""
         from webdataset.gopen import gopen
@@ -238,8 +235,9 @@ class ShardedDataset(torch.utils.data.IterableDataset):
         self._check_balance(readers)
         for epoch in itertools.count():
             names = self._epoch_shards(epoch, reader, readers)
-            if skip >= self._epoch_samples(names):
-                skip -= self._epoch_samples(names)
+            length = sum(self._sizes[n] for n in names)
+            if skip >= length:
+                skip -= length
                 continue
             records = itertools.islice(self._epoch(epoch, reader, names), skip, None)
             skip = 0
