@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from .parsing import Item, clean_text, parse_boxes, parse_polygons, parse_quads
 from .processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
 
-__all__ = ["ImageAnnotations", "Region", "Word", "Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask", "OpenVocabularyTask", "TaskError",
+__all__ = ["ImageAnnotations", "Region", "Word", "Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask",
+           "OpenVocabularyTask", "TaskError",
            "list_tasks", "get_task", "get_metric", "list_metrics", "plugin_errors", "reload_tasks",
            "add_task_tokens"]
 

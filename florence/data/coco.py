@@ -36,7 +36,7 @@ class CocoDetection(_Adapter):
 
     def __init__(self, ann_file: str, img_dir: str | None = None, tasks=("<OD>",), on_bad_record: str = "error"):
         super().__init__(on_bad_record)
-        tasks = _tasks(tasks, self.TASKS)
+        tasks = _tasks(tasks, self.TASKS, type(self).__name__)
         img_dir = img_dir if img_dir is not None else os.path.dirname(os.path.abspath(ann_file))
         data = _read_json(ann_file)
         images = _Images.coco(self, ann_file, data, img_dir)

@@ -23,7 +23,7 @@ import torch
 from ..processing.image import ImageProcessor
 from ..registry import DATASETS
 from ..task import get_task
-from .shards import reader_placement, worker_slot
+from .shards import epoch_part, reader_placement, worker_slot
 
 __all__ = ["ImageTasks", "MultiTaskDataset", "MultiTaskStream", "TaskSample", "model_inputs"]
 
@@ -57,6 +57,14 @@ def _build(cfg):
     return DATASETS.build(cfg) if isinstance(cfg, dict) else cfg
 
 
+def _weights(weights, n: int) -> list:
+    """``weights`` checked: one non-negative number per dataset, with a positive sum."""
+    weights = list(weights)
+    if len(weights) != n or min(weights) < 0 or sum(weights) <= 0:
+        raise ValueError(f"weights must be {n} non-negative numbers with a positive sum, got {weights}")
+    return weights
+
+
 @DATASETS.register_module()
 class MultiTaskDataset(torch.utils.data.Dataset):
     """Mix source datasets.
@@ -75,11 +83,7 @@ class MultiTaskDataset(torch.utils.data.Dataset):
         self.datasets = [_build(d) for d in datasets]
         if not self.datasets:
             raise ValueError("MultiTaskDataset needs at least one dataset")
-        if weights is not None:
-            if len(weights) != len(self.datasets) or min(weights) < 0 or sum(weights) <= 0:
-                raise ValueError(f"weights must be {len(self.datasets)} non-negative numbers with a positive sum, "
-                                 f"got {weights}")
-        self.weights = weights
+        self.weights = None if weights is None else _weights(weights, len(self.datasets))
         self.sizes = [len(d) for d in self.datasets]
         self.offsets = [0]
         for n in self.sizes:
@@ -152,9 +156,7 @@ class _MapStream:
 
         def indices():
             for epoch in itertools.count():
-                order = list(range(self.samples))
-                random.Random(f"{self.seed}/{epoch}").shuffle(order)
-                yield from order[reader::readers]
+                yield from epoch_part(range(self.samples), self.seed, epoch, reader, readers)
         name = type(self.dataset).__name__
         for i in itertools.islice(indices(), skip, None):
             yield {**self.dataset[i], "source": f"{name}[{i}]"}
@@ -189,10 +191,7 @@ class MultiTaskStream(torch.utils.data.IterableDataset):
         if not self.sources:
             raise ValueError("MultiTaskStream needs at least one dataset")
         sizes = [s.samples for s in self.sources]
-        weights = sizes if weights is None else list(weights)
-        if len(weights) != len(sizes) or min(weights) < 0 or sum(weights) <= 0:
-            raise ValueError(f"weights must be {len(sizes)} non-negative numbers with a positive sum, got {weights}")
-        self.weights = weights
+        self.weights = sizes if weights is None else _weights(weights, len(sizes))
         self.processor = ImageProcessor(size=image_size)
         self.start = 0, 0  # (batches already trained on this rank, batch size): see fast_forward
 

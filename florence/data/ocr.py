@@ -42,7 +42,7 @@ class OcrDataset(_Adapter):
 
     def __init__(self, ann_file: str, img_dir: str, tasks=TASKS, on_bad_record: str = "error"):
         super().__init__(on_bad_record)
-        tasks = _tasks(tasks, self.TASKS)
+        tasks = _tasks(tasks, self.TASKS, type(self).__name__)
         data = _read_json(ann_file)
         if not isinstance(data, dict) or not {"imgs", "anns"} <= data.keys():
             raise ValueError(f"{ann_file}: expected TextOCR-style json with 'imgs' and 'anns'")

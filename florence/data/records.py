@@ -207,17 +207,17 @@ def _as_record(record) -> dict:
     return record
 
 
-def _tasks(tasks, defaults) -> list[str]:
+def _tasks(tasks, defaults, owner: str) -> list[str]:
     """The tokens of ``tasks``: registered tasks that make their samples from image annotations (a
-    format's ``defaults`` are those its annotations fully serve)."""
+    format's ``defaults`` are those its annotations fully serve); errors begin with ``owner``."""
     tasks = [tasks] if isinstance(tasks, str) else list(tasks)
     if not tasks:
-        raise ValueError(f"tasks must name at least one task, e.g. {list(defaults)}")
+        raise ValueError(f"{owner}: tasks must name at least one task, e.g. {list(defaults)}")
     found = [_task(t) for t in tasks]
     unable = [t.token for t in found if t.make is None]
     if unable:
-        raise ValueError(f"tasks {unable} cannot be made from image annotations (registered without make=...); "
-                         f"this format serves e.g. {list(defaults)}")
+        raise ValueError(f"{owner}: tasks {unable} cannot be made from image annotations (registered without "
+                         f"make=...); it serves e.g. {list(defaults)}")
     return [t.token for t in found]
 
 

@@ -31,7 +31,7 @@ class RefCoco(_Adapter):
     def __init__(self, refs_file: str, instances_file: str, img_dir: str, split: str | None = "train",
                  tasks=TASKS, on_bad_record: str = "error"):
         super().__init__(on_bad_record)
-        self.tasks = _tasks(tasks, self.TASKS)
+        self.tasks = _tasks(tasks, self.TASKS, type(self).__name__)
         refs = _read_json(refs_file) if str(refs_file).endswith(".json") else _read_pickle(refs_file)
         data = _read_json(instances_file)
         images = _Images.coco(self, instances_file, data, img_dir)

@@ -42,7 +42,7 @@ from ..atomic import open_atomic, write_text
 from ..processing.image import load_image, to_rgb
 from ..registry import DATASETS
 
-__all__ = ["ShardedDataset", "read_manifest", "reader_placement", "worker_slot", "write_shards"]
+__all__ = ["ShardedDataset", "epoch_part", "read_manifest", "reader_placement", "worker_slot", "write_shards"]
 
 MANIFEST = "manifest.json"
 FORMAT = "florence-shards"
@@ -162,6 +162,15 @@ def reader_placement(rank: int, world_size: int, worker: int | None = None, work
     return rank * workers + worker, world_size * workers
 
 
+def epoch_part(items, seed: int, epoch: int, reader: int, readers: int, shuffle: bool = True) -> list:
+    """Reader ``reader``'s part of ``items`` in ``epoch``: permuted from (seed, epoch), then dealt out
+    (``reader, reader + readers, ...``), so the readers' parts of an epoch hold every item once."""
+    items = list(items)
+    if shuffle:
+        random.Random(f"{seed}/{epoch}").shuffle(items)
+    return items[reader::readers]
+
+
 def _dist_info(rank, world_size) -> tuple[int, int]:
     if rank is None or world_size is None:
         from mmengine.dist import get_dist_info
@@ -208,12 +217,6 @@ class ShardedDataset(torch.utils.data.IterableDataset):
     def _url(self, name: str) -> str:
         return name if "://" in name or name.startswith("pipe:") else str(self.folder / name)
 
-    def _epoch_shards(self, epoch: int, reader: int, readers: int) -> list[str]:
-        names = [name for name, _ in self.shards]
-        if self.shuffle:
-            random.Random(f"{self.seed}/{epoch}").shuffle(names)
-        return names[reader::readers]
-
     def _records(self, names: list[str]):
         """(source, raw sample) of the named shards in order: the tar members grouped by key, not decoded."""
         from webdataset.gopen import gopen
@@ -234,7 +237,7 @@ class ShardedDataset(torch.utils.data.IterableDataset):
                              "(write_shards(samples_per_shard=...)) or use fewer workers")
         self._check_balance(readers)
         for epoch in itertools.count():
-            names = self._epoch_shards(epoch, reader, readers)
+            names = epoch_part(self._sizes, self.seed, epoch, reader, readers, self.shuffle)
             length = sum(self._sizes[n] for n in names)
             if skip >= length:
                 skip -= length

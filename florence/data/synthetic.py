@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..registry import DATASETS
 from ..task import ImageAnnotations, Region, Word, get_task
+from .records import _tasks
 
 __all__ = ["SyntheticScenes", "Scene", "make_scene", "vocabulary_texts", "category_names"]
 
@@ -244,11 +245,7 @@ class SyntheticScenes:
             if missing:
                 raise ValueError(f"task_weights has no weight for {missing}")
             task_weights = [task_weights[t] for t in tasks]
-        self.tasks = [get_task(t).token for t in (tasks or SUPPORTED_TASKS)]
-        unable = [t for t in self.tasks if get_task(t).make is None]
-        if unable:
-            raise ValueError(f"SyntheticScenes cannot annotate {unable}: they make no samples from image annotations "
-                             f"(registered without make=...); the built-in ones it covers: {list(SUPPORTED_TASKS)}")
+        self.tasks = _tasks(tasks or SUPPORTED_TASKS, SUPPORTED_TASKS, "SyntheticScenes")
         if task_weights is not None:
             task_weights = list(task_weights)
             if len(task_weights) != len(self.tasks):
