@@ -14,8 +14,12 @@ The rules follow the published post-processing:
 - boxes: a label (text without ``<``) followed by >= 4 location tokens; every 4 consecutive
   tokens are one box of that label; without labels (region proposals), any run of >= 4. Unlike
   the published parser, a label never starts inside a token (``<loc_1>..<loc_4>cat<loc_5>..``
-  gives ``cat``, not ``loc_4>cat``);
-- quads: any text followed by 8 location tokens (OCR with regions);
+  gives ``cat``, not ``loc_4>cat``). A box whose corners come inverted (``x2 < x1`` or ``y2 < y1``)
+  is returned with its corners ordered, the rectangle the two points span: the published parser
+  returns it as generated, an inverted box that no box metric or drawing can use, and dropping it
+  would lose an object the model did locate. Well-formed outputs parse exactly as published;
+- quads: any text followed by 8 location tokens (OCR with regions), four points kept in the order
+  generated (a quad of rotated or mirrored text has no corner order to restore);
 - polygons: runs of location / ``<sep>`` / ``<poly>`` / ``</poly>`` tokens; ``<poly>...</poly>``
   groups are instances, ``<sep>`` separates the parts of one instance, an odd trailing
   coordinate is dropped.
@@ -93,7 +97,8 @@ def _chunks(pattern: re.Pattern, text: str):
 
 
 def parse_boxes(text: str, image_size, scores=None, labelled: bool = True) -> list[Item]:
-    """Boxes ``[x1, y1, x2, y2]`` with their labels (``""`` when ``labelled=False``)."""
+    """Boxes ``[x1, y1, x2, y2]`` (``x1 <= x2``, ``y1 <= y2``: inverted corners are ordered) with their
+    labels (``""`` when ``labelled=False``)."""
     text = clean_text(text)
     locs, items = _Locations(text, scores), []
     for label, start, end in _chunks(_BOX_LABELLED if labelled else _BOX_RUN, text):
@@ -101,7 +106,9 @@ def parse_boxes(text: str, image_size, scores=None, labelled: bool = True) -> li
             idx = locs.span(box.start(), box.end())
             bins = locs.bins(idx)
             if bins is not None:
-                items.append(Item(label, [_QUANTIZER.dequantize(bins, image_size)], locs.score(idx)))
+                x1, y1, x2, y2 = _QUANTIZER.dequantize(bins, image_size)
+                box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
+                items.append(Item(label, [box], locs.score(idx)))
     return items
 
 

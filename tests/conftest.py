@@ -7,6 +7,13 @@ import re
 
 import pytest
 import torch
+from hypothesis import settings
+
+# property tests: the same examples every run in CI (a failure is a defect to fix, never chance), and a
+# long random search for whoever changes a parser: pytest ... --hypothesis-profile=fuzz
+settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile("ci")
 
 TEXTS = [
     "What does the image describe?", "Describe in detail what is shown in the image.",

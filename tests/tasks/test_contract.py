@@ -104,12 +104,17 @@ malformed = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=5)), ma
 
 
 @pytest.mark.parametrize("task", TASKS, ids=IDS)
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])  # examples: the profile
 @given(text=malformed, scores=st.none() | st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=30),
        w=st.integers(1, 5000), h=st.integers(1, 5000))
-@example(text="<loc_0><loc_0><loc_0><loc_0>", scores=None, w=1, h=1)  # a two-point polygon (found by the fuzzer)
+# every failure the fuzzer found so far, run first, every time
+@example(text="<loc_0><loc_0><loc_0><loc_0>", scores=None, w=1, h=1)  # a two-point polygon
+@example(text="><loc_0><loc_999><loc_0><loc_0>", scores=None, w=1, h=1)  # inverted corners (y2 < y1)
 def test_decode_never_raises(task, text, scores, w, h):
-    """Any text (and any scores) parses to a well-formed output, never an exception."""
+    """Any text (and any scores) parses to a well-formed output, never an exception. CI draws the same
+    300 texts every run (tests/conftest.py's ``ci`` profile: derandomized); whoever changes a parser
+    also runs the long random search: ``pytest tests/tasks/test_contract.py -k decode
+    --hypothesis-profile=fuzz`` (20,000 new texts per task), and adds what it finds as an ``@example``."""
     out = task.decode_output(text, (w, h), scores)
     assert isinstance(out, (str, dict)) and not is_malformed(out), out
     if scores:  # also with one score per location token, so the scoring path runs
@@ -128,3 +133,16 @@ def test_bad_annotations_named(task):
     with pytest.raises(TaskError, match="non-finite|numbers|coordinates"):
         task.encode_target({key: [[1, 2, float("nan"), 4, 5, 6, 7, 8]] if key != "polygons" else [[[1, float("nan"), 3, 4]]],
                             "labels": ["x"], "bboxes_labels": ["x"]}, (100, 100))
+
+
+@pytest.mark.parametrize("task", [t for t in TASKS if t.output_kind in ("boxes", "open_vocabulary")],
+                         ids=lambda t: t.name)
+def test_inverted_box_corners_come_ordered(task):
+    """x2 < x1 and y2 < y1 as generated: the rectangle the two corners span, in (x1, y1, x2, y2)
+    order (the published parser returns the inverted box); the quad of OCR keeps its points."""
+    out = task.decode_output("</s><s>car<loc_600><loc_800><loc_100><loc_200></s>", (1000, 500), [-0.1] * 4)
+    assert out["bboxes"] == [[100.5, 100.25, 600.5, 400.25]] and out["scores"] == [pytest.approx(math.exp(-0.1))]
+    assert not is_malformed(out)
+    quad = florence.get_task("<OCR_WITH_REGION>").decode_output(
+        "</s><s>AB<loc_600><loc_800><loc_100><loc_800><loc_100><loc_200><loc_600><loc_200></s>", (1000, 500))
+    assert quad["quad_boxes"] == [[600.5, 400.25, 100.5, 400.25, 100.5, 100.25, 600.5, 100.25]]
