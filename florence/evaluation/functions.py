@@ -18,6 +18,7 @@ from collections import Counter
 import numpy as np
 
 from ..plugins import hookimpl
+from .vqa_official import ARTICLES, CONTRACTIONS, NUMBERS, PUNCTUATION
 
 __all__ = ["METRIC_FUNCTIONS", "box_iou", "box_precision_recall", "ptb_tokenize"]
 
@@ -311,17 +312,7 @@ def anls(samples, threshold: float = 0.5) -> dict:
     return {"ANLS": total / len(samples) if samples else 0.0}
 
 
-# VQA answer normalisation, following the rules of the official VQA evaluation
-_CONTRACTIONS = {"aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've", "couldnt": "couldn't",
-                 "didnt": "didn't", "doesnt": "doesn't", "dont": "don't", "hadnt": "hadn't", "hasnt": "hasn't",
-                 "havent": "haven't", "hed": "he'd", "hes": "he's", "im": "i'm", "ive": "i've", "isnt": "isn't",
-                 "itd": "it'd", "itll": "it'll", "lets": "let's", "shouldnt": "shouldn't", "thats": "that's",
-                 "theres": "there's", "theyre": "they're", "theyve": "they've", "wasnt": "wasn't", "werent": "weren't",
-                 "whats": "what's", "wont": "won't", "wouldnt": "wouldn't", "youre": "you're", "youve": "you've"}
-_NUMBERS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6",
-            "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
-_ARTICLES = {"a", "an", "the"}
-_PUNCT = [";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<", "@", "`", ",", "?", "!"]
+# VQA answer normalisation: the official evaluation's rules over its own tables (vqa_official.py)
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_NUM = re.compile(r"(\d)(,)(\d)")
 
@@ -337,7 +328,7 @@ def _vqa_normalize(answer: str) -> str:
     given = _vqa_clean(answer)
     a = given
     numbers_with_commas = re.search(_COMMA_NUM, given) is not None
-    for p in _PUNCT:
+    for p in PUNCTUATION:
         if (p + " " in given or " " + p in given) or numbers_with_commas:
             a = a.replace(p, "")
         else:
@@ -345,9 +336,9 @@ def _vqa_normalize(answer: str) -> str:
     a = _PERIOD.sub("", a, count=32)
     words = []
     for w in a.lower().split():
-        w = _NUMBERS.get(w, w)
-        if w not in _ARTICLES:
-            words.append(_CONTRACTIONS.get(w, w))
+        w = NUMBERS.get(w, w)
+        if w not in ARTICLES:
+            words.append(CONTRACTIONS.get(w, w))
     return " ".join(words)
 
 

@@ -5,6 +5,7 @@ import io
 import os
 import random
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +281,90 @@ def test_vqa_normalisation_follows_the_official_evaluation(answer, normalised):
     acc = M["vqa_accuracy"]([dict(task="<VQA>", image_size=(1, 1), text_input="q", pred=answer,
                                   gt=[normalised] * 3 + ["something else"] * 7)])["vqa_accuracy"]
     assert acc == pytest.approx(0.9)  # 3 of 10 match: 7 subsets keep all 3 (1.0), 3 keep 2 (2/3)
+
+
+def official_contractions() -> dict:
+    """The published table (tests/evaluation/data/vqaEval_contractions.txt, the official file's lines)."""
+    import ast
+
+    text = (Path(__file__).with_name("data") / "vqaEval_contractions.txt").read_text()
+    body = text[text.index("{"):text.rindex("}") + 1].replace("\\\n", " ")
+    return ast.literal_eval(body)
+
+
+def official_normalize(answer: str, table: dict) -> str:
+    """The official evaluation's answer normalisation, written here from its published description
+    (independently of florence's): newlines and tabs become spaces and the ends are stripped; each of
+    the marks ; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? ! is deleted if the answer (as given) has it
+    beside a space or has a comma between two digits, and becomes a space otherwise; then periods
+    not followed by a digit are deleted, the first 32 only (``re.UNICODE`` passed as the count); then
+    the words, lower-cased, get digits for number words, lose articles, and are looked up in the
+    contractions table."""
+    given = answer.replace("\n", " ").replace("\t", " ").strip()
+    digits = "0123456789"
+    comma_between_digits = any(a in digits and b == "," and c in digits for a, b, c in zip(given, given[1:], given[2:]))
+    text = given
+    for mark in ';/[]"{}()=+\\_-><@`,?!':
+        delete = comma_between_digits or (mark + " ") in given or (" " + mark) in given
+        text = text.replace(mark, "" if delete else " ")
+    kept, removed = [], 0
+    for i, ch in enumerate(text):  # periods, scanning the text as it was before any is removed
+        if ch == "." and removed < 32 and not (i + 1 < len(text) and text[i + 1] in digits):
+            removed += 1
+            continue
+        kept.append(ch)
+    numbers = dict(zip("none zero one two three four five six seven eight nine ten".split(),
+                       "0 0 1 2 3 4 5 6 7 8 9 10".split()))
+    words = [numbers.get(w, w) for w in "".join(kept).lower().split()]
+    return " ".join(table.get(w, w) for w in words if w not in ("a", "an", "the"))
+
+
+def test_vqa_contractions_are_the_official_table():
+    from florence.evaluation.vqa_official import CONTRACTIONS
+
+    official = official_contractions()
+    assert len(official) == 120 and list(CONTRACTIONS.items()) == list(official.items())
+
+
+@pytest.mark.parametrize("key", sorted(official_contractions()))
+def test_vqa_every_contraction_entry_normalises_as_the_official_evaluation(key):
+    from florence.evaluation.functions import _vqa_normalize
+
+    official = official_contractions()
+    expected = official_normalize(key, official)
+    assert _vqa_normalize(key) == expected
+    assert _vqa_normalize(f"The {key}, 2") == official_normalize(f"The {key}, 2", official)
+    if key == key.lower() and not set(key) & set(';/[]"{}()=+\\_-><@`,?!.'):
+        assert expected == official[key]  # reachable: the entry applies
+
+
+@pytest.mark.parametrize("answer,normalised", [
+    ("im", "im"), ("ive", "ive"), ("lets", "lets"),  # the official keys are "Im", "Ive", "let's": never hit
+    ("oclock", "o'clock"), ("weve", "we've"), ("whos", "who's"), ("wheres", "where's"), ("somebodys", "somebody's"),
+    ("yall", "y'all"), ("twas", "'twas"), ("maam", "ma'am"), ("shant", "shan't"), ("it's 5 oclock", "it's 5 o'clock"),
+])
+def test_vqa_contraction_quirks(answer, normalised):
+    from florence.evaluation.functions import _vqa_normalize
+
+    assert _vqa_normalize(answer) == normalised
+
+
+def test_vqa_normalisation_equals_the_official_rules_on_fuzzed_answers():
+    from florence.evaluation.functions import _vqa_normalize
+
+    official = official_contractions()
+    rng = random.Random(2026)
+    pieces = (list(official) + [k.upper() for k in list(official)[:10]] + list(";/[]\"{}()=+\\_-><@`,?!.:'")
+              + ["none", "Two", "ten", "eleven", "a", "An", "the", "dog", "1", "3", "0", ".5", "1,000", "x.y"]
+              + [" ", " ", " ", "\t", "\n", ""])
+    differ = []
+    for _ in range(20_000):
+        answer = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        if rng.random() < 0.02:
+            answer = "x." * rng.randint(30, 40)  # past the 32-period count
+        if _vqa_normalize(answer) != official_normalize(answer, official):
+            differ.append(answer)
+    assert not differ, differ[:5]
 
 
 def test_vqa_answers_are_compared_verbatim_when_annotators_agree():
