@@ -33,6 +33,31 @@ _EXTRA_OF = {"mmcv": "downstream", "mmdet": "downstream", "mmseg": "downstream",
              "deepspeed": "deepspeed"}
 
 
+# where an import error's message names the module that is missing (when its ``name`` is not set)
+_MISSING_IN_MESSAGE = re.compile(r"No module named '([\w.]+)'|import of ([\w.]+) halted")
+
+
+def missing_extra(error: BaseException):
+    """``(package, extra)`` when ``error`` comes from a package that only an extra installs, else None.
+    The module that is actually missing is the innermost import error of the exception chain: mmengine's
+    lazy imports re-raise "Failed to import florence.engine.deepspeed in CONFIG ..." around the
+    ModuleNotFoundError of ``deepspeed`` itself, and that outer message names the importer first."""
+    chain = []
+    while error is not None and error not in chain:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    for e in reversed(chain):  # innermost first
+        if not isinstance(e, ImportError):
+            continue
+        found = _MISSING_IN_MESSAGE.search(str(e))
+        name = e.name or (next(g for g in found.groups() if g) if found else None)
+        if name:
+            package = name.partition(".")[0]
+            extra = _EXTRA_OF.get(package)
+            return (package, extra) if extra else None
+    return None
+
+
 @contextlib.contextmanager
 def explain_missing_extras(config):
     """Around loading and running ``config``: a package of an extra that is not installed (mmdet /
@@ -42,15 +67,11 @@ def explain_missing_extras(config):
     try:
         yield
     except ModuleNotFoundError as e:
-        # mmengine's lazy imports re-raise without ``name``: "Failed to import mmdet.models in ..."
-        name = e.name
-        if not name:
-            found = re.search(r"No module named '([\w.]+)'|import of ([\w.]+) halted|Failed to import ([\w.]+)", str(e))
-            name = next((g for g in found.groups() if g), "") if found else ""
-        extra = _EXTRA_OF.get(name.partition(".")[0])
-        if extra is None:
+        found = missing_extra(e)
+        if found is None:
             raise
-        raise SystemExit(f"{config} needs the {extra} extra, which is not installed ({name} is missing): "
+        package, extra = found
+        raise SystemExit(f"{config} needs the {extra} extra, which is not installed ({package} cannot be imported): "
                          f"bash tools/install.sh --{extra}  (or: pip install -e '.[{extra}]')") from e
 
 

@@ -14,6 +14,9 @@ import florence.engine  # noqa: F401
 from florence import hardware
 from florence.engine.runtime import AtomicLocalBackend, AutocastOptimWrapper
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
 
 def test_checkpoints_load_with_weights_only_and_test_tool_writes_table(make_config, tmp_path):
     cfg = make_config(max_iters=4, work_dir=str(tmp_path / "w"))
@@ -115,34 +118,80 @@ def test_keep_freed_memory_reuses_pages_instead_of_faulting_them_in(tmp_path):
     assert default > 300_000_000 // 4096 // 2 and kept < 0.6 * default
 
 
-@pytest.mark.parametrize("module, extra", [("mmdet", "downstream"), ("deepspeed", "deepspeed")])
-def test_a_config_needing_an_uninstalled_extra_names_the_install_command(tmp_path, monkeypatch, module, extra):
-    """What tools/train.py and tools/test.py wrap a run in: the extra's package, imported lazily by
-    mmengine when the model is built from the config, stops the run with the command that installs it."""
+def configs_needing_extras() -> dict:
+    """Every shipped training config that needs an extra, by extra: configs/downstream/ (mmdet / mmseg /
+    mmcv), and configs with a DeepSpeed ``strategy``."""
+    from mmengine.config import Config
+
+    needs = {"downstream": [], "deepspeed": []}
+    for path in sorted(ROOT.glob("configs/**/*.py")):
+        relative = path.relative_to(ROOT)
+        if "_base_" in relative.parts or relative.parts[1] == "data_engine":  # pieces; not a training config
+            continue
+        if relative.parts[1] == "downstream":
+            needs["downstream"].append(str(relative))
+        elif "strategy" in Config.fromfile(str(path)):
+            needs["deepspeed"].append(str(relative))
+    return needs
+
+
+@pytest.mark.parametrize("extra, packages", [("downstream", "mmcv,mmdet,mmseg,ftfy"), ("deepspeed", "deepspeed")])
+def test_every_config_needing_an_uninstalled_extra_names_the_install_command(tmp_path, extra, packages):
+    """tools/train.py and tools/test.py on each shipped config that needs ``extra``, with the extra's
+    packages unimportable (in a process of its own): both stop with the command that installs it
+    (tools/test.py on a DeepSpeed config needs no DeepSpeed: it gets as far as the checkpoint)."""
+    import json
+    import subprocess
+    import sys
+
+    configs = configs_needing_extras()[extra]
+    assert configs, f"no shipped config needs the {extra} extra: the test would test nothing"
+    out = subprocess.run([sys.executable, str(HERE / "extras_run.py"), packages, str(tmp_path), *configs],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    runs = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(runs) == 2 * len(configs), out.stdout[-3000:] + out.stderr[-3000:]
+    for run in runs:
+        if extra == "deepspeed" and run["tool"] == "test":  # evaluation runs on the plain Runner: no DeepSpeed
+            assert run["stopped"].startswith("FileNotFoundError") and "none.pth" in run["stopped"], run
+            continue
+        assert run["stopped"].startswith(f"SystemExit: {run['config']} needs the {extra} extra, which is not "
+                                         f"installed (") and f"bash tools/install.sh --{extra}" in run["stopped"], run
+
+
+def test_an_import_error_outside_the_extras_stays_as_it_is(tmp_path, monkeypatch):
+    """A typo in a config, or a missing module an extra does not install, is not blamed on an extra;
+    an extra's package missing under another module's lazy import is (the innermost error counts)."""
     import sys
 
     from mmengine.config import Config
 
     from florence.engine import explain_missing_extras
+    from florence.engine.runtime import missing_extra
     from florence.registry import MODELS
 
-    def build(path):
-        with explain_missing_extras(path):
-            MODELS.build(Config.fromfile(path).model)
-
-    config = tmp_path / "needs_extra.py"
-    config.write_text(f"from {module}.models import Anything\nmodel = dict(type=Anything)\n")
-    for name in [m for m in sys.modules if m.startswith(module + ".")]:  # as if never imported ...
-        monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, module, None)  # ... nor installed: importing it raises ModuleNotFoundError
-    with pytest.raises(SystemExit, match=rf"needs_extra.py needs the {extra} extra.*bash tools/install.sh --{extra}"):
-        build(str(config))
     typo = tmp_path / "typo.py"
     typo.write_text("from no_such_module_anywhere import Anything\nmodel = dict(type=Anything)\n")
-    with pytest.raises(ModuleNotFoundError, match="no_such_module_anywhere"):  # not an extra's: as it is
-        build(str(typo))
+    with pytest.raises(ModuleNotFoundError, match="no_such_module_anywhere"):
+        with explain_missing_extras(str(typo)):
+            MODELS.build(Config.fromfile(str(typo)).model)
+    try:  # mmengine's shape: "Failed to import mmdet.models in ... for No module named 'foo'"
+        try:
+            raise ModuleNotFoundError("No module named 'foo'", name="foo")
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError("Failed to import mmdet.models in x.py, line 1 for No module named 'foo'")
+    except ModuleNotFoundError as e:
+        assert missing_extra(e) is None  # mmdet is there; foo is what is missing
+    monkeypatch.setitem(sys.modules, "deepspeed", None)
+    try:
+        try:
+            import deepspeed  # noqa: F401
+        except ModuleNotFoundError:
+            raise ModuleNotFoundError("Failed to import florence.engine.deepspeed in c.py, line 20 for import of "
+                                      "deepspeed halted; None in sys.modules")
+    except ModuleNotFoundError as e:
+        assert missing_extra(e) == ("deepspeed", "deepspeed")
     for tool in ("train.py", "test.py"):  # both tools run inside it
-        assert "with explain_missing_extras(args.config):" in (Path(__file__).parents[2] / "tools" / tool).read_text()
+        assert "with explain_missing_extras(args.config):" in (ROOT / "tools" / tool).read_text()
 
 
 def _accumulation_case(accumulate: bool, counts: int, token_weighted: bool = True):
