@@ -178,3 +178,35 @@ def test_hub_unreachable_says_how_to_pass_a_folder(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(CheckpointError, match=r"could not download 'microsoft/Florence-2-large'.*pass the folder"):
         Florence2ForConditionalGeneration.from_pretrained("microsoft/Florence-2-large")
+
+
+def test_folder_atomic_replaces_a_folder_whole_or_not_at_all(tmp_path):
+    """An exported model folder appears complete when its writer ends, and an error mid-write leaves
+    the previous folder as it was and no work folder; a killed writer's leftovers are cleared."""
+    from florence.atomic import folder_atomic
+
+    target = tmp_path / "model"
+    with folder_atomic(target) as tmp:
+        assert not target.exists()
+        (tmp / "config.json").write_text("1")
+    assert [p.name for p in target.iterdir()] == ["config.json"]
+    with pytest.raises(RuntimeError):
+        with folder_atomic(target) as tmp:
+            (tmp / "config.json").write_text("2")
+            raise RuntimeError("killed mid-export")
+    assert (target / "config.json").read_text() == "1" and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (tmp_path / ".model.tmp").mkdir()  # what a SIGKILL leaves
+    (tmp_path / ".model.tmp" / "config.json").write_text("partial")
+    with folder_atomic(target) as tmp:
+        assert not (tmp / "config.json").exists()
+        (tmp / "config.json").write_text("3")
+        (tmp / "tokenizer.json").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "tokenizer.json"] and sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    (target / "notes.txt").write_text("mine")  # a file the writer does not write: never deleted
+    with pytest.raises(FileExistsError, match=r"model holds files that the new model would not: notes.txt"):
+        with folder_atomic(target) as tmp:
+            (tmp / "config.json").write_text("4")
+            (tmp / "tokenizer.json").write_text("4")
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "notes.txt", "tokenizer.json"]
+    assert (target / "config.json").read_text() == "3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import write_text
 from ..processing.quantizer import Quantizer
 from ..task import get_task
 
@@ -97,7 +98,7 @@ def write_jsonl(dataset, out_file, images: str = "copy") -> int:
         else:
             record["target"] = task["target_text"]
         lines.append(json.dumps(_jsonable(record)))
-    out_file.write_text("".join(line + "\n" for line in lines))
+    write_text(out_file, "".join(line + "\n" for line in lines))  # whole or not at all (a kill mid-write)
     return len(lines)
 
 
@@ -112,7 +113,7 @@ def write_maestro(dataset, folder, split: str = "train", images: str = "copy") -
                                                else quantizer.box_tokens(text_input, size))
         target = task.get("target_text") or get_task(token).encode_target(task["annotation"], size)
         lines.append(json.dumps(dict(image=place(index, item["image"]), prefix=token + given, suffix=target)))
-    (out / "annotations.jsonl").write_text("".join(line + "\n" for line in lines))
+    write_text(out / "annotations.jsonl", "".join(line + "\n" for line in lines))
     return out / "annotations.jsonl"
 
 
@@ -149,5 +150,5 @@ def write_coco(dataset, out_file, images: str = "copy", tasks=("<OD>",)) -> dict
             annotations.append(record)
     coco = dict(images=list(images_out.values()), annotations=annotations,
                 categories=[dict(id=i, name=name) for name, i in categories.items()])
-    out_file.write_text(json.dumps(coco))
+    write_text(out_file, json.dumps(coco))
     return coco

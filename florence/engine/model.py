@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 
 from .. import accel, hardware
+from ..atomic import folder_atomic
 from ..data.multitask import ImageTasks
 from ..generation import generate_texts
 from ..models import Florence2ForConditionalGeneration
@@ -388,11 +389,13 @@ class Florence2Model(BaseModel):
         """Write the trained model as a Florence-2 checkpoint folder (weights, config, tokenizer and
         ``preprocessor_config.json`` with ``image_size``, the side the model was trained at) that
         :func:`florence.pipeline` and ``from_pretrained`` load; LoRA adapters are merged into the
-        weights, the training-only heads (reconstruction, objects) are left out."""
+        weights, the training-only heads (reconstruction, objects) are left out. The folder is written
+        atomically: a kill mid-export leaves the previous folder (or none), never a partial one."""
         model = copy.deepcopy(self.model)
         merge_lora_(model)
-        model.save_pretrained(folder, layout=layout)
-        Florence2Processor(self.tokenizer, ImageProcessor(size=int(image_size))).save_pretrained(folder)
+        with folder_atomic(folder) as tmp:  # ``folder`` appears complete or not at all (a kill mid-export)
+            model.save_pretrained(tmp, layout=layout)
+            Florence2Processor(self.tokenizer, ImageProcessor(size=int(image_size))).save_pretrained(tmp)
 
     def forward(self, pixel_values, input_ids, attention_mask=None, labels=None, data_samples=None,
                 image_index=None, mode: str = "tensor"):

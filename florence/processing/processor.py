@@ -1,6 +1,7 @@
 """``Florence2Processor``: images and prompt text -> model inputs; generated ids -> text."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from .image import ImageProcessor
@@ -36,7 +37,13 @@ class Florence2Processor:
         return cls(load_tokenizer(Path(folder)), ImageProcessor.from_pretrained(folder, **image_kwargs))
 
     def save_pretrained(self, folder):
-        self.tokenizer.save_pretrained(str(folder))
+        """The tokenizer files and ``preprocessor_config.json``. The tokenizer is saved without the
+        truncation and padding its backend keeps from its last call (they would make the saved file
+        depend on what the tokenizer encoded before: not part of the tokenizer)."""
+        tokenizer = copy.deepcopy(self.tokenizer)
+        tokenizer.backend_tokenizer.no_truncation()
+        tokenizer.backend_tokenizer.no_padding()
+        tokenizer.save_pretrained(str(folder))
         self.image_processor.save_pretrained(folder)
 
     def __call__(self, images=None, text=None, max_length: int | None = None):

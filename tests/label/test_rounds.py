@@ -1,7 +1,14 @@
 """The data engine's rounds: label quality by filter stage (worked out by hand), and the whole loop at
 toy scale (a scripted detector labels, a florence model is trained on its labels and labels again, and the
 truth baseline); started again, it redoes nothing; a round left without labels stops with the reason."""
+import contextlib
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +100,78 @@ def test_a_round_without_labels_stops_with_the_reason(tmp_path):
         run_data_engine(cfg, tmp_path)  # KnownLabels drops every "moon"
     with pytest.raises(ValueError, match="needs train=dict"):
         run_data_engine(dict(cfg, train=None), tmp_path / "untrained")
+
+
+ROUNDS_RUN = Path(__file__).with_name("rounds_run.py")
+RESULTS = ("round_*/labels/**/*", "round_*/model/*", "round_*/heldout.json", "truth/labels.jsonl", "truth/model/*",
+           "truth/heldout.json", "report.json", "report.md")
+
+
+def start_rounds(work_dir, export_pause=0.0):
+    env = dict(os.environ, FLORENCE_TEST_EXPORT_PAUSE=str(export_pause), OMP_NUM_THREADS="1")
+    return subprocess.Popen([sys.executable, str(ROUNDS_RUN), str(work_dir)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+
+
+def kill(proc):
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and any dataloader worker of its training
+    proc.wait()
+    proc.stdout.close()
+
+
+def results(work_dir: Path) -> dict:
+    """Every result file of a data-engine run (labels, exported models, measurements, report) by its
+    path, bytes compared; the work dir's own path and the labelling speed left out."""
+    files = {}
+    for pattern in RESULTS:
+        for path in sorted(work_dir.glob(pattern)):
+            if path.is_file() and not path.name.startswith("."):
+                data = path.read_bytes()
+                if path.suffix in (".json", ".md"):
+                    data = data.decode().replace(str(work_dir), "WORK")
+                    if path.suffix == ".json":
+                        data = json.loads(data)
+                        for key in ("seconds", "images_per_second"):
+                            data.pop(key, None) if isinstance(data, dict) else None
+                files[str(path.relative_to(work_dir))] = data
+    return files
+
+
+def test_rounds_killed_at_random_moments_end_with_the_uninterrupted_runs_results(tmp_path):
+    """The whole loop (label, train, export, label, truth baseline, measurements) SIGKILLed inside a
+    model export (its weights written, its tokenizer not yet) and then at 4 random moments, started
+    again after each kill: the same labels, models (bit for bit), measurements and report as a run
+    never interrupted. Before exports were atomic, the restart after the first kill skipped the
+    half-written export and failed on its missing tokenizer."""
+    reference = tmp_path / "reference"
+    proc = start_rounds(reference)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "DONE" in out, out[-4000:]
+    expected = results(reference)
+    assert any("round_1/model/model.safetensors" == k for k in expected) and "truth/labels.jsonl" in expected
+
+    work = tmp_path / "killed"
+    proc = start_rounds(work, export_pause=60)
+    for line in proc.stdout:
+        if line.startswith("EXPORTING") and "round_1" in line:
+            break
+    kill(proc)
+    assert not (work / "round_1" / "model").exists()  # nothing under the model's name yet
+    rng, kills = random.Random(26), 1
+    for _ in range(4):
+        proc = start_rounds(work)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=rng.uniform(1.0, 9.0))  # a whole run takes ~10 s
+        if proc.poll() is None:
+            kill(proc)
+            kills += 1
+        else:
+            proc.stdout.close()
+    proc = start_rounds(work)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "DONE" in out, out[-4000:]
+    assert kills >= 3, f"only {kills} kills landed before the run ended"
+    got = results(work)
+    assert sorted(got) == sorted(expected)
+    differ = [name for name in expected if got[name] != expected[name]]
+    assert not differ, differ
