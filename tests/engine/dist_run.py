@@ -6,6 +6,7 @@ and, with ``--weights``, rank 0 its full final weights.
 With FLORENCE_TEST_SAVE_PAUSE=s every checkpoint file DeepSpeed writes prints ``SAVING <path>`` and
 waits s seconds after it is written: the kill test sends SIGKILL inside a save."""
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -72,13 +73,16 @@ def main():
     parser.add_argument("work_dir")
     parser.add_argument("--zero", type=int, help="DeepSpeed ZeRO stage (default: plain DDP)")
     parser.add_argument("--bf16", action="store_true", help="DeepSpeed's bf16 mode (default: float32)")
+    parser.add_argument("--shipped-precision", action="store_true",
+                        help="DeepSpeed's bf16 setting as the config ships it (enabled='auto')")
     parser.add_argument("--text-only", action="store_true", help="without the training-only image losses")
     parser.add_argument("--iters", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--interval", type=int, help="checkpoint interval (default: half the iterations)")
     parser.add_argument("--evaluate", action="store_true", help="run the evaluation loop at the end")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--weights", action="store_true", help="rank 0 saves its final weights (ZeRO < 3)")
+    parser.add_argument("--weights", action="store_true",
+                        help="rank 0 saves its final weights (with ZeRO-3 gathered from every rank)")
     parser.add_argument("--shards", help="train on this shard folder, streamed (MultiTaskStream)")
     parser.add_argument("--workers", type=int, default=0, help="dataloader workers")
     parser.add_argument("--image-size", type=int, default=64)
@@ -107,7 +111,8 @@ def main():
             announce_deepspeed_saves(float(os.environ["FLORENCE_TEST_SAVE_PAUSE"]))
         cfg.strategy.zero_optimization.stage = args.zero
         cfg.strategy.train_micro_batch_size_per_gpu = args.batch_size
-        cfg.strategy.bf16 = dict(enabled=args.bf16)
+        if not args.shipped_precision:
+            cfg.strategy.bf16 = dict(enabled=args.bf16)
         runner = FlexibleRunner.from_cfg(cfg)
     else:
         from mmengine.runner import Runner
@@ -125,8 +130,16 @@ def main():
                dtype=str(next(model.parameters()).dtype))
     if args.zero is not None:
         out["zero_stage"] = runner.model.model.zero_optimization_stage()
-    if args.weights and dist.get_rank() == 0:
-        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, Path(args.work_dir, "weights.pt"))
+    if args.weights:
+        gathered = contextlib.nullcontext()
+        if args.zero == 3:  # each rank holds a slice of every parameter: gather them whole
+            import deepspeed
+
+            gathered = deepspeed.zero.GatheredParameters(list(model.parameters()))
+        with gathered:
+            if dist.get_rank() == 0:
+                torch.save({k: v.detach().clone() for k, v in model.state_dict().items()},
+                           Path(args.work_dir, "weights.pt"))
     Path(args.work_dir, f"rank{dist.get_rank()}.json").write_text(json.dumps(out))
 
 

@@ -140,27 +140,10 @@ def assert_deepspeed_checkpoints_complete(work_dir: Path):
         assert Path(pointer.read_text().strip()).is_dir()
 
 
-@needs_deepspeed
-def test_deepspeed_bf16_evaluates_and_resumes_exactly_after_sigkill(tmp_path, plain_losses):
-    """ZeRO-2 in DeepSpeed's bf16 mode, 2 processes: losses within bf16 rounding of the float32 plain
-    run, the evaluation loop runs, and a run killed (SIGKILL to every process) while its second
-    checkpoint (iteration 4 of 4) is being written resumes from the first to the uninterrupted run's
-    exact weights."""
-    args = ("--zero", "2", "--bf16", "--text-only", "--iters", "4", "--interval", "2", "--weights")
-    straight = tmp_path / "straight"
-    ranks = run(straight, *args, "--evaluate", port=29551)
-    assert [r["dtype"] for r in ranks] == ["torch.bfloat16"] * 2 and [r["zero_stage"] for r in ranks] == [2, 2]
-    got = step_losses(ranks)
-    # bf16 keeps 8 bits of mantissa: logits off by ~0.4% move a loss near 9 by up to ~0.25 (measured:
-    # 0.1-2.5% over these steps); a wrong update or wrong data moves it by 5-50%
-    assert got == pytest.approx(plain_losses, rel=4e-2), (got, plain_losses)
-    table = json.loads((straight / "eval_last.json").read_text())  # rank 0's metric table of both ranks' samples
-    per_task = {r["task"]: r["samples"] for r in table}
-    assert sum(per_task.values()) == 4 and "<CAPTION>" in per_task  # the 4 held-out samples of both ranks
-    expected = torch.load(straight / "weights.pt", weights_only=True)
-
-    work = tmp_path / "killed"
-    proc = launch(work, *args, port=29552, pause=0.5)
+def kill_in_last_save_and_resume(work, args, ports) -> dict:
+    """A run of ``args`` (4 iterations, checkpoints every 2) SIGKILLed, every process, while its last
+    checkpoint (iteration 4) is being written, then resumed from the first: its final weights."""
+    proc = launch(work, *args, port=ports[0], pause=0.5)
     log = []
     for line in proc.stdout:
         log.append(line)
@@ -174,12 +157,63 @@ def test_deepspeed_bf16_evaluates_and_resumes_exactly_after_sigkill(tmp_path, pl
     assert_deepspeed_checkpoints_complete(work)
     assert Path((work / "last_checkpoint").read_text().strip()).name == "iter_2.pth"
 
-    proc = launch(work, *args, "--resume", port=29553)
+    proc = launch(work, *args, "--resume", port=ports[1])
     out, _ = proc.communicate(timeout=900)
     assert proc.returncode == 0, out[-6000:]
     assert "resumed epoch: 0, iter: 2" in out
-    got = torch.load(work / "weights.pt", weights_only=True)
-    differ = [k for k in expected if not torch.equal(got[k], expected[k])]
-    assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
     assert_deepspeed_checkpoints_complete(work)
     assert not list(work.glob(".*.tmp")), "the killed save's temporary folder was left behind"
+    return torch.load(work / "weights.pt", weights_only=True)
+
+
+def assert_same_weights(got: dict, expected: dict):
+    assert got.keys() == expected.keys()
+    differ = [k for k in expected if not torch.equal(got[k], expected[k])]
+    assert not differ, f"{len(differ)} tensors differ from the uninterrupted run, e.g. {differ[:3]}"
+
+
+@needs_deepspeed
+def test_deepspeed_config_as_shipped_evaluates_and_resumes_exactly_after_sigkill(tmp_path, plain_losses):
+    """The shipped DeepSpeed config's precision as it ships (bf16 "auto": DeepSpeed's bf16 mode where
+    this CPU computes bf16 natively, float32 elsewhere, logged), ZeRO-2, 2 processes: losses within
+    bf16 rounding of the float32 plain run, the evaluation loop runs, and a run killed (SIGKILL to
+    every process) while its second checkpoint (iteration 4 of 4) is being written resumes from the
+    first to the uninterrupted run's exact weights."""
+    from florence import hardware
+
+    native = hardware.native_bf16("cpu")
+    args = ("--zero", "2", "--shipped-precision", "--text-only", "--iters", "4", "--interval", "2", "--weights")
+    straight = tmp_path / "straight"
+    proc = launch(straight, *args, "--evaluate", port=29551)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-6000:]
+    ranks = [json.loads((straight / f"rank{r}.json").read_text()) for r in range(2)]
+    assert [r["dtype"] for r in ranks] == ["torch.bfloat16" if native else "torch.float32"] * 2
+    assert (f"DeepSpeed bf16 on: bf16 is native on cpu" if native else
+            "DeepSpeed bf16 off (float32): bf16 is not native on cpu") in out
+    assert [r["zero_stage"] for r in ranks] == [2, 2]
+    got = step_losses(ranks)
+    # bf16 keeps 8 bits of mantissa: logits off by ~0.4% move a loss near 9 by up to ~0.25 (measured:
+    # 0.1-2.5% over these steps); a wrong update or wrong data moves it by 5-50%
+    assert got == pytest.approx(plain_losses, rel=4e-2 if native else 1e-5), (got, plain_losses)
+    table = json.loads((straight / "eval_last.json").read_text())  # rank 0's metric table of both ranks' samples
+    per_task = {r["task"]: r["samples"] for r in table}
+    assert sum(per_task.values()) == 4 and "<CAPTION>" in per_task  # the 4 held-out samples of both ranks
+    expected = torch.load(straight / "weights.pt", weights_only=True)
+    assert_same_weights(kill_in_last_save_and_resume(tmp_path / "killed", args, (29552, 29553)), expected)
+
+
+@needs_deepspeed
+@pytest.mark.parametrize("native", [True, False])
+def test_deepspeed_bf16_auto_follows_the_hardware(monkeypatch, native):
+    """The shipped config's ``bf16=dict(enabled="auto")`` becomes DeepSpeed's bf16 mode exactly where
+    bf16 is native (both answers, whatever this CPU is; the log line is checked by the run above)."""
+    from florence import hardware
+    from florence.engine import load_config
+    from florence.engine.deepspeed import DeepSpeedStrategy
+
+    strategy = dict(load_config(str(ROOT / "configs/florence2/florence2_tiny_synthetic_deepspeed.py")).strategy)
+    assert strategy.pop("type") is DeepSpeedStrategy and strategy["bf16"] == {"enabled": "auto"}
+    monkeypatch.setattr(hardware, "native_bf16", lambda device="cpu": native)
+    built = DeepSpeedStrategy(**strategy)
+    assert built.config["bf16"] == {"enabled": native}
