@@ -229,9 +229,9 @@ def test_deepspeed_zero3_bf16_trains_and_resumes_exactly_after_sigkill(tmp_path,
     written resumes to the uninterrupted run's exact weights (gathered whole from both processes)."""
     args = ("--zero", "3", "--bf16", "--text-only", "--iters", "4", "--interval", "2", "--weights")
     straight = tmp_path / "straight"
-    ranks = run(straight, *args, port=29561)
+    ranks = run(straight, *args, port=29571)
     assert [r["zero_stage"] for r in ranks] == [3, 3] and [r["dtype"] for r in ranks] == ["torch.bfloat16"] * 2
     assert step_losses(ranks) == pytest.approx(plain_losses, rel=4e-2), (step_losses(ranks), plain_losses)
     assert_deepspeed_checkpoints_complete(straight)
     expected = torch.load(straight / "weights.pt", weights_only=True)
-    assert_same_weights(kill_in_last_save_and_resume(tmp_path / "killed", args, (29562, 29563)), expected)
+    assert_same_weights(kill_in_last_save_and_resume(tmp_path / "killed", args, (29572, 29573)), expected)
