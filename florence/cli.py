@@ -3,6 +3,7 @@
     florence infer --model PATH_OR_HUB_ID --task "<OD>" [--text "..."] IMAGES... --out results.jsonl [--vis DIR]
     florence label --model PATH_OR_HUB_ID IMAGES... --tasks "<OD>" "<MORE_DETAILED_CAPTION>" --out DIR
     florence shards CONFIG --out DIR [--split train] [--samples-per-shard N]   # a config's datasets as tar shards
+    florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--image-size N]
     florence tasks                                  # list the registered tasks
 
 ``infer`` writes one JSON line per image as soon as its batch is done
@@ -12,6 +13,10 @@ could not be read: the run goes on and exits with status 1 at the end).
 ``label`` is the data engine's labelling run (:func:`florence.label.label`): filtered labels as
 resumable shards of florence JSON Lines plus ``manifest.json`` (counts per filter rule, bad images);
 run it again after a kill and it continues where it stopped.
+
+``export`` writes a training checkpoint as a model folder (:meth:`florence.engine.Florence2Model.export`):
+in the native layout (default) transformers' ``AutoProcessor`` and ``AutoModelForImageTextToText`` load
+it without florence; LoRA adapters are merged; images are resized to the side the model trained at.
 
 ``shards`` writes each source dataset of a config's ``train_dataloader`` (or ``--split val`` / ``test``)
 as tar shards (:func:`florence.data.write_shards`), one folder per source, and prints the dataloader
@@ -83,8 +88,32 @@ def _parser() -> argparse.ArgumentParser:
     shards.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config values, as tools/train.py does")
 
+    export = sub.add_parser("export", help="a training checkpoint as a model folder transformers loads whole")
+    export.add_argument("config", help="the training config")
+    export.add_argument("checkpoint", help="a .pth written by tools/train.py")
+    export.add_argument("out_dir")
+    export.add_argument("--layout", choices=["native", "microsoft"], default="native",
+                        help="native (default): transformers' own Florence-2 loads it; microsoft: the hub layout")
+    export.add_argument("--image-size", type=int, default=None,
+                        help="image side of the exported preprocessing (default: the training data's image_size)")
+    export.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config values, as tools/train.py does")
+
     sub.add_parser("tasks", help="list the registered tasks")
     return parser
+
+
+def _config(path, cfg_options):
+    """A config file with ``--cfg-options`` applied, as tools/train.py reads it (mmengine is not
+    imported to build the parser)."""
+    from mmengine.config import DictAction
+
+    from .engine import load_config
+
+    options = argparse.Namespace(values={})
+    if cfg_options:
+        DictAction(option_strings=[], dest="values")(None, options, cfg_options)
+    return load_config(path, options.values)
 
 
 def _region_or_text(text: str | None):
@@ -176,16 +205,10 @@ def _label(args) -> int:
 
 
 def _shards(args) -> int:
-    from mmengine.config import DictAction
-
     from .data import write_shards
-    from .engine import load_config
     from .registry import DATASETS
 
-    options = argparse.Namespace(values={})
-    if args.cfg_options:  # parsed as tools/train.py does (mmengine is not imported to build the parser)
-        DictAction(option_strings=[], dest="values")(None, options, args.cfg_options)
-    cfg = load_config(args.config, options.values)
+    cfg = _config(args.config, args.cfg_options)
     dataset = cfg[f"{args.split}_dataloader"]["dataset"]
     sources = dataset["datasets"] if "datasets" in dataset else [dataset]
     out = Path(args.out)
@@ -204,6 +227,15 @@ def _shards(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from .engine import export_checkpoint
+
+    cfg = _config(args.config, args.cfg_options)
+    size = export_checkpoint(cfg, args.checkpoint, args.out_dir, layout=args.layout, image_size=args.image_size)
+    print(f"wrote {args.out_dir} ({args.layout} layout, {size} px images)")
+    return 0
+
+
 def _tasks(args) -> int:
     from .task import list_tasks, plugin_errors
 
@@ -217,7 +249,7 @@ def _tasks(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return {"infer": _infer, "label": _label, "shards": _shards, "tasks": _tasks}[args.command](args)
+    return {"infer": _infer, "label": _label, "shards": _shards, "export": _export, "tasks": _tasks}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import pytest
 import torch
 from hypothesis import settings
 
+from helpers import randomize_  # noqa: F401  (tests/ is on sys.path: helpers.py beside this file)
+
 # property tests: the same examples every run in CI (a failure is a defect to fix, never chance), and a
 # long random search for whoever changes a parser: pytest ... --hypothesis-profile=fuzz
 settings.register_profile("ci", max_examples=300, derandomize=True, deadline=None)
@@ -35,24 +37,6 @@ def tokenizer():
     from florence.processing import build_tokenizer
 
     return build_tokenizer(TEXTS, vocab_size=400)
-
-
-def randomize_(model, seed=0):
-    """Weights large enough that logits and generation depend on every input (default inits give
-    near-uniform logits, which would make parity checks weak)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=g)
-            if p.ndim == 1 and "norm" in name and name.endswith("weight"):
-                p.copy_(1 + 0.1 * noise)
-            elif p.ndim == 1:
-                p.copy_(0.1 * noise)
-            elif name.endswith("shared.weight"):  # equal-norm rows: no token wins whatever the input
-                p.copy_(torch.nn.functional.normalize(noise, dim=-1) * 4)
-            else:
-                p.copy_(noise * min(0.5, 1.5 / p.shape[-1] ** 0.5))
-    return model
 
 
 def native_to_microsoft(state):

@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseDataPreprocessor, BaseModel
 
 from .. import accel, hardware
-from ..atomic import folder_atomic
 from ..data.multitask import ImageTasks
+from ..deploy import write_model_folder
 from ..generation import generate_texts
 from ..models import Florence2ForConditionalGeneration
-from ..processing import Florence2Processor, ImageProcessor, build_tokenizer, load_tokenizer
+from ..processing import Florence2Processor, build_tokenizer, load_tokenizer
 from ..processing.quantizer import NUM_BINS, loc_token
 from ..registry import MODELS
 from ..task import add_task_tokens, get_task
@@ -388,14 +388,13 @@ class Florence2Model(BaseModel):
     def export(self, folder, layout: str = "native", image_size: int = 768):
         """Write the trained model as a Florence-2 checkpoint folder (weights, config, tokenizer and
         ``preprocessor_config.json`` with ``image_size``, the side the model was trained at) that
-        :func:`florence.pipeline` and ``from_pretrained`` load; LoRA adapters are merged into the
+        :func:`florence.pipeline` and ``from_pretrained`` load, and in the native layout transformers'
+        ``AutoProcessor`` and Florence-2 model too (:func:`florence.deploy.write_model_folder`); LoRA adapters are merged into the
         weights, the training-only heads (reconstruction, objects) are left out. The folder is written
         atomically: a kill mid-export leaves the previous folder (or none), never a partial one."""
         model = copy.deepcopy(self.model)
         merge_lora_(model)
-        with folder_atomic(folder) as tmp:  # ``folder`` appears complete or not at all (a kill mid-export)
-            model.save_pretrained(tmp, layout=layout)
-            Florence2Processor(self.tokenizer, ImageProcessor(size=int(image_size))).save_pretrained(tmp)
+        write_model_folder(model, self.tokenizer, folder, image_size=image_size, layout=layout)
 
     def forward(self, pixel_values, input_ids, attention_mask=None, labels=None, data_samples=None,
                 image_index=None, mode: str = "tensor"):

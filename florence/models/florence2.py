@@ -273,8 +273,15 @@ class Florence2ForConditionalGeneration(nn.Module):
 
     def resize_token_embeddings(self, num_tokens: int):
         """Grow (or shrink) the shared vocabulary, e.g. for a task plugin's new special tokens; new
-        rows start at the mean embedding (transformers' default). Keeps the config in step."""
-        self.language_model.resize_token_embeddings(num_tokens)
+        rows start at the mean of the old ones (in the embeddings and in an untied output layer):
+        deterministic, so two exports of one checkpoint are the same file. Keeps the config in step."""
+        lm = self.language_model
+        means = [w.detach().float().mean(0) for w in (lm.get_input_embeddings().weight, lm.lm_head.weight)]
+        old = lm.get_input_embeddings().weight.shape[0]
+        lm.resize_token_embeddings(num_tokens, mean_resizing=False)
+        with torch.no_grad():
+            for weight, mean in zip((lm.get_input_embeddings().weight, lm.lm_head.weight), means):
+                weight[old:] = mean.to(weight.dtype)
         self.config.text.vocab_size = num_tokens
         return self.get_input_embeddings()
 

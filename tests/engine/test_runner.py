@@ -39,11 +39,11 @@ def test_checkpoints_load_with_weights_only_and_test_tool_writes_table(make_conf
     assert table == rows and {r["task"] for r in rows} >= {"<OD>", "<CAPTION>"}
     assert all(set(r) == {"task", "metric", "value", "samples", "invalid"} for r in rows)
 
-    # tools/export.py: the trained weights as a Florence-2 folder the pipeline loads
-    spec = importlib.util.spec_from_file_location("export_tool", Path(__file__).parents[2] / "tools" / "export.py")
-    export = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(export)
-    export.main([str(cfg_path), str(tmp_path / "w" / "iter_4.pth"), str(tmp_path / "export"), "--layout", "microsoft"])
+    # florence export: the trained weights as a Florence-2 folder the pipeline loads
+    from florence.cli import main as florence_main
+
+    florence_main(["export", str(cfg_path), str(tmp_path / "w" / "iter_4.pth"), str(tmp_path / "export"),
+                   "--layout", "microsoft"])
     import florence
 
     pipe = florence.pipeline(str(tmp_path / "export"))

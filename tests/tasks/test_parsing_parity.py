@@ -6,6 +6,7 @@ import random
 import pytest
 
 import florence
+from helpers import within_one_px
 
 SIZE = (640, 480)
 LOC = "".join
@@ -44,16 +45,6 @@ HAND_WRITTEN = {
     "<REGION_TO_DESCRIPTION>": ["</s><s>turquoise Volkswagen Beetle<loc_52><loc_333><loc_932><loc_774></s>"],
     "<REGION_TO_OCR>": ["</s><s>CUDA</s>"],
 }
-
-
-def within_one_px(ours, native):
-    if isinstance(ours, dict):
-        return ours.keys() == native.keys() and all(within_one_px(ours[k], native[k]) for k in ours)
-    if isinstance(ours, list):
-        return len(ours) == len(native) and all(within_one_px(a, b) for a, b in zip(ours, native))
-    if isinstance(ours, float):
-        return abs(ours - native) < 1.0
-    return ours == native
 
 
 def samples(task):
