@@ -30,6 +30,8 @@ EXTRAS = {
     # with compiled ops; PyPI has only mmcv's source, which tools/install.sh builds once into a wheel
     # cache. mmseg imports ftfy without declaring it.
     "downstream": ["mmcv==2.1.0", "mmdet==3.3.0", "mmsegmentation==1.2.2", "ftfy>=6"],
+    # ONNX export and the onnxruntime backend (florence.deploy.onnx / .runtime)
+    "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2",
              "faster-coco-eval>=1.6", "supervision>=0.25",

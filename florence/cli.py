@@ -3,7 +3,8 @@
     florence infer --model PATH_OR_HUB_ID --task "<OD>" [--text "..."] IMAGES... --out results.jsonl [--vis DIR]
     florence label --model PATH_OR_HUB_ID IMAGES... --tasks "<OD>" "<MORE_DETAILED_CAPTION>" --out DIR
     florence shards CONFIG --out DIR [--split train] [--samples-per-shard N]   # a config's datasets as tar shards
-    florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--image-size N]
+    florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--image-size N] [--format onnx]
+    florence export-onnx MODEL OUT_DIR [--dtype fp32|fp16] [--quantize int8]   # an ONNX model folder
     florence tasks                                  # list the registered tasks
 
 ``infer`` writes one JSON line per image as soon as its batch is done
@@ -18,6 +19,10 @@ run it again after a kill and it continues where it stopped.
 in the native layout (default) transformers' ``AutoProcessor`` and ``AutoModelForImageTextToText`` load
 it without florence; LoRA adapters are merged; images are resized to the side the model trained at.
 
+``export-onnx`` writes a model folder (either layout, or a hub id) as ONNX graphs in the layout
+onnxruntime and transformers.js load (:func:`florence.deploy.export_onnx`); ``infer --backend
+onnxruntime --model ONNX_DIR`` runs it.
+
 ``shards`` writes each source dataset of a config's ``train_dataloader`` (or ``--split val`` / ``test``)
 as tar shards (:func:`florence.data.write_shards`), one folder per source, and prints the dataloader
 config that streams them (:class:`florence.data.MultiTaskStream`, the same weights).
@@ -31,7 +36,7 @@ from pathlib import Path
 
 __all__ = ["main"]
 
-DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")
+DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "int8")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="n-gram blocking over location tokens too (the published behaviour)")
     infer.add_argument("--plain", action="store_true",
                        help="run the plain model, without florence.accel's CPU fast paths (same results)")
+    infer.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                       help="onnxruntime: --model is an ONNX folder (florence export-onnx); --dtype fp32, fp16 "
+                            "or int8 picks its graphs")
 
     lab = sub.add_parser("label", help="the data engine: annotate images, filter, write resumable label shards")
     lab.add_argument("images", nargs="+", help="image files and/or folders")
@@ -98,6 +106,18 @@ def _parser() -> argparse.ArgumentParser:
                         help="image side of the exported preprocessing (default: the training data's image_size)")
     export.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="override config values, as tools/train.py does")
+    export.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
+                        help="onnx: the ONNX folder of export-onnx (fp32 graphs), in place of the weights")
+
+    onnx = sub.add_parser("export-onnx", help="a model folder as ONNX graphs (onnxruntime, transformers.js)")
+    onnx.add_argument("model", help="model folder (either layout) or hub id")
+    onnx.add_argument("out_dir")
+    onnx.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
+                      help="fp16: also the _fp16 graphs (float16 weights, float32 inputs and outputs)")
+    onnx.add_argument("--quantize", choices=("int8",), default=None,
+                      help="int8: also the _int8 (= _quantized) graphs, dynamic int8 matrix multiplications")
+    onnx.add_argument("--image-size", type=int, default=None,
+                      help="image side of the preprocessing (default: the folder's; the graphs take any size)")
 
     sub.add_parser("tasks", help="list the registered tasks")
     return parser
@@ -140,9 +160,15 @@ def _infer(args) -> int:
     task = get_task(args.task)  # fail before loading the model
     sources = image_files(args.images)
     device = args.device or hardware.default_device()
-    dtype = hardware.resolve_dtype(args.dtype, device, log=lambda m: print(m, file=sys.stderr))
-    pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams,
-                    accelerate=False if args.plain else "auto")
+    if args.backend == "onnxruntime":
+        pipe = pipeline(args.model, dtype=args.dtype, backend="onnxruntime",
+                        block_location_ngrams=args.block_location_ngrams)
+    else:
+        if args.dtype == "int8":
+            raise SystemExit("--dtype int8 runs the int8 ONNX graphs: use it with --backend onnxruntime")
+        dtype = hardware.resolve_dtype(args.dtype, device, log=lambda m: print(m, file=sys.stderr))
+        pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams,
+                        accelerate=False if args.plain else "auto")
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens))
            if v is not None}
     vis = Path(args.vis) if args.vis else None
@@ -228,11 +254,29 @@ def _shards(args) -> int:
 
 
 def _export(args) -> int:
+    import tempfile
+
+    from .deploy import export_onnx
     from .engine import export_checkpoint
 
     cfg = _config(args.config, args.cfg_options)
+    if args.format == "onnx":
+        with tempfile.TemporaryDirectory() as tmp:
+            size = export_checkpoint(cfg, args.checkpoint, Path(tmp) / "model", image_size=args.image_size)
+            export_onnx(Path(tmp) / "model", args.out_dir)
+        print(f"wrote {args.out_dir} (ONNX, {size} px images)")
+        return 0
     size = export_checkpoint(cfg, args.checkpoint, args.out_dir, layout=args.layout, image_size=args.image_size)
     print(f"wrote {args.out_dir} ({args.layout} layout, {size} px images)")
+    return 0
+
+
+def _export_onnx(args) -> int:
+    from .deploy import export_onnx
+
+    out = export_onnx(args.model, args.out_dir, dtype=args.dtype, quantize=args.quantize, image_size=args.image_size)
+    graphs = sorted(p.name for p in (out / "onnx").glob("*.onnx"))
+    print(f"wrote {out}: {', '.join(graphs)}")
     return 0
 
 
@@ -249,7 +293,8 @@ def _tasks(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    return {"infer": _infer, "label": _label, "shards": _shards, "export": _export, "tasks": _tasks}[args.command](args)
+    return {"infer": _infer, "label": _label, "shards": _shards, "export": _export, "export-onnx": _export_onnx,
+            "tasks": _tasks}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+import torch
 from PIL import Image
 
 from . import accel, hardware
@@ -27,12 +28,27 @@ from .task import Task, TaskError, add_task_tokens, get_task
 __all__ = ["Pipeline", "pipeline", "expand_images"]
 
 
-def pipeline(model, processor: Florence2Processor | None = None, device=None, dtype=None, **options) -> "Pipeline":
+def pipeline(model, processor: Florence2Processor | None = None, device=None, dtype=None, backend: str = "torch",
+             **options) -> "Pipeline":
     """A :class:`Pipeline` for a checkpoint folder or hub id (model and tokenizer both read from
     it), or for a model object with its ``processor``. ``dtype``: a torch dtype or its name,
     ``"auto"`` (bf16 where the device computes it natively, float32 on CPUs without it, float16 on
     GPUs without bf16) or ``None`` (float32 for a folder, the model's own for a model object).
+    ``backend="onnxruntime"`` runs an ONNX folder (:func:`florence.deploy.export_onnx`) on the CPU;
+    ``dtype`` then picks its graphs: ``None``/``"auto"``/``"fp32"``, ``"fp16"`` or ``"int8"``.
     ``options`` go to :class:`Pipeline`."""
+    if backend not in ("torch", "onnxruntime"):
+        raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+    if backend == "onnxruntime":
+        from .deploy.runtime import OnnxFlorence2
+
+        if not isinstance(model, (str, os.PathLike)):
+            raise TypeError("backend='onnxruntime' takes an ONNX model folder (or hub id), not a model object")
+        folder = resolve_folder(model)
+        variant = {None: "fp32", "auto": "fp32", "float32": "fp32", "float16": "fp16", torch.float32: "fp32",
+                   torch.float16: "fp16"}.get(dtype, dtype)
+        model = OnnxFlorence2(folder, variant=variant, threads=options.pop("threads", None))
+        return Pipeline(model, processor or Florence2Processor.from_pretrained(folder), **options)
     if isinstance(model, (str, os.PathLike)):
         folder = resolve_folder(model)
         dtype = hardware.resolve_dtype(dtype, device if device is not None else "cpu")
@@ -78,8 +94,10 @@ class Pipeline:
 
     def __init__(self, model, processor: Florence2Processor, device=None, dtype=None, accelerate="auto",
                  block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None):
-        dtype = hardware.resolve_dtype(dtype, device if device is not None else model.device)
-        self.model = accel.apply(model.to(device=device, dtype=dtype).eval(), accelerate)
+        if isinstance(model, torch.nn.Module):
+            dtype = hardware.resolve_dtype(dtype, device if device is not None else model.device)
+            model = accel.apply(model.to(device=device, dtype=dtype).eval(), accelerate)
+        self.model = model  # or a model of another backend with the same interface (florence.deploy.runtime)
         self.processor = processor
         self.block_location_ngrams = block_location_ngrams
         self.scores = scores

@@ -4,7 +4,9 @@
 #   bash tools/install.sh               # core: train, evaluate, infer (a few minutes on a fresh machine)
 #   bash tools/install.sh --deepspeed   # + DeepSpeed ZeRO (configs with a `strategy`)
 #   bash tools/install.sh --downstream  # + mmdet / mmseg (configs/downstream/; builds mmcv's wheel once)
-#   bash tools/install.sh --test        # + the test suite's own dependencies
+#   bash tools/install.sh --onnx        # + onnx / onnxruntime (florence export-onnx, backend="onnxruntime")
+#   bash tools/install.sh --test        # + the test suite's own dependencies; with node/npm on the machine,
+#                                       #   transformers.js for the ONNX folder test (tests/deploy/js, no download step)
 #   bash tools/install.sh --all         # all of the above: what the tests exercise (the README's test command, CI)
 # Idempotent: a second run only checks what is installed. Torch comes from the pinned release
 # (on this project's machines pip finds it on local disk; elsewhere it downloads the wheel).
@@ -17,15 +19,16 @@
 # FLORENCE_DOWNSTREAM=0 skips the downstream extra even with --downstream / --all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras=() downstream=0
+extras=() downstream=0 js=0
 for arg in "$@"; do
   case "$arg" in
     --deepspeed) extras+=(deepspeed) ;;
     --downstream) downstream=1 ;;
-    --test) extras+=(test) ;;
-    --all) extras+=(test deepspeed) downstream=1 ;;
-    -h|--help) sed -n '2,8p' "$0" | cut -c3-; exit 0 ;;
-    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --test --all)" >&2; exit 2 ;;
+    --onnx) extras+=(onnx) ;;
+    --test) extras+=(test) js=1 ;;
+    --all) extras+=(test deepspeed onnx) downstream=1 js=1 ;;
+    -h|--help) sed -n '2,10p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --onnx --test --all)" >&2; exit 2 ;;
   esac
 done
 if [ "${FLORENCE_DOWNSTREAM:-1}" = 0 ]; then downstream=0; fi
@@ -120,4 +123,13 @@ fi
 .venv/bin/python -c "import florence, torch, timm, transformers; print('florence installed: torch', torch.__version__, '| transformers', transformers.__version__, '| timm', timm.__version__)"
 if [ "$downstream" = 1 ]; then
   .venv/bin/python -c "import florence, mmcv.ops, mmdet, mmseg; print('downstream: mmcv', mmcv.__version__, '(compiled ops) | mmdet', mmdet.__version__, '| mmseg', mmseg.__version__)"
+fi
+# transformers.js (pinned in tests/deploy/js/package.json) for the test that runs our ONNX folders in it.
+# --ignore-scripts: its install script downloads from a host these machines cannot reach; the CPU
+# onnxruntime binary it needs ships in the npm package. Skipped (the test says so) without npm.
+if [ "$js" = 1 ] && command -v npm > /dev/null; then
+  if ! (cd tests/deploy/js && npm install --ignore-scripts --no-audit --no-fund --loglevel=error) >> .venv/install.log 2>&1; then
+    tail -n 20 .venv/install.log; echo "npm install of transformers.js failed: full log in .venv/install.log" >&2; exit 1
+  fi
+  echo "transformers.js $(node -p "require('./tests/deploy/js/node_modules/@huggingface/transformers/package.json').version") installed in tests/deploy/js"
 fi

@@ -186,13 +186,15 @@ class Florence2ForConditionalGeneration(nn.Module):
         return self.language_model.get_input_embeddings()
 
     # ---- encoding --------------------------------------------------------------------------------
-    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px)."""
+    def encode_image(self, pixel_values: torch.Tensor, whole_batch: bool = False) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels -> (B, 1 + h*w, D) visual tokens (577 at 768 px). Without
+        gradients the tower sees one image at a time (no slower per image, one image's activations in
+        memory) unless ``whole_batch`` (a graph export traces one call for any batch size)."""
         pixels = pixel_values.to(self.dtype)
         tower = self.vision_tower
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or whole_batch:
             x = tower.forward_features(pixels).permute(0, 2, 3, 1)  # (B, h, w, C4)
-        else:  # one image at a time: no slower per image, and only one image's activations in memory
+        else:
             x = torch.cat([tower.forward_features(p[None]).permute(0, 2, 3, 1) for p in pixels])
         B, h, w, C = x.shape
         x = x.reshape(B, h * w, C)  # (B, h*w, C4), row-major grid

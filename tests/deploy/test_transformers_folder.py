@@ -23,26 +23,6 @@ IMAGES = [(80, 48), (50, 70)]  # (width, height): not square, different from the
 TEXT, REGION = "a red square", [10.0, 5.0, 40.0, 30.0]
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """The main job's model (its config at toy scale, weights strong random: varied outputs) saved
-    as a training checkpoint, then ``florence export CONFIG CHECKPOINT OUT_DIR``."""
-    from engine.conftest import small_config
-    from florence.cli import main
-    from florence.registry import MODELS
-
-    from helpers import randomize_
-
-    work = tmp_path_factory.mktemp("export")
-    cfg = small_config(work, image_size=64)
-    cfg.dump(str(work / "config.py"))
-    model = MODELS.build(cfg.model)
-    randomize_(model.model)
-    torch.save({"state_dict": model.state_dict(), "meta": {}}, work / "iter_1.pth")
-    assert main(["export", str(work / "config.py"), str(work / "iter_1.pth"), str(work / "out")]) == 0
-    return work / "out", model
-
-
 def transformers_side(folder, requests, tmp_path) -> list[dict]:
     (tmp_path / "requests.json").write_text(json.dumps(requests))
     proc = subprocess.run([sys.executable, str(HERE / "transformers_run.py"), str(folder),
