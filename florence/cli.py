@@ -114,8 +114,10 @@ def _parser() -> argparse.ArgumentParser:
     onnx.add_argument("out_dir")
     onnx.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
                       help="fp16: also the _fp16 graphs (float16 weights, float32 inputs and outputs)")
-    onnx.add_argument("--quantize", choices=("int8",), default=None,
-                      help="int8: also the _int8 (= _quantized) graphs, dynamic int8 matrix multiplications")
+    onnx.add_argument("--quantize", choices=("int8", "int8-per-channel", "int8-weights"), default=None,
+                      help="also the _int8 (= _quantized) graphs: int8 (dynamic, a scale per matrix), "
+                           "int8-per-channel (dynamic, a scale per channel), int8-weights (weight-only, float32 "
+                           "activations); README Deploy compares them")
     onnx.add_argument("--image-size", type=int, default=None,
                       help="image side of the preprocessing (default: the folder's; the graphs take any size)")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-__all__ = ["GRAPHS", "export_onnx", "merge_decoders", "past_names"]
+__all__ = ["GRAPHS", "QUANTIZE", "export_onnx", "merge_decoders", "past_names"]
 
 GRAPHS = ("vision_encoder", "embed_tokens", "encoder_model", "decoder_model_merged")
 OPSET = 17
@@ -149,10 +149,10 @@ def _export_graphs(model, onnx_dir: Path, image_size: int):
             onnx_dir / "decoder_with_past_model.onnx", {**common, **past_axes}, {**logits, **present})
 
 
-def _write_variants(onnx_dir: Path, suffixes: list[str]):
+def _write_variants(onnx_dir: Path, suffixes: list[str], quantize: str | None = None):
     """The merged decoder for each suffix ("" fp32, "_fp16", "_int8"), and the variants of the other
     graphs. Each decoder is converted before the merge: the converters then see plain graphs."""
-    convert = {"_fp16": _fp16, "_int8": _int8}
+    convert = {"_fp16": _fp16, "_int8": lambda src, dst: _int8(src, dst, quantize)}
     for suffix in suffixes:
         if suffix:
             for name in ("vision_encoder", "embed_tokens", "encoder_model", "decoder_model", "decoder_with_past_model"):
@@ -270,15 +270,35 @@ def _fp16(src: Path, dst: Path):
     _save(model, dst)
 
 
-def _int8(src: Path, dst: Path):
-    """Dynamic quantization (int8 weights, activations quantized per call) of MatMul/Gemm."""
+QUANTIZE = {  # --quantize: how the _int8 graphs quantize the matrix products with weights (attention's stay float32)
+    "int8": "dynamic: int8 weights (one scale per matrix), activations quantized per call",
+    "int8-per-channel": "dynamic: int8 weights (one scale per output channel), activations quantized per call",
+    "int8-weights": "weight-only: int8 weights in blocks of 128 (MatMulNBits), activations stay float32",
+}
+
+
+def _int8(src: Path, dst: Path, scheme: str = "int8"):
+    """onnxruntime's quantizers on the MatMul/Gemm weights of ``src`` (:data:`QUANTIZE`)."""
     import logging
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    logging.disable(logging.WARNING)  # its advice to run shape pre-processing, once per graph
+    logging.disable(logging.WARNING)  # the quantizers' advice to run shape pre-processing, once per graph
     try:
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        if scheme == "int8-weights":
+            import onnx
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8, block_size=128, is_symmetric=True,
+                                             accuracy_level=1)  # 1: float32 compute
+            quantizer.process()
+            _save(quantizer.model.model, dst)
+        else:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            # MatMulConstBOnly: products with a weight matrix only; attention's products of two activations
+            # stay float32
+            quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"],
+                             weight_type=QuantType.QInt8, per_channel=scheme == "int8-per-channel",
+                             extra_options={"MatMulConstBOnly": True})
     finally:
         logging.disable(logging.NOTSET)
 
@@ -311,19 +331,20 @@ def export_onnx(model, out_dir, dtype: str = "fp32", quantize: str | None = None
     """Write ``model`` (a model folder in either layout, a hub id, or a ``(model, tokenizer)`` pair of
     florence's plain model and its tokenizer) as an ONNX model folder at ``out_dir``, atomically.
 
-    ``dtype="fp16"`` adds the ``_fp16`` graphs; ``quantize="int8"`` the ``_int8`` graphs (also named
-    ``_quantized``, transformers.js's name for its ``q8`` dtype). ``image_size``: the preprocessing's
+    ``dtype="fp16"`` adds the ``_fp16`` graphs; ``quantize`` (a :data:`QUANTIZE` scheme) the ``_int8`` graphs
+    (also named ``_quantized``, transformers.js's name for its ``q8`` dtype). ``image_size``: the preprocessing's
     image side (default: the folder's own; the graphs accept any size)."""
+    from .. import accel
     from ..atomic import folder_atomic
     from ..models import Florence2ForConditionalGeneration
     from ..models.files import resolve_folder
     from ..processing import Florence2Processor
-    from .folder import write_model_folder
+    from .folder import with_image_token, write_model_folder
 
     if dtype not in ("fp32", "fp16"):
         raise ValueError(f"dtype must be 'fp32' or 'fp16', got {dtype!r}")
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if quantize is not None and quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be None or one of {sorted(QUANTIZE)}, got {quantize!r}")
     if isinstance(model, tuple):
         model, tokenizer = model
     else:
@@ -343,13 +364,13 @@ def export_onnx(model, out_dir, dtype: str = "fp32", quantize: str | None = None
         preprocessor = json.loads((tmp / "preprocessor_config.json").read_text())
         preprocessor.update(_transformers_js_entries(tmp))
         (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
-        from .folder import with_image_token
-
-        exported, _ = with_image_token(model, tokenizer)  # the vocabulary the folder's tokenizer has
+        exported, _ = with_image_token(model, tokenizer)  # a copy, with the folder tokenizer's vocabulary
+        accel.apply(exported, False)  # the plain model (florence.accel's fast paths do not trace)
         onnx_dir = tmp / "onnx"
         onnx_dir.mkdir()
         _export_graphs(exported, onnx_dir, image_size)
-        _write_variants(onnx_dir, ["", *(["_fp16"] if dtype == "fp16" else []), *(["_int8"] if quantize else [])])
+        _write_variants(onnx_dir, ["", *(["_fp16"] if dtype == "fp16" else []), *(["_int8"] if quantize else [])],
+                        quantize)
         if quantize:
             for name in GRAPHS:
                 shutil.copyfile(onnx_dir / f"{name}_int8.onnx", onnx_dir / f"{name}_quantized.onnx")

@@ -137,7 +137,12 @@ class OnnxFlorence2:
                          f"the tokenizer needs {num_tokens}: export the model again with the task's tokens added")
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.vision_encoder.run(None, {"pixel_values": pixel_values.float().numpy()})[0])
+        """One image at a time, as the PyTorch model encodes without gradients: no slower per image, and
+        onnxruntime's memory arena then holds one image's activations (with batches of 8 base images at
+        768 px, four sessions' arenas took a benchmark process past 24 GB)."""
+        pixels = pixel_values.float().numpy()
+        return torch.from_numpy(np.concatenate([self.vision_encoder.run(None, {"pixel_values": p[None]})[0]
+                                                for p in pixels]))
 
     @torch.no_grad()
     def encode(self, pixel_values=None, input_ids=None, attention_mask=None, image_embeds=None):

@@ -179,8 +179,8 @@ def _without_scores(result: dict) -> dict:
 
 
 def test_fp16_and_int8_graphs_run_in_the_pipeline(onnx_folder, torch_model, images):
-    """The quantized and half-precision variants: image features close to fp32 (fp16 within 1%
-    of the features' scale, int8 within 10%), and the pipeline runs every task with them."""
+    """The half-precision and quantized variants: image features close to fp32 (fp16 within 1% of the
+    features' scale, int8 within 10%), and the pipeline runs every task with them."""
     torch.manual_seed(1)
     pixels = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -196,6 +196,30 @@ def test_fp16_and_int8_graphs_run_in_the_pipeline(onnx_folder, torch_model, imag
                        [{None: None, "text": TEXT, "region": REGION}[t.input_kind] for t in list_tasks()],
                        num_beams=1, max_new_tokens=20)
         assert [next(iter(r)) for r in results] == [t.token for t in list_tasks()]
+
+
+@pytest.mark.parametrize("scheme", ["int8-per-channel", "int8-weights"])
+def test_the_other_int8_schemes(exported, torch_model, images, tmp_path, scheme):
+    """Per-channel dynamic and weight-only int8 (MatMulNBits): every product with a weight matrix is
+    quantized and attention's products of activations are not; features within 10%; the pipeline runs."""
+    from florence.deploy import export_onnx
+
+    out = export_onnx(exported[0], tmp_path / "model", quantize=scheme)
+    graph = onnx.load(str(out / "onnx" / "encoder_model_int8.onnx")).graph
+    weights = {i.name for i in graph.initializer}
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("MatMulNBits" if scheme == "int8-weights" else "MatMulInteger") >= 12  # 2 layers x 6 weights
+    float_products = [n for n in graph.node if n.op_type == "MatMul"]
+    assert float_products and not any(n.input[1] in weights for n in float_products)
+    torch.manual_seed(1)
+    pixels = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        reference = torch_model.encode_image(pixels).numpy()
+    session = ort.InferenceSession(str(out / "onnx" / "vision_encoder_int8.onnx"))
+    features = session.run(None, {"pixel_values": pixels.numpy()})[0]
+    assert np.abs(features - reference).max() < 0.1 * np.abs(reference).max()
+    pipe = florence.pipeline(str(out), backend="onnxruntime", dtype="int8")
+    assert "<OD>" in pipe(images[1], "<OD>", num_beams=3, max_new_tokens=20)
 
 
 def test_transformers_js_generates_our_token_ids(onnx_folder, torch_model):
