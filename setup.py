@@ -31,7 +31,8 @@ EXTRAS = {
     # cache. mmseg imports ftfy without declaring it.
     "downstream": ["mmcv==2.1.0", "mmdet==3.3.0", "mmsegmentation==1.2.2", "ftfy>=6"],
     # ONNX export and the onnxruntime backend (florence.deploy.onnx / .runtime)
-    "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0"],
+    # (onnx-ir: onnxruntime's weight-only int8 quantizer imports it without declaring it)
+    "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0", "onnx-ir==1.1.0"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2",
              "faster-coco-eval>=1.6", "supervision>=0.25",
