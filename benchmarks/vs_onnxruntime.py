@@ -136,22 +136,16 @@ def _ort_version() -> str:
 # held-out metrics
 # ---------------------------------------------------------------------------------------------
 def evaluate(model, inner, loader) -> list[dict]:
-    """The test set through ``inner`` (a Florence2ForConditionalGeneration or an OnnxFlorence2) exactly
-    as ``Florence2Model.predict`` runs it, scored by TaskMetric: its table rows."""
+    """The test set through ``inner`` (a Florence2ForConditionalGeneration or an OnnxFlorence2) by
+    ``Florence2Model.predict``, as ``tools/test.py`` runs it, scored by TaskMetric: its table rows."""
     from florence.evaluation import TaskMetric
-    from florence.generation import generate_texts
-    from florence.task import get_task
 
     metric = TaskMetric()
     for batch in loader:
         data = model.data_preprocessor(batch, False)
-        texts, scores = generate_texts(inner, model.processor, data["pixel_values"], data["input_ids"],
-                                       data["attention_mask"], block_location_ngrams=model.block_location_ngrams,
-                                       **model.generation)
-        for sample, text, sc in zip(data["data_samples"], texts, scores):
-            sample.text = text
-            sample.pred = get_task(sample.task).decode_output(text, sample.image_size, sc)
-        metric.process(batch, data["data_samples"])
+        samples = model.predict(data["pixel_values"], data["input_ids"], data["attention_mask"], data["data_samples"],
+                                model=inner)
+        metric.process(batch, samples)
     metric.compute_metrics(metric.results)
     return metric.table
 

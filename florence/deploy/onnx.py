@@ -28,7 +28,6 @@ does the same, but its only release requires transformers < 4.58).
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import warnings
 from pathlib import Path
@@ -77,14 +76,13 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    """One decoding call of BART's decoder + LM head over an explicit cache. ``with_past``: the self-
-    and cross-attention caches come in as inputs; without: no self-attention past, and the
-    cross-attention keys and values are computed from ``encoder_hidden_states``."""
+    """One decoding call of BART's decoder + LM head over an explicit cache: with ``past`` given, the
+    self- and cross-attention caches come in as inputs; without, there is no self-attention past and
+    the cross-attention keys and values are computed from ``encoder_hidden_states``."""
 
-    def __init__(self, model, with_past: bool):
+    def __init__(self, model):
         super().__init__()
         self.lm = model.language_model
-        self.with_past = with_past
 
     def forward(self, encoder_attention_mask, encoder_hidden_states, inputs_embeds, *past):
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
@@ -117,7 +115,7 @@ def _export_graphs(model, onnx_dir: Path, image_size: int):
     """The four fp32 graphs of ``model`` (florence's plain Florence2ForConditionalGeneration) into ``onnx_dir``."""
     text = model.config.text
     d, layers, heads = text.d_model, text.decoder_layers, text.decoder_attention_heads
-    batch, tokens = {0: "batch_size"}, {0: "batch_size", 1: "sequence_length"}
+    tokens = {0: "batch_size", 1: "sequence_length"}
     # example inputs chosen so that no shape-dependent shortcut is traced: 2 rows, a padded row, lengths > 1
     pixels = torch.randn(2, 3, image_size, image_size)
     _export(_VisionEncoder(model), [pixels], onnx_dir / "vision_encoder.onnx",
@@ -139,13 +137,13 @@ def _export_graphs(model, onnx_dir: Path, image_size: int):
     present = {n: {0: "batch_size", 2: "decoder_sequence_length" if ".decoder." in n else "encoder_sequence_length"}
                for n in past_names(layers, "present")}
     no_past = [mask, hidden, torch.randn(2, 3, d)]
-    _export(_Decoder(model, with_past=False), no_past, onnx_dir / "decoder_model.onnx", common, {**logits, **present})
+    _export(_Decoder(model), no_past, onnx_dir / "decoder_model.onnx", common, {**logits, **present})
     past = [torch.randn(2, heads, 3 if ".decoder." in n else 7, head_dim) for n in past_names(layers)]
     past_axes = {n: {0: "batch_size", 2: "past_decoder_sequence_length" if ".decoder." in n
                      else "encoder_sequence_length_out"} for n in past_names(layers)}
     present = {n: {0: "batch_size", 2: "past_decoder_sequence_length + decoder_sequence_length" if ".decoder." in n
                    else "encoder_sequence_length_out"} for n in past_names(layers, "present")}
-    _export(_Decoder(model, with_past=True), [mask, hidden, torch.randn(2, 2, d), *past],
+    _export(_Decoder(model), [mask, hidden, torch.randn(2, 2, d), *past],
             onnx_dir / "decoder_with_past_model.onnx", {**common, **past_axes}, {**logits, **present})
 
 
@@ -173,11 +171,12 @@ def merge_decoders(no_past, with_past, out):
     import onnx
     from onnx import helper
 
-    graphs = [onnx.load(str(no_past)).graph, onnx.load(str(with_past)).graph]
+    models = [onnx.load(str(no_past)), onnx.load(str(with_past))]
+    graphs = [m.graph for m in models]
     outputs = [o.name for o in graphs[1].output]
     if [o.name for o in graphs[0].output] != outputs:
         raise ValueError(f"the decoders' outputs differ: {[o.name for o in graphs[0].output]} vs {outputs}")
-    shared, by_content, branches = [], {}, []
+    shared, taken, by_content, branches = [], set(), {}, []
     for tag, graph in zip(("no_past", "with_past"), graphs):
         rename, local = {}, []
         for init in graph.initializer:
@@ -186,8 +185,9 @@ def merge_decoders(no_past, with_past, out):
                 continue
             key = (init.data_type, tuple(init.dims), hashlib.sha1(init.raw_data or init.SerializeToString()).hexdigest())
             if key not in by_content:
-                name = init.name if all(s.name != init.name for s in shared) else f"{tag}.{init.name}"
+                name = init.name if init.name not in taken else f"{tag}.{init.name}"
                 by_content[key] = name
+                taken.add(name)
                 copy = onnx.TensorProto()
                 copy.CopyFrom(init)
                 copy.name = name
@@ -214,9 +214,8 @@ def merge_decoders(no_past, with_past, out):
                                then_branch=branches[1], else_branch=branches[0])
     graph = helper.make_graph([if_node], "decoder_model_merged", [*graphs[1].input, use_cache], merged_outputs,
                               initializer=shared)
-    model = helper.make_model(graph, opset_imports=onnx.load(str(with_past), load_external_data=False).opset_import,
-                              producer_name="florence")
-    model.ir_version = onnx.load(str(with_past), load_external_data=False).ir_version
+    model = helper.make_model(graph, opset_imports=models[1].opset_import, producer_name="florence")
+    model.ir_version = models[1].ir_version
     onnx.checker.check_model(model, full_check=False)
     _save(model, out)
 
@@ -339,7 +338,7 @@ def export_onnx(model, out_dir, dtype: str = "fp32", quantize: str | None = None
     from ..models import Florence2ForConditionalGeneration
     from ..models.files import resolve_folder
     from ..processing import Florence2Processor
-    from .folder import with_image_token, write_model_folder
+    from .folder import _update_json, with_image_token, write_model_folder
 
     if dtype not in ("fp32", "fp16"):
         raise ValueError(f"dtype must be 'fp32' or 'fp16', got {dtype!r}")
@@ -349,8 +348,8 @@ def export_onnx(model, out_dir, dtype: str = "fp32", quantize: str | None = None
         model, tokenizer = model
     else:
         folder = resolve_folder(model)
-        tokenizer = Florence2Processor.from_pretrained(folder).tokenizer
-        image_size = image_size or _folder_image_size(folder)
+        processor = Florence2Processor.from_pretrained(folder)
+        tokenizer, image_size = processor.tokenizer, image_size or processor.image_processor.size
         model = Florence2ForConditionalGeneration.from_pretrained(folder)
     image_size = int(image_size or 768)
     model = model.float().eval()
@@ -358,12 +357,8 @@ def export_onnx(model, out_dir, dtype: str = "fp32", quantize: str | None = None
         write_model_folder(model, tokenizer, tmp, image_size=image_size, layout="native")
         for weights in tmp.glob("model*.safetensors*"):
             weights.unlink()  # the graphs hold the weights
-        config = json.loads((tmp / "config.json").read_text())
-        config["is_encoder_decoder"] = True  # transformers.js loads encoder_model.onnx only then
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-        preprocessor = json.loads((tmp / "preprocessor_config.json").read_text())
-        preprocessor.update(_transformers_js_entries(tmp))
-        (tmp / "preprocessor_config.json").write_text(json.dumps(preprocessor, indent=2, sort_keys=True) + "\n")
+        _update_json(tmp / "config.json", is_encoder_decoder=True)  # transformers.js loads encoder_model.onnx only then
+        _update_json(tmp / "preprocessor_config.json", **_transformers_js_entries(tmp))
         exported, _ = with_image_token(model, tokenizer)  # a copy, with the folder tokenizer's vocabulary
         accel.apply(exported, False)  # the plain model (florence.accel's fast paths do not trace)
         onnx_dir = tmp / "onnx"
@@ -376,10 +371,3 @@ def export_onnx(model, out_dir, dtype: str = "fp32", quantize: str | None = None
                 shutil.copyfile(onnx_dir / f"{name}_int8.onnx", onnx_dir / f"{name}_quantized.onnx")
     return Path(out_dir)
 
-
-def _folder_image_size(folder: Path) -> int | None:
-    path = folder / "preprocessor_config.json"
-    if not path.is_file():
-        return None
-    size = json.loads(path.read_text()).get("size") or {}
-    return size.get("height") if isinstance(size, dict) else size

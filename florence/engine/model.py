@@ -446,8 +446,11 @@ class Florence2Model(BaseModel):
             losses.update(self.objects(pixel_values, image_embeds, objects))
         return losses
 
-    def predict(self, pixel_values, input_ids, attention_mask, data_samples):
-        texts, scores = generate_texts(self.model, self.processor, pixel_values, input_ids, attention_mask,
+    def predict(self, pixel_values, input_ids, attention_mask, data_samples, model=None):
+        """Generate and parse each sample's output; ``model``: another model with the same interface to
+        generate with (e.g. :class:`florence.deploy.runtime.OnnxFlorence2`), default the trained one."""
+        texts, scores = generate_texts(self.model if model is None else model, self.processor, pixel_values,
+                                       input_ids, attention_mask,
                                        block_location_ngrams=self.block_location_ngrams, **self.generation)
         for sample, text, sc in zip(data_samples, texts, scores):
             sample.text = text
