@@ -33,10 +33,14 @@ EXTRAS = {
     # ONNX export and the onnxruntime backend (florence.deploy.onnx / .runtime)
     # (onnx-ir: onnxruntime's weight-only int8 quantizer imports it without declaring it)
     "onnx": ["onnx==1.23.2", "onnxruntime==1.32.0", "onnx-ir==1.1.0"],
+    # florence serve (florence.deploy.serve): LitServe (FastAPI + uvicorn) does the dynamic batching and
+    # the model workers; pinned, as florence's front submits to its queue; multipart uploads; /metrics
+    "serve": ["litserve==0.2.19", "python-multipart>=0.0.9", "prometheus-client>=0.20"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2",
              "faster-coco-eval>=1.6", "supervision>=0.25",
-             "psutil>=5.9"],  # the kill tests stop whole process trees
+             "psutil>=5.9",  # the kill tests stop whole process trees
+             "requests>=2.31", "playwright>=1.50"],  # the server's clients; its page in Debian's Chromium
 }
 
 setup(
@@ -51,6 +55,7 @@ setup(
     # so no generic top-level names (`tasks`, `plugins`) are taken.
     packages=[*find_packages(include=["florence", "florence.*"]), "florence.plugins", "florence.tasks"],
     package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
+    package_data={"florence.deploy": ["page.html"]},  # florence serve's page
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={

@@ -5,6 +5,7 @@
     florence shards CONFIG --out DIR [--split train] [--samples-per-shard N]   # a config's datasets as tar shards
     florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--image-size N] [--format onnx]
     florence export-onnx MODEL OUT_DIR [--dtype fp32|fp16] [--quantize int8]   # an ONNX model folder
+    florence serve MODEL [--backend torch|onnxruntime] [--port 8000] [--max-batch 8] [--max-wait-ms 10]
     florence tasks                                  # list the registered tasks
 
 ``infer`` writes one JSON line per image as soon as its batch is done
@@ -22,6 +23,9 @@ it without florence; LoRA adapters are merged; images are resized to the side th
 ``export-onnx`` writes a model folder (either layout, or a hub id) as ONNX graphs in the layout
 onnxruntime and transformers.js load (:func:`florence.deploy.export_onnx`); ``infer --backend
 onnxruntime --model ONNX_DIR`` runs it.
+
+``serve`` runs the pipeline behind HTTP with dynamic batching (:mod:`florence.deploy.serve`, the
+``serve`` extra): ``POST /v1/predict``, ``/v1/predict/batch``, a page at ``/``, OpenAPI at ``/docs``.
 
 ``shards`` writes each source dataset of a config's ``train_dataloader`` (or ``--split val`` / ``test``)
 as tar shards (:func:`florence.data.write_shards`), one folder per source, and prints the dataloader
@@ -120,6 +124,31 @@ def _parser() -> argparse.ArgumentParser:
                            "activations); README Deploy compares them")
     onnx.add_argument("--image-size", type=int, default=None,
                       help="image side of the preprocessing (default: the folder's; the graphs take any size)")
+
+    srv = sub.add_parser("serve", help="an HTTP service with dynamic batching (the serve extra)")
+    srv.add_argument("model", help="model folder (either layout; an ONNX folder with --backend onnxruntime) or hub id")
+    srv.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    srv.add_argument("--dtype", choices=DTYPES, default="auto", help="as for infer")
+    srv.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default), 0.0.0.0 or ::")
+    srv.add_argument("--port", type=int, default=8000)
+    srv.add_argument("--workers", type=int, default=1, help="model workers (processes sharing the cores; default 1)")
+    srv.add_argument("--max-batch", type=int, default=8, help="images per model batch (1: batching off; default 8)")
+    srv.add_argument("--max-wait-ms", type=float, default=10,
+                     help="how long a worker waits for more images to fill a batch (default 10)")
+    srv.add_argument("--max-queue", type=int, default=64,
+                     help="images queued or running; beyond, 503 with Retry-After (default 64)")
+    srv.add_argument("--timeout", type=float, default=120, help="seconds per request, queue included (504; default 120)")
+    srv.add_argument("--max-request-mb", type=float, default=32, help="request body limit (413; default 32)")
+    srv.add_argument("--max-pixels", type=int, default=40_000_000,
+                     help="image pixel limit, checked before decoding (413; default 40M)")
+    srv.add_argument("--max-batch-items", type=int, default=32, help="images in one /v1/predict/batch (default 32)")
+    srv.add_argument("--max-num-beams", type=int, default=3, help="largest num_beams a request may ask (default 3)")
+    srv.add_argument("--max-new-tokens", type=int, default=1024,
+                     help="largest max_new_tokens a request may ask (default 1024)")
+    srv.add_argument("--api-key", default=None,
+                     help="require this key (Authorization: Bearer KEY or X-API-Key); default $FLORENCE_API_KEY")
+    srv.add_argument("--block-location-ngrams", action="store_true", help="as for infer")
+    srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
     sub.add_parser("tasks", help="list the registered tasks")
     return parser
@@ -282,6 +311,23 @@ def _export_onnx(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    try:
+        from .deploy.serve import Limits, serve
+    except ImportError as e:
+        raise SystemExit(f"florence serve needs the serve extra ({e}): pip install 'florence-vision[serve]' "
+                         "or bash tools/install.sh --serve") from None
+    if args.backend == "torch" and args.dtype == "int8":
+        raise SystemExit("--dtype int8 runs the int8 ONNX graphs: use it with --backend onnxruntime")
+    limits = Limits(max_request_bytes=int(args.max_request_mb * (1 << 20)), max_pixels=args.max_pixels,
+                    max_queue=args.max_queue, max_batch_items=args.max_batch_items, timeout=args.timeout,
+                    max_num_beams=args.max_num_beams, max_new_tokens=args.max_new_tokens)
+    serve(args.model, host=args.host, port=args.port, log_level=args.log_level, backend=args.backend,
+          dtype=args.dtype, workers=args.workers, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+          limits=limits, api_key=args.api_key, block_location_ngrams=args.block_location_ngrams)
+    return 0
+
+
 def _tasks(args) -> int:
     from .task import list_tasks, plugin_errors
 
@@ -296,7 +342,7 @@ def _tasks(args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     return {"infer": _infer, "label": _label, "shards": _shards, "export": _export, "export-onnx": _export_onnx,
-            "tasks": _tasks}[args.command](args)
+            "serve": _serve, "tasks": _tasks}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@
 #   bash tools/install.sh --deepspeed   # + DeepSpeed ZeRO (configs with a `strategy`)
 #   bash tools/install.sh --downstream  # + mmdet / mmseg (configs/downstream/; builds mmcv's wheel once)
 #   bash tools/install.sh --onnx        # + onnx / onnxruntime (florence export-onnx, backend="onnxruntime")
+#   bash tools/install.sh --serve       # + LitServe / FastAPI / uvicorn (florence serve)
 #   bash tools/install.sh --test        # + the test suite's own dependencies; with node/npm on the machine,
-#                                       #   transformers.js for the ONNX folder test (tests/deploy/js, no download step)
+#                                       #   transformers.js for the ONNX folder test (tests/deploy/js, no download step);
+#                                       #   with apt-get as root, Debian's Chromium for the serve page's browser test
 #   bash tools/install.sh --all         # all of the above: what the tests exercise (the README's test command, CI)
 # Idempotent: a second run only checks what is installed. Torch comes from the pinned release
 # (on this project's machines pip finds it on local disk; elsewhere it downloads the wheel).
@@ -25,10 +27,12 @@ for arg in "$@"; do
     --deepspeed) extras+=(deepspeed) ;;
     --downstream) downstream=1 ;;
     --onnx) extras+=(onnx) ;;
+    --serve) extras+=(serve) ;;
     --test) extras+=(test) js=1 ;;
-    --all) extras+=(test deepspeed onnx) downstream=1 js=1 ;;
-    -h|--help) sed -n '2,10p' "$0" | cut -c3-; exit 0 ;;
-    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --onnx --test --all)" >&2; exit 2 ;;
+    --all) extras+=(test deepspeed onnx serve) downstream=1 js=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --onnx --serve --test --all)" >&2
+       exit 2 ;;
   esac
 done
 if [ "${FLORENCE_DOWNSTREAM:-1}" = 0 ]; then downstream=0; fi
@@ -132,4 +136,14 @@ if [ "$js" = 1 ] && command -v npm > /dev/null; then
     tail -n 20 .venv/install.log; echo "npm install of transformers.js failed: full log in .venv/install.log" >&2; exit 1
   fi
   echo "transformers.js $(node -p "require('./tests/deploy/js/node_modules/@huggingface/transformers/package.json').version") installed in tests/deploy/js"
+fi
+# Debian's Chromium for the test that drives florence serve's page (Playwright, pointed at it: Playwright's own
+# browser download cannot reach its host from these machines). Skipped (the test says so) without it.
+if [ "$js" = 1 ] && [ ! -x /usr/bin/chromium ] && command -v apt-get > /dev/null && [ "$(id -u)" = 0 ]; then
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >> .venv/install.log 2>&1; then
+    tail -n 20 .venv/install.log; echo "apt-get install chromium failed: full log in .venv/install.log" >&2; exit 1
+  fi
+fi
+if [ "$js" = 1 ] && [ -x /usr/bin/chromium ]; then
+  echo "browser tests: $(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
 fi

@@ -1,0 +1,153 @@
+"""What a request must be: its fields, the image (pixel count read from the header before any pixel
+is decoded), the task's input and the generation options within the server's limits. Each check
+fails with an HTTP error that names the problem; nothing here needs a model or a server."""
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import uuid
+from dataclasses import dataclass
+
+from PIL import Image
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException
+
+GENERATION_OPTIONS = ("num_beams", "max_new_tokens")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one server accepts. ``max_queue`` counts images waiting or running in the HTTP process;
+    a request that would pass it gets 503 with Retry-After. ``timeout``: seconds from arrival to
+    answer (504 after it)."""
+    max_request_bytes: int = 32 << 20
+    max_pixels: int = 40_000_000
+    max_queue: int = 64
+    max_batch_items: int = 32
+    timeout: float = 120.0
+    max_num_beams: int = 3
+    max_new_tokens: int = 1024
+
+
+class PredictRequest(BaseModel):
+    """``POST /v1/predict`` as JSON (multipart takes the same fields, the image as a file)."""
+    model_config = ConfigDict(extra="forbid")
+    image: str  # base64 (a data: URL prefix is allowed)
+    task: str  # token or name, e.g. "<OD>" or "od"
+    text: str | list[float] | None = None  # text input, or a pixel box [x1, y1, x2, y2] for region tasks
+    num_beams: int | None = None
+    max_new_tokens: int | None = None
+    score_threshold: float | None = None  # keep items scored at least this
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    items: list[PredictRequest]
+
+
+def fail(status: int, message: str, **headers) -> HTTPException:
+    return HTTPException(status_code=status, detail=message, headers=headers or None)
+
+
+def read_image(data: bytes, limits: Limits, what: str) -> Image.Image:
+    """The decoded image, or a 400/413 naming ``what``. The pixel count is read from the header
+    before any pixel is decoded."""
+    from ...processing.image import load_image
+
+    if not data:
+        raise fail(400, f"{what}: empty image")
+    buf = io.BytesIO(data)
+    try:
+        with Image.open(buf) as im:
+            width, height = im.size
+    except Image.DecompressionBombError as e:
+        raise fail(413, f"{what}: {e}") from None
+    except Exception as e:  # noqa: BLE001  anything PIL cannot identify is a bad image
+        message = str(e).replace(repr(buf), "the upload")
+        raise fail(400, f"{what}: not an image PIL can read ({type(e).__name__}: {message})") from None
+    if width * height > limits.max_pixels:
+        raise fail(413, f"{what}: {width}x{height} = {width * height} pixels, over the server's limit of "
+                         f"{limits.max_pixels}")
+    buf = io.BytesIO(data)
+    try:
+        return load_image(buf)
+    except (ValueError, OSError, Image.DecompressionBombError) as e:
+        raise fail(400, f"{what}: {str(e).replace(repr(buf), 'the upload')}") from None
+
+
+def decode_base64(value: str, what: str) -> bytes:
+    if value.startswith("data:"):
+        value = value.partition(",")[2]
+    if value.startswith(("http://", "https://", "file:")):
+        raise fail(400, f"{what}: the server never fetches URLs: send the image's bytes (base64 or a file upload)")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise fail(400, f"{what}: not valid base64 ({e})") from None
+
+
+def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
+    """One checked queue item from a request's fields and image bytes."""
+    from ...task import TaskError, get_task
+
+    if not fields.get("task"):
+        raise fail(400, f"{what}: no task (e.g. task=<OD>; GET /v1/tasks lists them)")
+    try:
+        task = get_task(fields["task"])
+    except TaskError as e:
+        raise fail(400, f"{what}: {e.args[0] if e.args else e} (GET /v1/tasks lists the tasks)") from None
+    text = fields.get("text")
+    if task.input_kind is None and text not in (None, ""):
+        raise fail(400, f"{what}: {task.token} takes no text input, got {text!r:.100}")
+    if task.input_kind is not None and text in (None, ""):
+        need = "a region [x1, y1, x2, y2] in pixels" if task.input_kind == "region" else "a text input"
+        raise fail(400, f"{what}: {task.token} needs {need} ('text')")
+    if task.input_kind is None:
+        text = None
+    elif task.input_kind == "region" and isinstance(text, str) and "<loc_" not in text:
+        try:
+            text = [float(v) for v in text.split(",")]
+        except ValueError:
+            raise fail(400, f"{what}: {task.token} needs a region 'x1,y1,x2,y2' in pixels, got {text!r:.100}") \
+                from None
+    elif task.input_kind == "text" and not isinstance(text, str):
+        raise fail(400, f"{what}: {task.token} needs a text input (a string), got {text!r:.100}")
+    generation = {}
+    for name, top in (("num_beams", limits.max_num_beams), ("max_new_tokens", limits.max_new_tokens)):
+        value = fields.get(name)
+        if value is None or value == "":
+            continue
+        try:
+            value = int(value)
+        except (TypeError, ValueError):
+            raise fail(400, f"{what}: {name} must be an integer, got {value!r:.50}") from None
+        if not 1 <= value <= top:
+            raise fail(400, f"{what}: {name} must be between 1 and {top} on this server, got {value}")
+        generation[name] = value
+    threshold = fields.get("score_threshold")
+    if threshold not in (None, ""):
+        try:
+            threshold = float(threshold)
+        except (TypeError, ValueError):
+            threshold = math.nan
+        if not 0 <= threshold <= 1:
+            raise fail(400, f"{what}: score_threshold must be a number in [0, 1], got {fields['score_threshold']!r}")
+    image = read_image(data, limits, what)
+    try:
+        task.prompt(text, image.size)  # a region the task cannot take fails here, not in the batch
+    except TaskError as e:
+        raise fail(400, f"{what}: {e}") from None
+    return {"id": uuid.uuid4().hex, "image": image, "task": task.token, "text": text,
+            "generation": tuple(sorted(generation.items())),
+            "threshold": None if threshold in (None, "") else threshold}
+
+
+def filter_scores(result, threshold):
+    """Items scored below ``threshold`` removed from every per-item list of a result."""
+    if threshold is None or not isinstance(result, dict) or "scores" not in result:
+        return result
+    keep = [k for k, s in enumerate(result["scores"]) if s >= threshold]
+    n = len(result["scores"])
+    return {key: [v[k] for k in keep] if isinstance(v, list) and len(v) == n else v for key, v in result.items()}

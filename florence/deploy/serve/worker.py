@@ -1,0 +1,86 @@
+"""The model worker: LitServe runs one per ``--workers`` in its own process and hands it the items it
+batched; they run as one padded mixed-task batch of :class:`florence.inference.Pipeline`."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import litserve as ls
+
+log = logging.getLogger("florence.serve")
+ITEMS_PATH = "/v1/_items"  # LitServe's queue of single images (its own POST route is removed)
+
+
+class FlorenceAPI(ls.LitAPI):
+    """Runs the items LitServe batched: ``{"id", "image", "task", "text", "generation", "deadline"}``
+    each, answered with ``{"result"}`` or ``{"error", "status"}`` plus the batch's size and time."""
+
+    def __init__(self, model: str, backend: str = "torch", dtype: str = "auto", workers: int = 1,
+                 max_batch: int = 8, max_wait_ms: float = 10, block_location_ngrams: bool = False, cancelled=None):
+        super().__init__(max_batch_size=max_batch, batch_timeout=max_wait_ms / 1000, api_path=ITEMS_PATH)
+        self.model, self.backend, self.dtype, self.workers = model, backend, dtype, workers
+        self.block_location_ngrams = block_location_ngrams
+        self.cancelled = cancelled  # ids of items whose client left or timed out (a shared dict)
+
+    def setup(self, device):
+        import torch
+
+        from ... import hardware
+        from ...inference import pipeline
+
+        threads = max(1, (os.cpu_count() or 1) // self.workers)  # workers share the cores
+        torch.set_num_threads(threads)
+        if self.backend == "onnxruntime":
+            self.pipe = pipeline(self.model, backend="onnxruntime", dtype=self.dtype, threads=threads,
+                                 block_location_ngrams=self.block_location_ngrams)
+        else:
+            device = torch.device(device)
+            self.pipe = pipeline(self.model, device=device, dtype=hardware.resolve_dtype(self.dtype, device),
+                                 block_location_ngrams=self.block_location_ngrams)
+
+    def decode_request(self, request):
+        return request
+
+    def batch(self, inputs):
+        return inputs
+
+    def unbatch(self, output):
+        return output
+
+    def predict(self, items):
+        single = not isinstance(items, list)  # max_batch 1: LitServe passes the item itself
+        items = [items] if single else items
+        live = [it for it in items if not self._dropped(it)]
+        out = {}
+        groups: dict[tuple, list] = {}
+        for it in live:
+            groups.setdefault(it["generation"], []).append(it)
+        for generation, group in groups.items():  # one model batch per set of generation options
+            start = time.perf_counter()
+            try:
+                results = self.pipe([it["image"] for it in group], [it["task"] for it in group],
+                                    [it["text"] for it in group], batch_size=len(group), **dict(generation))
+                answers = [{"result": r[it["task"]]} for it, r in zip(group, results)]
+            except Exception as e:  # a failing batch is answered, the others go on
+                log.exception("inference failed on a batch of %d", len(group))
+                answers = [{"error": f"inference failed: {type(e).__name__}: {e}", "status": 500}] * len(group)
+            ms = (time.perf_counter() - start) * 1000
+            for k, (it, answer) in enumerate(zip(group, answers)):  # "first": the batch is counted once
+                out[it["id"]] = {**answer, "batch_size": len(group), "inference_ms": ms, "worker": os.getpid(),
+                                 "first": k == 0}
+        dropped = {"error": "dropped: the client left or the request timed out", "status": 499, "batch_size": 0,
+                   "inference_ms": 0.0, "worker": os.getpid()}
+        answers = [out.get(it["id"], dropped) for it in items]
+        return answers[0] if single else answers
+
+    def _dropped(self, item) -> bool:
+        if time.time() > item["deadline"]:
+            return True
+        if self.cancelled is not None and item["id"] in self.cancelled:
+            self.cancelled.pop(item["id"], None)
+            return True
+        return False
+
+    def encode_response(self, output):
+        return output
