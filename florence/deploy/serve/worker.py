@@ -5,11 +5,40 @@ from __future__ import annotations
 import logging
 import os
 import time
+from queue import Empty
 
 import litserve as ls
+from litserve.loops.base import _SENTINEL_VALUE, _StopLoopError
+from litserve.loops.simple_loops import BatchedLoop
 
 log = logging.getLogger("florence.serve")
 ITEMS_PATH = "/v1/_items"  # LitServe's queue of single images (its own POST route is removed)
+
+
+class WaitForFirst(BatchedLoop):
+    """LitServe's batched loop with one change: the worker sleeps on the queue until a batch's first
+    item comes, then gathers what arrives within ``max_wait_ms`` (up to ``max_batch``). LitServe's own
+    collector asks its queue every millisecond, idle or not: on 2 cores that took a quarter of the
+    model's time (tiny model, one client: 0.66 s per request against 0.50 s with batching off)."""
+
+    def get_batch_requests(self, lit_api, request_queue, transport):
+        try:
+            items = [request_queue.get(timeout=1.0)]
+        except Empty:
+            return [], []
+        deadline = time.monotonic() + lit_api.batch_timeout
+        while len(items) < lit_api.max_batch_size and items[-1] != _SENTINEL_VALUE:
+            try:
+                items.append(request_queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except Empty:
+                break
+        if _SENTINEL_VALUE in items:  # shutdown
+            raise _StopLoopError()
+        payloads, expired = [], []
+        for queue_id, uid, arrived, payload in items:
+            late = lit_api.request_timeout not in (-1, False) and time.monotonic() - arrived > lit_api.request_timeout
+            (expired if late else payloads).append((queue_id, uid) if late else (queue_id, uid, payload))
+        return payloads, expired
 
 
 class FlorenceAPI(ls.LitAPI):
@@ -18,7 +47,8 @@ class FlorenceAPI(ls.LitAPI):
 
     def __init__(self, model: str, backend: str = "torch", dtype: str = "auto", workers: int = 1,
                  max_batch: int = 8, max_wait_ms: float = 10, block_location_ngrams: bool = False, cancelled=None):
-        super().__init__(max_batch_size=max_batch, batch_timeout=max_wait_ms / 1000, api_path=ITEMS_PATH)
+        super().__init__(max_batch_size=max_batch, batch_timeout=max_wait_ms / 1000, api_path=ITEMS_PATH,
+                         loop=WaitForFirst() if max_batch > 1 else "auto")
         self.model, self.backend, self.dtype, self.workers = model, backend, dtype, workers
         self.block_location_ngrams = block_location_ngrams
         self.cancelled = cancelled  # ids of items whose client left or timed out (a shared dict)
