@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="image side of the preprocessing (default: the folder's; the graphs take any size)")
 
     srv = sub.add_parser("serve", help="an HTTP service with dynamic batching (the serve extra)")
-    srv.add_argument("model", help="model folder (either layout; an ONNX folder with --backend onnxruntime) or hub id")
+    srv.add_argument("model", help="model folder (either layout; an ONNX folder with --backend onnxruntime) "
+                                   "or hub id")
     srv.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     srv.add_argument("--dtype", choices=DTYPES, default="auto", help="as for infer")
     srv.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default), 0.0.0.0 or ::")
@@ -137,7 +138,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="how long a worker waits for more images to fill a batch (default 10)")
     srv.add_argument("--max-queue", type=int, default=64,
                      help="images queued or running; beyond, 503 with Retry-After (default 64)")
-    srv.add_argument("--timeout", type=float, default=120, help="seconds per request, queue included (504; default 120)")
+    srv.add_argument("--timeout", type=float, default=120,
+                     help="seconds per request, queue included (504; default 120)")
     srv.add_argument("--max-request-mb", type=float, default=32, help="request body limit (413; default 32)")
     srv.add_argument("--max-pixels", type=int, default=40_000_000,
                      help="image pixel limit, checked before decoding (413; default 40M)")
@@ -145,8 +147,10 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-num-beams", type=int, default=3, help="largest num_beams a request may ask (default 3)")
     srv.add_argument("--max-new-tokens", type=int, default=1024,
                      help="largest max_new_tokens a request may ask (default 1024)")
+    srv.add_argument("--max-text-chars", type=int, default=1000, help="longest text input a request may send")
     srv.add_argument("--api-key", default=None,
-                     help="require this key (Authorization: Bearer KEY or X-API-Key); default $FLORENCE_API_KEY")
+                     help="require this key (Authorization: Bearer KEY or X-API-Key); default $FLORENCE_API_KEY "
+                          "(better: the command line shows in ps)")
     srv.add_argument("--block-location-ngrams", action="store_true", help="as for infer")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
@@ -321,7 +325,8 @@ def _serve(args) -> int:
         raise SystemExit("--dtype int8 runs the int8 ONNX graphs: use it with --backend onnxruntime")
     limits = Limits(max_request_bytes=int(args.max_request_mb * (1 << 20)), max_pixels=args.max_pixels,
                     max_queue=args.max_queue, max_batch_items=args.max_batch_items, timeout=args.timeout,
-                    max_num_beams=args.max_num_beams, max_new_tokens=args.max_new_tokens)
+                    max_num_beams=args.max_num_beams, max_new_tokens=args.max_new_tokens,
+                    max_text_chars=args.max_text_chars)
     serve(args.model, host=args.host, port=args.port, log_level=args.log_level, backend=args.backend,
           dtype=args.dtype, workers=args.workers, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
           limits=limits, api_key=args.api_key, block_location_ngrams=args.block_location_ngrams)

@@ -213,6 +213,12 @@ def test_multipart_upload_score_threshold_and_batch_endpoint(server, od_model, p
         _same(got["result"], pipe(scene, "<OD>", **GEN)["<OD>"])
 
 
+def _ico() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, format="ICO")
+    return buf.getvalue()
+
+
 def _bomb() -> bytes:
     """A 3000x3000 PNG (9 M pixels over the test server's 1 M), 30 kB on the wire."""
     return _png(Image.new("L", (3000, 3000)))
@@ -231,6 +237,7 @@ def _bomb() -> bytes:
     (dict(data=b"x" * (2 << 20), headers={"content-type": "application/json"}), 413, "limit"),
     (dict(files={"photo": ("b.png", b"", "image/png")}, data={"task": "od"}), 400, "unknown field"),
     (dict(files={"image": ("b.png", b"", "image/png")}, data={"task": "od"}), 400, "empty image"),
+    (dict(files={"image": ("a.ico", _ico(), "image/x-icon")}, data={"task": "od"}), 400, "JPEG, PNG, WEBP"),
 ])
 def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message):
     r = server.post("/v1/predict", **body)
@@ -246,6 +253,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
     ("<OD>", None, {"num_beams": 4}, "num_beams must be between 1 and 3"),
     ("<OD>", None, {"max_new_tokens": 65}, "max_new_tokens must be between 1 and 64"),
     ("<OD>", None, {"score_threshold": 2}, "score_threshold"),
+    ("<CAPTION_TO_PHRASE_GROUNDING>", "a" * 1001, {}, "1001 characters, over the server's limit of 1000"),
 ])
 def test_task_inputs_and_generation_options_are_checked(server, od_model, task, text, gen, message):
     r = server.post("/v1/predict", json=_json_request(od_model[1][0], task, text, gen))
@@ -297,7 +305,7 @@ def test_a_client_that_leaves_frees_its_slots(server, od_model):
         time.sleep(0.02)
     assert server.metric("florence_queue_depth") == 0
     r = server.post("/v1/predict", json=_json_request(od_model[1][0], "<OD>", None, GEN))
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json()["total_ms"] < 3000  # not behind the 12 images
     assert '"status": 499' in server.log.read_text()
 
 
@@ -349,6 +357,15 @@ def test_api_key_two_workers_and_sigterm_finishes_the_requests_in_flight(od_mode
         r = in_flight.result()
         assert r.status_code == 200 and all("result" in x for x in r.json()["results"])
         assert s.proc.wait(60) is not None
+        deadline = time.time() + 30  # and so are its HTTP process, model workers and queue manager
+        while time.time() < deadline:
+            try:
+                os.killpg(s.proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        with pytest.raises(ProcessLookupError):
+            os.killpg(s.proc.pid, 0)
     finally:
         s.stop()
     assert key not in s.log.read_text()
@@ -357,7 +374,7 @@ def test_api_key_two_workers_and_sigterm_finishes_the_requests_in_flight(od_mode
 def test_a_request_past_the_timeout_gets_504_and_its_images_are_dropped(od_model, tmp_path):
     """64 slow images (seconds of work) against a 2 s timeout: 504; the worker then skips the images past
     their deadline, so the next request is answered at once."""
-    s = Server(od_model[0], "--dtype", "float32", "--max-batch", "1", "--timeout", "2", "--max-batch-items", "64",
+    s = Server(od_model[0], "--dtype", "float32", "--max-batch", "2", "--timeout", "2", "--max-batch-items", "64",
                log=tmp_path / "server.log")
     try:
         single = _json_request(od_model[1][0], "<OD>", None, GEN)
@@ -396,7 +413,7 @@ def test_the_page_draws_the_boxes_the_api_returns(server, od_model, tmp_path):
     from playwright.sync_api import sync_playwright
 
     scene = tmp_path / "scene.png"
-    od_model[1][2].resize((256, 256), Image.NEAREST).save(scene)
+    od_model[1][2].resize((1200, 800), Image.NEAREST).save(scene)  # shown scaled down, not square
     api = server.post("/v1/predict", files={"image": ("scene.png", scene.read_bytes(), "image/png")},
                       data={"task": "<OD>"}).json()["result"]
     assert len(api["bboxes"]) >= 2
@@ -432,7 +449,8 @@ def test_the_page_draws_the_boxes_the_api_returns(server, od_model, tmp_path):
             assert json.loads(page.inner_text("#json"))["result"] == api
             page.screenshot(path=str(tmp_path / "page.png"))
             threshold = max(api["scores"])
-            page.eval_on_selector("#threshold", f"e => {{ e.value = {threshold!r}; e.dispatchEvent(new Event('input')); }}")
+            page.eval_on_selector("#threshold",
+                                  f"e => {{ e.value = {threshold!r}; e.dispatchEvent(new Event('input')); }}")
             shown = page.eval_on_selector_all("#overlay rect.item", "els => els.map(e => +e.dataset.score)")
             assert shown == [s for s in api["scores"] if s >= threshold] and len(shown) < len(api["scores"])
             assert len(posts) == 1  # the slider did not ask the server again

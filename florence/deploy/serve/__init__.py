@@ -59,6 +59,7 @@ def build_server(model: str, backend: str = "torch", dtype: str = "auto", worker
     front = Front(server, limits, Path(model).name or str(model), api_key, cancelled)
     add_routes(server.app, front, limits)
     server.app.add_middleware(Observe, front=front)
+    server.uvicorn_graceful_timeout = limits.timeout  # shutdown waits for the requests in flight this long
     server.app.title, server.app.description = "florence", f"Florence-2 ({model}) behind HTTP: see /"
     return server
 

@@ -29,6 +29,16 @@ class Limits:
     timeout: float = 120.0
     max_num_beams: int = 3
     max_new_tokens: int = 1024
+    max_text_chars: int = 1000  # a prompt longer than the encoder's positions would fail its whole batch
+
+    def __post_init__(self):
+        if self.max_batch_items > self.max_queue:
+            raise ValueError(f"max_batch_items ({self.max_batch_items}) must not exceed max_queue ({self.max_queue}): "
+                             "a batch request that large could never be admitted")
+
+
+# formats an upload may have (PIL's other plugins, EPS through Ghostscript among them, are not reachable)
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
 class PredictRequest(BaseModel):
@@ -60,21 +70,23 @@ def read_image(data: bytes, limits: Limits, what: str) -> Image.Image:
         raise fail(400, f"{what}: empty image")
     buf = io.BytesIO(data)
     try:
-        with Image.open(buf) as im:
+        with Image.open(buf, formats=IMAGE_FORMATS) as im:
             width, height = im.size
     except Image.DecompressionBombError as e:
         raise fail(413, f"{what}: {e}") from None
     except Exception as e:  # noqa: BLE001  anything PIL cannot identify is a bad image
         message = str(e).replace(repr(buf), "the upload")
-        raise fail(400, f"{what}: not an image PIL can read ({type(e).__name__}: {message})") from None
+        raise fail(400, f"{what}: not an image in a format the server reads ({', '.join(IMAGE_FORMATS)}; "
+                        f"{type(e).__name__}: {message})") from None
     if width * height > limits.max_pixels:
         raise fail(413, f"{what}: {width}x{height} = {width * height} pixels, over the server's limit of "
                          f"{limits.max_pixels}")
     buf = io.BytesIO(data)
     try:
         return load_image(buf)
-    except (ValueError, OSError, Image.DecompressionBombError) as e:
-        raise fail(400, f"{what}: {str(e).replace(repr(buf), 'the upload')}") from None
+    except Exception as e:  # noqa: BLE001  a malformed file may fail anywhere in its decoder
+        raise fail(400, f"{what}: cannot decode the image ({type(e).__name__}: "
+                        f"{str(e).replace(repr(buf), 'the upload')})") from None
 
 
 def decode_base64(value: str, what: str) -> bytes:
@@ -114,6 +126,9 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
                 from None
     elif task.input_kind == "text" and not isinstance(text, str):
         raise fail(400, f"{what}: {task.token} needs a text input (a string), got {text!r:.100}")
+    elif task.input_kind == "text" and len(text) > limits.max_text_chars:
+        raise fail(400, f"{what}: a text input of {len(text)} characters, over the server's limit of "
+                        f"{limits.max_text_chars}")
     generation = {}
     for name, top in (("num_beams", limits.max_num_beams), ("max_new_tokens", limits.max_new_tokens)):
         value = fields.get(name)

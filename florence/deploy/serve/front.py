@@ -72,8 +72,8 @@ class Front:
             raise fail(413, f"request of {size} bytes, over the server's limit of {self.limits.max_request_bytes}")
         return await request.body()
 
-    async def read(self, request: Request, batch: bool) -> list[dict]:
-        """The request's checked items (one per image)."""
+    async def read(self, request: Request, batch: bool) -> list[tuple]:
+        """The request's images as ``(fields, image bytes or None (base64 in fields), name)``, unchecked."""
         kind = request.headers.get("content-type", "")
         if kind.startswith("multipart/form-data"):
             await self.body(request)  # size check before parsing
@@ -89,9 +89,8 @@ class Front:
             if not batch and len(files) > 1:
                 raise fail(400, f"{len(files)} images: /v1/predict takes one (use /v1/predict/batch)")
             self.check_count(len(files))
-            datas = [await f.read() for f in files]
-            return [self.item_or_error(fields, d, f"image {k} ({f.filename})" if batch else f"image ({f.filename})")
-                    for k, (f, d) in enumerate(zip(files, datas))]
+            return [(fields, await f.read(), f"image {k} ({f.filename})" if batch else f"image ({f.filename})")
+                    for k, f in enumerate(files)]
         try:
             payload = json.loads(await self.body(request))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -104,8 +103,7 @@ class Front:
                                  for err in e.errors()[:5])
             raise fail(400, f"bad request body: {problems}") from None
         self.check_count(len(requests))
-        return [self.item_or_error(r.model_dump(), None, f"items[{k}]" if batch else "image")
-                for k, r in enumerate(requests)]
+        return [(r.model_dump(), None, f"items[{k}]" if batch else "image") for k, r in enumerate(requests)]
 
     def check_count(self, n: int):
         if n == 0:
@@ -121,31 +119,37 @@ class Front:
         except HTTPException as e:
             return {"error": e.detail, "status": e.status_code}
 
-    async def run(self, request: Request, items: list[dict]) -> list[dict]:
-        """Queue the items, wait for their answers (or the timeout, or the client leaving)."""
-        live = [it for it in items if "error" not in it]
-        if self.inflight + len(live) > self.limits.max_queue:
+    async def run(self, request: Request, raw: list[tuple]) -> list[dict]:
+        """Admit the request's images (503 when full), check and decode them (in a thread, not on the event
+        loop), queue them and wait for their answers, the timeout or the client leaving."""
+        n = len(raw)
+        if self.inflight + n > self.limits.max_queue:
             raise fail(503, f"the server is full ({self.inflight} images queued or running, limit "
-                             f"{self.limits.max_queue}): retry later", **{"Retry-After": "1"})
-        self.inflight += len(live)
+                            f"{self.limits.max_queue}): retry later", **{"Retry-After": "1"})
+        self.inflight += n
         self.queue_depth.set(self.inflight)
         deadline = time.time() + self.limits.timeout
-        work = asyncio.ensure_future(asyncio.gather(*(self.submit(request, it, deadline) for it in live)))
         gone = asyncio.ensure_future(_disconnected(request))
+        tasks = []
         try:
-            done, _ = await asyncio.wait({work, gone}, timeout=self.limits.timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:
-                work.cancel()
-                for it in live:
-                    self.cancelled[it["id"]] = time.time()
-                if gone in done:
-                    raise fail(499, "the client closed the connection")
-                raise fail(504, f"no answer within the server's timeout of {self.limits.timeout:g} s")
-            answers = dict(zip((it["id"] for it in live), work.result()))
+            items = await asyncio.to_thread(lambda: [self.item_or_error(*r) for r in raw])
+            live = [it for it in items if "error" not in it]
+            tasks = [asyncio.ensure_future(self.submit(request, it, deadline)) for it in live]
+            if tasks:
+                work = asyncio.gather(*tasks)
+                done, _ = await asyncio.wait({work, gone}, timeout=max(0.0, deadline - time.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if work not in done:
+                    self.forget([it["id"] for it, t in zip(live, tasks) if not t.done()])
+                    if gone in done:
+                        raise fail(499, "the client closed the connection")
+                    raise fail(504, f"no answer within the server's timeout of {self.limits.timeout:g} s")
+            answers = dict(zip((it["id"] for it in live), (t.result() for t in tasks)))
         finally:
             gone.cancel()
-            self.inflight -= len(live)
+            for t in tasks:
+                t.cancel()
+            self.inflight -= n
             self.queue_depth.set(self.inflight)
         out = []
         for it in items:
@@ -163,6 +167,17 @@ class Front:
                 out.append({"task": it["task"], "width": it["image"].width, "height": it["image"].height,
                             "result": filter_scores(a["result"], it["threshold"]), "timing": timing})
         return out
+
+    def forget(self, ids: list[str]):
+        """Tell the workers to skip these items; marks older than twice the timeout (of items answered or
+        expired before a worker saw the mark) are dropped now and then."""
+        now = time.time()
+        for i in ids:
+            self.cancelled[i] = now
+        if len(self.cancelled) > 1000:
+            for k, t in list(self.cancelled.items()):
+                if now - t > 2 * self.limits.timeout:
+                    self.cancelled.pop(k, None)
 
     async def submit(self, request: Request, item: dict, deadline: float) -> dict:
         """One item through LitServe's queue (as its own POST route does) and back."""
@@ -213,14 +228,11 @@ def add_routes(app, front: Front, limits: Limits):
     async def predict(request: Request):
         """One image and one task: the pipeline's result (with scores), the model and the timing."""
         started = time.perf_counter()
-        items = await front.read(request, batch=False)
-        if "error" in items[0]:
-            raise fail(items[0]["status"], items[0]["error"])
-        request.state.log = {"task": items[0]["task"], "images": 1}
-        (answer,) = await front.run(request, items)
+        (answer,) = await front.run(request, await front.read(request, batch=False))
+        request.state.log = {"task": answer.get("task"), "images": 1,
+                             "batch_size": answer.get("timing", {}).get("batch_size")}
         if "error" in answer:
             raise fail(answer["status"], answer["error"])
-        request.state.log["batch_size"] = answer["timing"]["batch_size"]
         return _answer(started, front.model_name, **answer)
 
     @app.post("/v1/predict/batch", dependencies=auth, openapi_extra=body(BatchRequest), tags=["predict"])
@@ -229,10 +241,10 @@ def add_routes(app, front: Front, limits: Limits):
         the other fields): one answer per image, in order; an image that cannot be read or checked
         gets ``{"error", "status"}`` and the others are answered."""
         started = time.perf_counter()
-        items = await front.read(request, batch=True)
-        request.state.log = {"task": sorted({it["task"] for it in items if "task" in it}), "images": len(items),
-                             "bad": sum("error" in it for it in items)}
-        return _answer(started, front.model_name, results=await front.run(request, items))
+        results = await front.run(request, await front.read(request, batch=True))
+        request.state.log = {"task": sorted({r["task"] for r in results if "task" in r}), "images": len(results),
+                             "errors": sum("error" in r for r in results)}
+        return _answer(started, front.model_name, results=results)
 
     @app.get("/v1/tasks", dependencies=auth, tags=["info"])
     async def tasks():

@@ -34,11 +34,8 @@ class WaitForFirst(BatchedLoop):
                 break
         if _SENTINEL_VALUE in items:  # shutdown
             raise _StopLoopError()
-        payloads, expired = [], []
-        for queue_id, uid, arrived, payload in items:
-            late = lit_api.request_timeout not in (-1, False) and time.monotonic() - arrived > lit_api.request_timeout
-            (expired if late else payloads).append((queue_id, uid) if late else (queue_id, uid, payload))
-        return payloads, expired
+        # no expiry here: predict() drops the items past their deadline (and forgets their cancel marks)
+        return [(queue_id, uid, payload) for queue_id, uid, _, payload in items], []
 
 
 class FlorenceAPI(ls.LitAPI):
@@ -54,7 +51,13 @@ class FlorenceAPI(ls.LitAPI):
         self.cancelled = cancelled  # ids of items whose client left or timed out (a shared dict)
 
     def setup(self, device):
+        import signal
+
         import torch
+
+        # Ctrl-C reaches the whole process group: the worker finishes its batch and stops when LitServe
+        # terminates it, after uvicorn has answered the requests in flight
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         from ... import hardware
         from ...inference import pipeline
@@ -89,28 +92,32 @@ class FlorenceAPI(ls.LitAPI):
         for generation, group in groups.items():  # one model batch per set of generation options
             start = time.perf_counter()
             try:
-                results = self.pipe([it["image"] for it in group], [it["task"] for it in group],
-                                    [it["text"] for it in group], batch_size=len(group), **dict(generation))
-                answers = [{"result": r[it["task"]]} for it, r in zip(group, results)]
-            except Exception as e:  # a failing batch is answered, the others go on
-                log.exception("inference failed on a batch of %d", len(group))
-                answers = [{"error": f"inference failed: {type(e).__name__}: {e}", "status": 500}] * len(group)
+                answers = self.run(group, generation)
+            except Exception:  # noqa: BLE001  one item may break a batch: each item alone, so only it fails
+                log.exception("inference failed on a batch of %d: running its items one by one", len(group))
+                answers = []
+                for it in group:
+                    try:
+                        answers += self.run([it], generation)
+                    except Exception as e:  # noqa: BLE001
+                        answers.append({"error": f"inference failed: {type(e).__name__}: {e}", "status": 500})
             ms = (time.perf_counter() - start) * 1000
             for k, (it, answer) in enumerate(zip(group, answers)):  # "first": the batch is counted once
                 out[it["id"]] = {**answer, "batch_size": len(group), "inference_ms": ms, "worker": os.getpid(),
                                  "first": k == 0}
-        dropped = {"error": "dropped: the client left or the request timed out", "status": 499, "batch_size": 0,
+        dropped = {"error": "dropped: past the server's timeout, or the client left", "status": 504, "batch_size": 0,
                    "inference_ms": 0.0, "worker": os.getpid()}
         answers = [out.get(it["id"], dropped) for it in items]
         return answers[0] if single else answers
 
+    def run(self, group: list, generation: tuple) -> list[dict]:
+        results = self.pipe([it["image"] for it in group], [it["task"] for it in group], [it["text"] for it in group],
+                            batch_size=len(group), **dict(generation))
+        return [{"result": r[it["task"]]} for it, r in zip(group, results)]
+
     def _dropped(self, item) -> bool:
-        if time.time() > item["deadline"]:
-            return True
-        if self.cancelled is not None and item["id"] in self.cancelled:
-            self.cancelled.pop(item["id"], None)
-            return True
-        return False
+        cancelled = self.cancelled is not None and self.cancelled.pop(item["id"], None) is not None
+        return cancelled or time.time() > item["deadline"]
 
     def encode_response(self, output):
         return output
