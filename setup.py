@@ -55,7 +55,7 @@ setup(
     # so no generic top-level names (`tasks`, `plugins`) are taken.
     packages=[*find_packages(include=["florence", "florence.*"]), "florence.plugins", "florence.tasks"],
     package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
-    package_data={"florence.deploy": ["page.html"]},  # florence serve's page
+    package_data={"florence.deploy.serve": ["page.html"]},  # florence serve's page
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={
