@@ -57,7 +57,7 @@ def build_server(model: str, backend: str = "torch", dtype: str = "auto", worker
     routes = server.app.router.routes  # LitServe's own POST route to the queue and its "/" give way to ours
     server.app.router.routes = [r for r in routes if getattr(r, "path", None) not in (ITEMS_PATH, "/")]
     front = Front(server, limits, Path(model).name or str(model), api_key, cancelled)
-    add_routes(server.app, front, limits)
+    add_routes(server.app, front)
     server.app.add_middleware(Observe, front=front)
     server.uvicorn_graceful_timeout = limits.timeout  # shutdown waits for the requests in flight this long
     server.app.title, server.app.description = "florence", f"Florence-2 ({model}) behind HTTP: see /"

@@ -211,8 +211,10 @@ def _answer(started: float, model: str, **content) -> JSONResponse:
     return JSONResponse({"model": model, **content, "total_ms": round((time.perf_counter() - started) * 1000, 1)})
 
 
-def add_routes(app, front: Front, limits: Limits):
+def add_routes(app, front: Front):
     from ...task import list_tasks
+
+    page_html = PAGE.read_text(encoding="utf-8")  # read once, not per request
 
     auth = [Depends(front.check_key)]
     multipart = {"multipart/form-data": {"schema": {"type": "object", "required": ["image", "task"], "properties": {
@@ -250,7 +252,7 @@ def add_routes(app, front: Front, limits: Limits):
     async def tasks():
         """The registered tasks: token, name, and the input each takes (null, "text" or "region")."""
         return {"tasks": [{"token": t.token, "name": t.name, "input": t.input_kind} for t in list_tasks()],
-                "limits": asdict(limits)}
+                "limits": asdict(front.limits)}
 
     @app.get("/health", tags=["info"])
     async def health():
@@ -263,7 +265,7 @@ def add_routes(app, front: Front, limits: Limits):
 
     @app.get("/", include_in_schema=False)
     async def page():
-        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
+        return HTMLResponse(page_html)
 
     async def http_error(request, exc: HTTPException):
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
