@@ -171,24 +171,12 @@ def _config(path, cfg_options):
     return load_config(path, options.values)
 
 
-def _region_or_text(text: str | None):
-    if text is None:
-        return None
-    parts = text.split(",")
-    if len(parts) == 4:
-        try:
-            return [float(p) for p in parts]
-        except ValueError:
-            pass
-    return text
-
-
 def _infer(args) -> int:
     from tqdm import tqdm
 
     from . import hardware
     from .inference import pipeline
-    from .task import get_task
+    from .task import box_or_text, get_task
     from .visualize import draw_result
     from .processing.image import image_files, load_image
 
@@ -212,7 +200,7 @@ def _infer(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
-    text_input = _region_or_text(args.text)
+    text_input = None if args.text is None else box_or_text(args.text)
     with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
         for start in range(0, len(sources), args.batch_size):
             chunk = sources[start:start + args.batch_size]

@@ -221,6 +221,18 @@ class Task:
         raise NotImplementedError
 
 
+def box_or_text(text: str):
+    """A pixel box ``[x1, y1, x2, y2]`` from command-line or form text ``"x1,y1,x2,y2"``; any other
+    text as it is (location tokens, or a text input)."""
+    parts = text.split(",")
+    if len(parts) == 4:
+        try:
+            return [float(p) for p in parts]
+        except ValueError:
+            pass
+    return text
+
+
 def region_tokens(region, image_size, token: str = "task") -> str:
     """A region input as ``<loc_x1><loc_y1><loc_x2><loc_y2>``: pixel boxes are quantized with the
     image size; location-token text passes through after a check."""

@@ -102,7 +102,7 @@ def decode_base64(value: str, what: str) -> bytes:
 
 def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
     """One checked queue item from a request's fields and image bytes."""
-    from ...task import TaskError, get_task
+    from ...task import TaskError, box_or_text, get_task
 
     if not fields.get("task"):
         raise fail(400, f"{what}: no task (e.g. task=<OD>; GET /v1/tasks lists them)")
@@ -118,12 +118,8 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         raise fail(400, f"{what}: {task.token} needs {need} ('text')")
     if task.input_kind is None:
         text = None
-    elif task.input_kind == "region" and isinstance(text, str) and "<loc_" not in text:
-        try:
-            text = [float(v) for v in text.split(",")]
-        except ValueError:
-            raise fail(400, f"{what}: {task.token} needs a region 'x1,y1,x2,y2' in pixels, got {text!r:.100}") \
-                from None
+    elif task.input_kind == "region" and isinstance(text, str):
+        text = box_or_text(text)  # anything else than a box or location tokens fails in task.prompt below
     elif task.input_kind == "text" and not isinstance(text, str):
         raise fail(400, f"{what}: {task.token} needs a text input (a string), got {text!r:.100}")
     elif task.input_kind == "text" and len(text) > limits.max_text_chars:
