@@ -1,79 +1,162 @@
-"""The ``florence`` command.
+"""The ``florence`` command: one verb per job of the loop, one option vocabulary.
 
-    florence infer --model PATH_OR_HUB_ID --task "<OD>" [--text "..."] IMAGES... --out results.jsonl [--vis DIR]
-    florence label --model PATH_OR_HUB_ID IMAGES... --tasks "<OD>" "<MORE_DETAILED_CAPTION>" --out DIR
-    florence shards CONFIG --out DIR [--split train] [--samples-per-shard N]   # a config's datasets as tar shards
-    florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--image-size N] [--format onnx]
-    florence export-onnx MODEL OUT_DIR [--dtype fp32|fp16] [--quantize int8]   # an ONNX model folder
-    florence serve MODEL [--backend torch|onnxruntime] [--port 8000] [--max-batch 8] [--max-wait-ms 10]
-    florence tasks                                  # list the registered tasks
+    florence train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options K=V ...]
+    florence test CONFIG CHECKPOINT [--out metrics.json] [--work-dir DIR] [--cfg-options K=V ...]
+    florence infer IMAGES... --model MODEL --task TASK [--text TEXT] --out results.jsonl [--vis DIR]
+    florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--format safetensors|onnx]
+    florence export --model MODEL OUT_DIR --format onnx [--dtype fp16] [--quantize int8]
+    florence label IMAGES... --model MODEL --task TASK... --out DIR      # the data engine
+    florence shards CONFIG --out DIR [--split train]                   # a config's datasets as tar shards
+    florence serve --model MODEL [--backend torch|onnxruntime] [--port 8000]
+    florence tasks                                                     # the registered tasks
 
-``infer`` writes one JSON line per image as soon as its batch is done
-(``{"image", "width", "height", "task", "result"}``, or ``{"image", "error"}`` for an image that
-could not be read: the run goes on and exits with status 1 at the end).
-
-``label`` is the data engine's labelling run (:func:`florence.label.label`): filtered labels as
-resumable shards of florence JSON Lines plus ``manifest.json`` (counts per filter rule, bad images);
-run it again after a kill and it continues where it stopped.
-
-``export`` writes a training checkpoint as a model folder (:meth:`florence.engine.Florence2Model.export`):
-in the native layout (default) transformers' ``AutoProcessor`` and ``AutoModelForImageTextToText`` load
-it without florence; LoRA adapters are merged; images are resized to the side the model trained at.
-
-``export-onnx`` writes a model folder (either layout, or a hub id) as ONNX graphs in the layout
-onnxruntime and transformers.js load (:func:`florence.deploy.export_onnx`); ``infer --backend
-onnxruntime --model ONNX_DIR`` runs it.
-
-``serve`` runs the pipeline behind HTTP with dynamic batching (:mod:`florence.deploy.serve`, the
-``serve`` extra): ``POST /v1/predict``, ``/v1/predict/batch``, a page at ``/``, OpenAPI at ``/docs``.
-
-``shards`` writes each source dataset of a config's ``train_dataloader`` (or ``--split val`` / ``test``)
-as tar shards (:func:`florence.data.write_shards`), one folder per source, and prints the dataloader
-config that streams them (:class:`florence.data.MultiTaskStream`, the same weights).
+Each verb is a call of the Python API (``florence train`` = :func:`florence.engine.train`, ``test`` =
+:func:`florence.engine.evaluate`, ``infer`` = :meth:`florence.Pipeline.records`, ``export`` =
+:func:`florence.engine.export_checkpoint` / :func:`florence.deploy.export_onnx`, ``label`` =
+:func:`florence.label.label`, ``shards`` = :func:`florence.data.write_shards`, ``serve`` =
+:func:`florence.deploy.serve.serve`); ``florence VERB --help`` says the rest, with an example.
+This module imports none of them until a verb runs, so ``florence --help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "parse", "job_options"]
 
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "int8")
+EPILOG = """options mean the same in every verb: --model (a model folder in either layout, or a hub id),
+--task (a task token or name: florence tasks), --text (the task's input: text, or a region 'x1,y1,x2,y2' in
+pixels), --out, --batch-size, --dtype, --num-beams, --max-new-tokens, --work-dir, --cfg-options (KEY=VALUE
+overrides of a config, data_root=DIR included).
+
+example, the main job with no download (the tiny preset on synthetic scenes: ~11-14 min on 2 CPU cores):
+  florence train configs/florence2/florence2_tiny_synthetic.py --work-dir work_dirs/tiny
+  florence test configs/florence2/florence2_tiny_synthetic.py work_dirs/tiny/iter_2200.pth
+  florence export configs/florence2/florence2_tiny_synthetic.py work_dirs/tiny/iter_2200.pth tiny-model
+  florence infer photos/ --model tiny-model --task "<OD>" --out results.jsonl --vis drawings/
+"""
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32, width=110)
+
+
+def _verb(sub, name: str, help: str, example: str, **kwargs) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, epilog=f"example:\n  {example}", formatter_class=_Help,
+                          **kwargs)
+
+
+def _model(parser, positional: bool = False, **kwargs) -> None:
+    """--model MODEL; where a verb took the model as its first argument (serve), that still works."""
+    if positional:
+        parser.add_argument("model_arg", nargs="?", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--model", **kwargs)
+
+
+def _generation(parser) -> None:
+    parser.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's (3)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
+
+
+def _cfg_options(parser) -> None:
+    parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. train_cfg.max_iters=100 data_root=/data/mine")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="florence", description="Florence-2 from the command line")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="florence", description="Florence-2 from the command line: train, test, "
+                                     "infer, export, label and serve.", epilog=EPILOG, formatter_class=_Help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="VERB")
 
-    infer = sub.add_parser("infer", help="run a task on images, write JSON Lines (and drawings)")
+    train = _verb(sub, "train", "train (and evaluate) a model from a config on mmengine",
+                  "florence train configs/florence2/florence2_tiny_synthetic.py --work-dir work_dirs/tiny --amp\n"
+                  "  torchrun --nproc_per_node 2 -m florence.cli train CONFIG --launcher pytorch   # data-parallel")
+    train.add_argument("config", help="a training config (configs/)")
+    train.add_argument("--work-dir", help="where logs and checkpoints go (default: work_dirs/<config name>)")
+    train.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                       help="continue from CKPT, or (no value) from the work dir's latest checkpoint")
+    train.add_argument("--amp", action="store_true",
+                       help="bf16 mixed precision (autocast) where the device computes bf16 natively")
+    train.add_argument("--launcher", choices=["none", "pytorch"], default="none",
+                       help="'pytorch' under torchrun / tools/dist_train.sh (DDP; gloo on CPU)")
+    _cfg_options(train)
+
+    test = _verb(sub, "test", "evaluate a checkpoint on a config's test set: the (task, metric, value) table",
+                 "florence test configs/florence2/florence2_tiny_synthetic.py work_dirs/tiny/iter_2200.pth "
+                 "--out metrics.json")
+    test.add_argument("config", help="the config the checkpoint was trained with (its test_dataloader, "
+                                     "test_evaluator)")
+    test.add_argument("checkpoint", help="a .pth written by florence train")
+    test.add_argument("--out", help="write the metric table here as JSON")
+    test.add_argument("--work-dir", help="where the logs go (default: work_dirs/<config name>)")
+    _cfg_options(test)
+
+    infer = _verb(sub, "infer", "run a task on images, write JSON Lines (and drawings)",
+                  'florence infer photos/ --model microsoft/Florence-2-base --task "<OD>" --out od.jsonl --vis drawn/')
     infer.add_argument("images", nargs="+", help="image files and/or folders")
-    infer.add_argument("--model", required=True, help="checkpoint folder (either layout) or hub id")
+    _model(infer, required=True, help="model folder (either layout; an ONNX folder with --backend onnxruntime) "
+                                      "or hub id")
     infer.add_argument("--task", required=True, help='task token or name, e.g. "<OD>" or od')
     infer.add_argument("--text", help="task input: text, or a region as 'x1,y1,x2,y2' pixels")
-    infer.add_argument("--out", required=True, help="JSON Lines file to write")
+    infer.add_argument("--out", required=True, help="JSON Lines file to write: one line per image")
     infer.add_argument("--vis", help="folder for PNG drawings of the results")
     infer.add_argument("--batch-size", type=int, default=8)
     infer.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: cuda when a GPU is there, else cpu)")
     infer.add_argument("--dtype", choices=DTYPES, default="auto",
                        help="auto (default): bf16 where the device computes it natively, else float32 "
                             "(float16 on a GPU without bf16)")
-    infer.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's (3)")
-    infer.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
+    _generation(infer)
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
-    infer.add_argument("--plain", action="store_true",
-                       help="run the plain model, without florence.accel's CPU fast paths (same results)")
+    infer.add_argument("--no-accelerate", "--plain", dest="plain", action="store_true",
+                       help="the plain model, without florence.accel's CPU fast paths (same results; Python: "
+                            "accelerate=False)")
     infer.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                       help="onnxruntime: --model is an ONNX folder (florence export-onnx); --dtype fp32, fp16 "
-                            "or int8 picks its graphs")
+                       help="onnxruntime: --model is an ONNX folder (florence export --format onnx); --dtype fp32, "
+                            "fp16 or int8 picks its graphs")
 
-    lab = sub.add_parser("label", help="the data engine: annotate images, filter, write resumable label shards")
+    export = _verb(sub, "export", "a checkpoint as a model folder transformers loads whole, or as ONNX graphs",
+                   "florence export CONFIG work_dirs/tiny/iter_2200.pth tiny-model          # safetensors folder\n"
+                   "  florence export --model tiny-model tiny-onnx --format onnx --dtype fp16 --quantize int8")
+    export.add_argument("paths", nargs="+", metavar="PATH",
+                        help="CONFIG CHECKPOINT OUT_DIR (a checkpoint of florence train), or OUT_DIR with --model")
+    _model(export, help="a model folder (either layout) or hub id to export as ONNX (with --format onnx)")
+    export.add_argument("--format", choices=("safetensors", "onnx"), default=None,
+                        help="safetensors (default for a checkpoint): a model folder; onnx (default with --model): "
+                             "the ONNX folder onnxruntime and transformers.js load")
+    export.add_argument("--layout", choices=["native", "microsoft"], default="native",
+                        help="native (default): transformers' own Florence-2 loads it; microsoft: the hub layout")
+    export.add_argument("--image-size", type=int, default=None,
+                        help="image side of the exported preprocessing (default: the training data's, or the "
+                             "folder's)")
+    export.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
+                        help="onnx: fp16 also writes the _fp16 graphs (float16 weights, float32 inputs and outputs)")
+    export.add_argument("--quantize", choices=("int8", "int8-per-channel", "int8-weights"), default=None,
+                        help="onnx: also the _int8 (= _quantized) graphs: int8 (dynamic, a scale per matrix), "
+                             "int8-per-channel, int8-weights (weight-only); README Deploy compares them")
+    _cfg_options(export)
+
+    onnx = sub.add_parser("export-onnx", help="the same as: export --model MODEL OUT_DIR --format onnx",
+                          formatter_class=_Help)
+    onnx.add_argument("model", help="model folder (either layout) or hub id")
+    onnx.add_argument("out_dir")
+    onnx.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32")
+    onnx.add_argument("--quantize", choices=("int8", "int8-per-channel", "int8-weights"), default=None)
+    onnx.add_argument("--image-size", type=int, default=None)
+
+    lab = _verb(sub, "label", "the data engine: annotate images, filter, write resumable label shards",
+                'florence label photos/ --model microsoft/Florence-2-large --task "<OD>" "<MORE_DETAILED_CAPTION>" '
+                "--out labels/")
     lab.add_argument("images", nargs="+", help="image files and/or folders")
     lab.add_argument("--model", required=True, action="append",
                      help="checkpoint folder or hub id of an annotator (repeat for several)")
-    lab.add_argument("--tasks", required=True, nargs="+", help='task tokens, e.g. "<OD>" "<MORE_DETAILED_CAPTION>"')
+    lab.add_argument("--task", "--tasks", dest="tasks", required=True, nargs="+", action="extend",
+                     help='task tokens or names, e.g. "<OD>" "<MORE_DETAILED_CAPTION>"')
     lab.add_argument("--out", required=True, help="folder for the shards and manifest.json")
     lab.add_argument("--consensus", type=int, default=None, metavar="K",
                      help="merge the models' labels of an image: keep what at least K models agree on (fused boxes)")
@@ -89,45 +172,20 @@ def _parser() -> argparse.ArgumentParser:
                      help="drop texts with fewer content words (default off)")
     lab.add_argument("--batch-size", type=int, default=8)
     lab.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
-    lab.add_argument("--num-beams", type=int, default=None)
-    lab.add_argument("--max-new-tokens", type=int, default=None)
+    _generation(lab)
 
-    shards = sub.add_parser("shards", help="write a config's datasets as tar shards that training streams")
+    shards = _verb(sub, "shards", "write a config's datasets as tar shards that training streams",
+                   "florence shards configs/florence2/florence2_tiny_synthetic.py --out shards/")
     shards.add_argument("config", help="a training config (its dataloader's MultiTaskDataset or dataset)")
     shards.add_argument("--out", required=True, help="folder for one shard folder per source dataset")
     shards.add_argument("--split", choices=("train", "val", "test"), default="train")
     shards.add_argument("--samples-per-shard", type=int, default=1000)
-    shards.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config values, as tools/train.py does")
+    _cfg_options(shards)
 
-    export = sub.add_parser("export", help="a training checkpoint as a model folder transformers loads whole")
-    export.add_argument("config", help="the training config")
-    export.add_argument("checkpoint", help="a .pth written by tools/train.py")
-    export.add_argument("out_dir")
-    export.add_argument("--layout", choices=["native", "microsoft"], default="native",
-                        help="native (default): transformers' own Florence-2 loads it; microsoft: the hub layout")
-    export.add_argument("--image-size", type=int, default=None,
-                        help="image side of the exported preprocessing (default: the training data's image_size)")
-    export.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="override config values, as tools/train.py does")
-    export.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
-                        help="onnx: the ONNX folder of export-onnx (fp32 graphs), in place of the weights")
-
-    onnx = sub.add_parser("export-onnx", help="a model folder as ONNX graphs (onnxruntime, transformers.js)")
-    onnx.add_argument("model", help="model folder (either layout) or hub id")
-    onnx.add_argument("out_dir")
-    onnx.add_argument("--dtype", choices=("fp32", "fp16"), default="fp32",
-                      help="fp16: also the _fp16 graphs (float16 weights, float32 inputs and outputs)")
-    onnx.add_argument("--quantize", choices=("int8", "int8-per-channel", "int8-weights"), default=None,
-                      help="also the _int8 (= _quantized) graphs: int8 (dynamic, a scale per matrix), "
-                           "int8-per-channel (dynamic, a scale per channel), int8-weights (weight-only, float32 "
-                           "activations); README Deploy compares them")
-    onnx.add_argument("--image-size", type=int, default=None,
-                      help="image side of the preprocessing (default: the folder's; the graphs take any size)")
-
-    srv = sub.add_parser("serve", help="an HTTP service with dynamic batching (the serve extra)")
-    srv.add_argument("model", help="model folder (either layout; an ONNX folder with --backend onnxruntime) "
-                                   "or hub id")
+    srv = _verb(sub, "serve", "an HTTP service with dynamic batching (the serve extra)",
+                "florence serve --model tiny-model --port 8000 --max-batch 8   # then open http://127.0.0.1:8000/")
+    _model(srv, positional=True, help="model folder (either layout; an ONNX folder with --backend onnxruntime) "
+                                      "or hub id")
     srv.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     srv.add_argument("--dtype", choices=DTYPES, default="auto", help="as for infer")
     srv.add_argument("--host", default="127.0.0.1", help="127.0.0.1 (default), 0.0.0.0 or ::")
@@ -154,21 +212,75 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--block-location-ngrams", action="store_true", help="as for infer")
     srv.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
-    sub.add_parser("tasks", help="list the registered tasks")
+    _verb(sub, "tasks", "list the registered tasks (built-in and plugins)", "florence tasks")
     return parser
 
 
-def _config(path, cfg_options):
-    """A config file with ``--cfg-options`` applied, as tools/train.py reads it (mmengine is not
-    imported to build the parser)."""
+def parse(argv=None) -> argparse.Namespace:
+    """The command line ``argv`` (default: ``sys.argv[1:]``) as a namespace of the verb's options,
+    its ``--cfg-options`` as a dict and ``--model`` given either way; errors exit as argparse does."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if hasattr(args, "model_arg"):  # serve MODEL or serve --model MODEL
+        if args.model_arg and args.model:
+            parser.error(f"{args.command}: the model given twice ({args.model_arg!r} and --model {args.model!r})")
+        args.model = args.model or args.model_arg
+        if not args.model:
+            parser.error(f"{args.command}: --model MODEL is required")
+        del args.model_arg
+    if args.command == "export":
+        if args.model is not None and len(args.paths) != 1:
+            parser.error("export --model MODEL takes one path, the output folder: export --model MODEL OUT_DIR")
+        if args.model is None and len(args.paths) != 3:
+            parser.error("export takes CONFIG CHECKPOINT OUT_DIR (a checkpoint of florence train), or --model MODEL "
+                         f"OUT_DIR (a model folder, as ONNX); got {len(args.paths)} path(s)")
+        if args.model is not None and args.format == "safetensors":
+            parser.error("export --model MODEL: a model folder already is safetensors; --format onnx exports it "
+                         "as ONNX")
+    if getattr(args, "cfg_options", None) is not None:
+        args.cfg_options = _options_dict(args.cfg_options)
+    return args
+
+
+def job_options(verb: str, argv=None) -> dict:
+    """The keyword arguments of the job behind ``verb`` (``train``, ``test``) from its command line:
+    ``tools/train.py`` runs ``florence.engine.train(**job_options("train"))``."""
+    args = parse([verb, *(sys.argv[1:] if argv is None else argv)])
+    return {k: v for k, v in vars(args).items() if k != "command"}
+
+
+def _options_dict(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings as mmengine's ``--cfg-options`` reads them (lists, tuples, numbers);
+    mmengine is imported only when there are options."""
+    if not items:
+        return {}
     from mmengine.config import DictAction
 
-    from .engine import load_config
-
     options = argparse.Namespace(values={})
-    if cfg_options:
-        DictAction(option_strings=[], dest="values")(None, options, cfg_options)
-    return load_config(path, options.values)
+    DictAction(option_strings=[], dest="values")(None, options, items)
+    return options.values
+
+
+def _train(args) -> int:
+    from .engine import keep_freed_memory, train
+
+    if args.entry and os.environ.get("FLORENCE_KEEP_FREED_MEMORY", "1") != "0":
+        keep_freed_memory()  # training steps reuse their memory (README Performance); the process's own setting
+    train(args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp, launcher=args.launcher,
+          cfg_options=args.cfg_options)
+    return 0
+
+
+def _test(args) -> int:
+    from .engine import evaluate
+    from .evaluation.task_metric import format_table
+
+    rows = evaluate(args.config, args.checkpoint, out=args.out, work_dir=args.work_dir, cfg_options=args.cfg_options)
+    if rows:
+        print(format_table(rows))
+    if args.out:
+        print(f"metrics -> {args.out}")
+    return 0
 
 
 def _infer(args) -> int:
@@ -182,13 +294,13 @@ def _infer(args) -> int:
 
     task = get_task(args.task)  # fail before loading the model
     sources = image_files(args.images)
-    device = args.device or hardware.default_device()
     if args.backend == "onnxruntime":
         pipe = pipeline(args.model, dtype=args.dtype, backend="onnxruntime",
                         block_location_ngrams=args.block_location_ngrams)
     else:
         if args.dtype == "int8":
             raise SystemExit("--dtype int8 runs the int8 ONNX graphs: use it with --backend onnxruntime")
+        device = args.device or hardware.default_device()
         dtype = hardware.resolve_dtype(args.dtype, device, log=lambda m: print(m, file=sys.stderr))
         pipe = pipeline(args.model, device=device, dtype=dtype, block_location_ngrams=args.block_location_ngrams,
                         accelerate=False if args.plain else "auto")
@@ -201,26 +313,17 @@ def _infer(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
     text_input = None if args.text is None else box_or_text(args.text)
+    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, **gen)
     with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
-        for start in range(0, len(sources), args.batch_size):
-            chunk = sources[start:start + args.batch_size]
-            records, loaded = [None] * len(chunk), []
-            for k, src in enumerate(chunk):
-                try:
-                    loaded.append((k, load_image(src)))
-                except (OSError, ValueError) as e:  # a bad file is reported, the run goes on
-                    records[k] = {"image": str(src), "error": str(e)}
-            results = pipe([im for _, im in loaded], task, text_input, batch_size=args.batch_size, **gen) \
-                if loaded else []
-            for (k, image), result in zip(loaded, results):
-                records[k] = {"image": str(chunk[k]), "width": image.width, "height": image.height,
-                              "task": task.token, "result": result[task.token]}
-                if vis:
-                    draw_result(image, result).save(vis / f"{start + k:05d}_{Path(chunk[k]).stem}.png")
-            failed += sum("error" in r for r in records)
-            f.writelines(json.dumps(r) + "\n" for r in records)
-            f.flush()
-            bar.update(len(chunk))
+        for k, record in enumerate(records):
+            f.write(json.dumps(record) + "\n")
+            failed += "error" in record
+            if vis and "error" not in record:
+                name = f"{k:05d}_{Path(record['image']).stem}.png"
+                draw_result(load_image(sources[k]), {task.token: record["result"]}).save(vis / name)
+            if (k + 1) % args.batch_size == 0 or k + 1 == len(sources):
+                f.flush()  # a batch is written as soon as it is done
+            bar.update(1)
     print(f"{len(sources) - failed} of {len(sources)} images -> {out}" + (f", drawings in {vis}" if vis else ""))
     if failed:
         print(f"{failed} image(s) could not be read: see the 'error' lines in {out}", file=sys.stderr)
@@ -255,9 +358,10 @@ def _label(args) -> int:
 
 def _shards(args) -> int:
     from .data import write_shards
+    from .engine import load_config
     from .registry import DATASETS
 
-    cfg = _config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     dataset = cfg[f"{args.split}_dataloader"]["dataset"]
     sources = dataset["datasets"] if "datasets" in dataset else [dataset]
     out = Path(args.out)
@@ -280,27 +384,31 @@ def _export(args) -> int:
     import tempfile
 
     from .deploy import export_onnx
+
+    onnx = dict(dtype=args.dtype, quantize=args.quantize)
+    if args.model is not None:  # a model folder (or hub id) as ONNX
+        out = export_onnx(args.model, args.paths[0], image_size=args.image_size, **onnx)
+        print(f"wrote {out}: {', '.join(sorted(p.name for p in (out / 'onnx').glob('*.onnx')))}")
+        return 0
     from .engine import export_checkpoint
 
-    cfg = _config(args.config, args.cfg_options)
+    config, checkpoint, out_dir = args.paths
     if args.format == "onnx":
         with tempfile.TemporaryDirectory() as tmp:
-            size = export_checkpoint(cfg, args.checkpoint, Path(tmp) / "model", image_size=args.image_size)
-            export_onnx(Path(tmp) / "model", args.out_dir)
-        print(f"wrote {args.out_dir} (ONNX, {size} px images)")
+            size = export_checkpoint(config, checkpoint, Path(tmp) / "model", image_size=args.image_size,
+                                     cfg_options=args.cfg_options)
+            export_onnx(Path(tmp) / "model", out_dir, **onnx)
+        print(f"wrote {out_dir} (ONNX, {size} px images)")
         return 0
-    size = export_checkpoint(cfg, args.checkpoint, args.out_dir, layout=args.layout, image_size=args.image_size)
-    print(f"wrote {args.out_dir} ({args.layout} layout, {size} px images)")
+    size = export_checkpoint(config, checkpoint, out_dir, layout=args.layout, image_size=args.image_size,
+                             cfg_options=args.cfg_options)
+    print(f"wrote {out_dir} ({args.layout} layout, {size} px images)")
     return 0
 
 
 def _export_onnx(args) -> int:
-    from .deploy import export_onnx
-
-    out = export_onnx(args.model, args.out_dir, dtype=args.dtype, quantize=args.quantize, image_size=args.image_size)
-    graphs = sorted(p.name for p in (out / "onnx").glob("*.onnx"))
-    print(f"wrote {out}: {', '.join(graphs)}")
-    return 0
+    args.paths, args.format, args.cfg_options = [args.out_dir], "onnx", {}
+    return _export(args)
 
 
 def _serve(args) -> int:
@@ -332,10 +440,15 @@ def _tasks(args) -> int:
     return 0
 
 
+VERBS = {"train": _train, "test": _test, "infer": _infer, "export": _export, "export-onnx": _export_onnx,
+         "label": _label, "shards": _shards, "serve": _serve, "tasks": _tasks}
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    return {"infer": _infer, "label": _label, "shards": _shards, "export": _export, "export-onnx": _export_onnx,
-            "serve": _serve, "tasks": _tasks}[args.command](args)
+    """Run the verb of ``argv`` (default: the process's command line); returns the exit status."""
+    args = parse(argv)
+    args.entry = argv is None  # the process's own command (console script, python -m florence.cli)
+    return VERBS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from .generation import generate_texts
 from .models import Florence2ForConditionalGeneration
 from .models.files import resolve_folder
 from .processing import Florence2Processor
-from .processing.image import expand_images, load_image
+from .processing.image import expand_images, image_files, load_image
 from .task import Task, TaskError, add_task_tokens, get_task
 
 __all__ = ["Pipeline", "pipeline", "expand_images"]
@@ -128,30 +128,50 @@ class Pipeline:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             results.extend(self._batch(sources[start:stop], tasks[start:stop], inputs[start:stop],
-                                       errors, generation_kwargs))
+                                       errors, generation_kwargs)[0])
             if progress is not None:
                 progress(stop - start)
         return results[0] if single else results
 
-    def _batch(self, sources, tasks, inputs, errors, generation_kwargs) -> list[dict]:
+    def records(self, images, task, text_input=None, batch_size: int = 8, **generation_kwargs):
+        """Yield one JSON-ready record per image, in order, as each batch finishes (``florence
+        infer`` writes them as JSON Lines): ``{"image", "width", "height", "task", "result"}``, or
+        ``{"image", "error"}`` for an image that could not be read (the others go on). ``images``:
+        files, folders or image objects (``"image"`` is then the source's text); ``task`` and
+        ``text_input`` as for calling the pipeline, one for all images."""
+        sources = image_files(images if isinstance(images, (list, tuple)) else [images])
+        task = get_task(task)
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start:start + batch_size]
+            out, sizes = self._batch(chunk, [task] * len(chunk), [text_input] * len(chunk), "record",
+                                     generation_kwargs)
+            for src, result, size in zip(chunk, out, sizes):
+                name = str(src) if isinstance(src, (str, os.PathLike)) else _name(src)
+                yield {"image": name, **result} if size is None else \
+                    {"image": name, "width": size[0], "height": size[1], "task": task.token,
+                     "result": result[task.token]}
+
+    def _batch(self, sources, tasks, inputs, errors, generation_kwargs) -> tuple[list[dict], list]:
+        """The results of one batch and each image's (width, height) (None where it failed)."""
         out: list[dict | None] = [None] * len(sources)
-        rows, images, prompts, sizes = [], [], [], []
+        sizes: list[tuple | None] = [None] * len(sources)
+        rows, images, prompts = [], [], []
         for i, (src, task, text_input) in enumerate(zip(sources, tasks, inputs)):
             try:
                 image = load_image(src)
-                size = image.size
-                prompt = task.prompt(text_input, size)
+                prompt = task.prompt(text_input, image.size)
             except (OSError, ValueError, TypeError) as e:
                 if errors == "raise" or isinstance(e, TaskError):
                     raise
                 out[i] = {"error": f"{_name(src)}: {e}"}
                 continue
-            rows.append(i), images.append(image), prompts.append(prompt), sizes.append(size)
+            rows.append(i), images.append(image), prompts.append(prompt)
+            sizes[i] = image.size
         if rows:
             texts, loc_scores = self.generate(images, prompts, **generation_kwargs)
-            for i, task, text, size, sc in zip(rows, [tasks[r] for r in rows], texts, sizes, loc_scores):
-                out[i] = {task.token: task.decode_output(text, size, sc)}
-        return out
+            for i, text, sc in zip(rows, texts, loc_scores):
+                out[i] = {tasks[i].token: tasks[i].decode_output(text, sizes[i], sc)}
+        return out, sizes
 
     def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
         """Generated texts (special tokens kept) and, per row, the log-probabilities of its location

@@ -127,3 +127,78 @@ def test_shards_writes_a_configs_sources_and_the_config_that_streams_them(tmp_pa
     assert [i["tasks"] for i in items] == [json.loads(json.dumps(source[k]["tasks"])) for k in range(12)]
     stream = MultiTaskStream([ShardedDataset(folder, rank=0, world_size=1)], image_size=32)
     assert next(iter(stream))["inputs"].shape == (3, 32, 32)
+
+
+def _florence(*args, timeout=600) -> subprocess.CompletedProcess:
+    """``florence ARGS`` as a user runs it: its own process."""
+    return subprocess.run([sys.executable, "-m", "florence.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_train_test_export_infer_run_the_loop(photo_dir, tmp_path):
+    """The loop through the one command: ``florence train`` (then ``--resume`` further), ``florence
+    test`` (the metric table printed and written), ``florence export`` (a model folder, and that folder
+    as ONNX with ``--model``) and ``florence infer`` on the exported folder."""
+    from engine.conftest import small_config
+
+    cfg_path, work = tmp_path / "cfg.py", tmp_path / "work"
+    small_config(tmp_path / "unused", max_iters=4, image_size=64, batch_size=2).dump(str(cfg_path))
+    run = _florence("train", cfg_path, "--work-dir", work)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (work / "iter_4.pth").exists() and not (work / "iter_6.pth").exists()
+    run = _florence("train", cfg_path, "--work-dir", work, "--resume", "--cfg-options", "train_cfg.max_iters=6")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resumed epoch: 0, iter: 4" in run.stdout + run.stderr and (work / "iter_6.pth").exists()
+
+    run = _florence("test", cfg_path, work / "iter_6.pth", "--out", tmp_path / "m.json", "--work-dir",
+                    tmp_path / "t")
+    assert run.returncode == 0, run.stderr[-3000:]
+    table = json.loads((tmp_path / "m.json").read_text())["table"]
+    assert {r["task"] for r in table} >= {"<OD>", "<CAPTION>"}
+    assert all(r["task"] in run.stdout and r["metric"] in run.stdout for r in table)  # the table printed
+
+    assert main(["export", str(cfg_path), str(work / "iter_6.pth"), str(tmp_path / "model")]) == 0
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    pytest.importorskip("onnx", reason="the onnx extra is not installed (bash tools/install.sh --onnx)")
+    assert main(["export", "--model", str(tmp_path / "model"), str(tmp_path / "onnx"), "--format", "onnx"]) == 0
+    assert (tmp_path / "onnx" / "onnx" / "vision_encoder.onnx").exists()
+
+    out = tmp_path / "od.jsonl"
+    assert main(["infer", str(photo_dir / "coffee.png"), "--model", str(tmp_path / "model"), "--task", "od",
+                 "--out", str(out), "--max-new-tokens", "8", "--num-beams", "1"]) == 0
+    record = json.loads(out.read_text())
+    assert record["task"] == "<OD>" and set(record["result"]) >= {"bboxes", "labels"}
+
+
+def test_the_command_lines_are_checked_before_anything_runs(capsys):
+    """Wrong argument counts of ``export`` and a model given twice to ``serve`` are usage errors
+    (exit status 2, the verb named); ``--help`` of the command and of each verb answers without
+    importing torch or mmengine and shows an example."""
+    for argv, message in ((["export", "a", "b"], "export takes CONFIG CHECKPOINT OUT_DIR"),
+                          (["export", "--model", "m", "a", "b"], "export --model MODEL takes one path"),
+                          (["export", "--model", "m", "out", "--format", "safetensors"], "--format onnx"),
+                          (["serve", "m", "--model", "n"], "the model given twice"),
+                          (["serve"], "--model MODEL is required")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and message in capsys.readouterr().err, argv
+    probe = ("import sys, contextlib, io\nfrom florence.cli import main\n"
+             "for verb in [[], ['train'], ['test'], ['infer'], ['export'], ['label'], ['shards'], ['serve'], "
+             "['tasks']]:\n"
+             "    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+             "        main([*verb, '--help'])\n"
+             "    assert 'example' in out.getvalue(), verb\n"
+             "print(sorted(m for m in ('torch', 'mmengine', 'transformers') if m in sys.modules))\n")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "[]", run.stderr[-2000:]
+
+
+def test_label_takes_task_as_every_verb_does():
+    """``--task`` (repeatable, several values) is label's option as it is infer's; ``--tasks`` still works."""
+    from florence.cli import parse
+
+    args = parse(["label", str(photo_dir), "--model", "m", "--task", "<OD>", "caption", "--tasks", "ocr",
+                  "--out", "o"])
+    assert args.tasks == ["<OD>", "caption", "ocr"]
+    assert parse(["infer", "x", "--model", "m", "--task", "od", "--out", "o", "--plain"]).plain
+    assert parse(["infer", "x", "--model", "m", "--task", "od", "--out", "o", "--no-accelerate"]).plain

@@ -1,4 +1,4 @@
-"""Export a training checkpoint as a model folder: ``florence export`` (see ``florence export -h``).
+"""Export a training checkpoint as a model folder (or ONNX): ``florence export`` (``florence export -h``).
 
     python tools/export.py CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--image-size N] [--cfg-options k=v ...]
 """

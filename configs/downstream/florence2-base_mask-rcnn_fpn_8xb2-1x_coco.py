@@ -9,7 +9,7 @@ Time: not measured; roughly a day on 8 GPUs of the V100/A100 class. Not feasible
 Command (checkpoint: a local Florence-2-base folder in either published layout, or the hub id):
     bash tools/dist_train.sh configs/downstream/florence2-base_mask-rcnn_fpn_8xb2-1x_coco.py 8 \
         --cfg-options model.backbone.init_cfg.checkpoint=/ckpt/Florence-2-base
-    .venv/bin/python tools/test.py configs/downstream/florence2-base_mask-rcnn_fpn_8xb2-1x_coco.py \
+    .venv/bin/florence test configs/downstream/florence2-base_mask-rcnn_fpn_8xb2-1x_coco.py \
         work_dirs/florence2-base_mask-rcnn_fpn_8xb2-1x_coco/epoch_12.pth
 """
 from mmengine.config import read_base

@@ -13,7 +13,7 @@ evaluation.
 Expected: depends on the dataset; the table after each evaluation has every task's metrics.
 Time: ~2k iterations of batch 8 at 768 px for a few thousand images (tens of minutes on a GPU; on CPU
 use the tiny recipe's ideas: smaller ``image_size``, ``freeze=("vision_tower",)``).
-Command: .venv/bin/python tools/train.py configs/finetune/florence2_base_roboflow.py \\
+Command: .venv/bin/florence train configs/finetune/florence2_base_roboflow.py \\
              --cfg-options data_root=/data/my-dataset model.pretrained=/ckpt/Florence-2-base
 """
 from mmengine.config import read_base

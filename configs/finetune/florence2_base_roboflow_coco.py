@@ -10,7 +10,7 @@ super-category entry is ignored), evaluated with COCO mAP (pycocotools). Bad ann
 in training (counted in one warning) and are an error in evaluation.
 Expected: depends on the dataset; the table after each evaluation has bbox mAP, mAP@0.5, mAP@0.75.
 Time: as ``florence2_base_roboflow.py`` (~2k iterations of batch 8 at 768 px).
-Command: .venv/bin/python tools/train.py configs/finetune/florence2_base_roboflow_coco.py \\
+Command: .venv/bin/florence train configs/finetune/florence2_base_roboflow_coco.py \\
              --cfg-options data_root=/data/my-dataset model.pretrained=/ckpt/Florence-2-base
 """
 from mmengine.config import read_base

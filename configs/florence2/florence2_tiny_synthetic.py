@@ -14,7 +14,7 @@ seed 1): OD mAP@0.5 0.84 / 0.82, open-vocabulary detection Acc@0.5 0.94 / 0.86, 
 Recall@1 0.87 / 0.93, OCR word F1 0.95 / 0.89, caption CIDEr 6.9 / 7.9, RES mIoU 0.66 / 0.63.
 Time: 13 min 26 s / 14 min 7 s wall in float32 on a 2-core AVX2-only CPU, peak memory 1.4 GB; 11 min
 14 s in bf16 on a 2-core AVX-512 Xeon (seed 0 there: OD mAP@0.5 0.87, OCR word F1 0.89, RES mIoU 0.68).
-Command: .venv/bin/python tools/train.py configs/florence2/florence2_tiny_synthetic.py
+Command: .venv/bin/florence train configs/florence2/florence2_tiny_synthetic.py
 """
 from mmengine.config import read_base
 from mmengine.dataset import DefaultSampler, InfiniteSampler

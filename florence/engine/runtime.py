@@ -8,7 +8,6 @@ import collections
 import contextlib
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 
@@ -26,110 +25,7 @@ from ..atomic import write_bytes
 from ..registry import HOOKS, OPTIM_WRAPPERS
 
 __all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "CrashSafeCheckpointHook", "ResumableCheckpointHook",
-           "keep_freed_memory", "explain_missing_extras", "load_config"]
-
-# packages that only an extra installs, and the extra (setup.py) that does
-_EXTRA_OF = {"mmcv": "downstream", "mmdet": "downstream", "mmseg": "downstream", "ftfy": "downstream",
-             "deepspeed": "deepspeed"}
-
-
-# where an import error's message names the module that is missing (when its ``name`` is not set)
-_MISSING_IN_MESSAGE = re.compile(r"No module named '([\w.]+)'|import of ([\w.]+) halted")
-
-
-def missing_extra(error: BaseException):
-    """``(package, extra)`` when ``error`` comes from a package that only an extra installs, else None.
-    The module that is actually missing is the innermost import error of the exception chain: mmengine's
-    lazy imports re-raise "Failed to import florence.engine.deepspeed in CONFIG ..." around the
-    ModuleNotFoundError of ``deepspeed`` itself, and that outer message names the importer first."""
-    chain = []
-    while error is not None and error not in chain:
-        chain.append(error)
-        error = error.__cause__ or error.__context__
-    for e in reversed(chain):  # innermost first
-        if not isinstance(e, ImportError):
-            continue
-        found = _MISSING_IN_MESSAGE.search(str(e))
-        name = e.name or (next(g for g in found.groups() if g) if found else None)
-        if name:
-            package = name.partition(".")[0]
-            extra = _EXTRA_OF.get(package)
-            return (package, extra) if extra else None
-    return None
-
-
-@contextlib.contextmanager
-def explain_missing_extras(config):
-    """Around loading and running ``config``: a package of an extra that is not installed (mmdet /
-    mmseg / mmcv for ``configs/downstream/``, DeepSpeed for a ``strategy``), imported when the
-    config loads or when mmengine builds its lazily imported objects, stops the run with the
-    command that installs the extra instead of a bare ModuleNotFoundError."""
-    try:
-        yield
-    except ModuleNotFoundError as e:
-        found = missing_extra(e)
-        if found is None:
-            raise
-        package, extra = found
-        raise SystemExit(f"{config} needs the {extra} extra, which is not installed ({package} cannot be imported): "
-                         f"bash tools/install.sh --{extra}  (or: pip install -e '.[{extra}]')") from e
-
-
-def load_config(path: str, options: dict | None = None):
-    """A config file with ``--cfg-options`` merged in. ``data_root=DIR`` among the options also moves
-    every path of the config that starts with the config's own ``data_root`` under DIR (mmengine
-    would change the variable only, after the paths were built from it), so one option points a
-    config at a dataset folder: ``--cfg-options data_root=/data/my-roboflow-export``."""
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(path)
-    options = dict(options or {})
-    old, new = cfg.get("data_root"), options.get("data_root")
-    if isinstance(old, str) and isinstance(new, str) and old:
-        def reroot(node):
-            if isinstance(node, str):
-                return os.path.join(new, node[len(old):].lstrip("/")) if node.startswith(old) else node
-            if isinstance(node, dict):
-                for key in node:
-                    node[key] = reroot(node[key])
-                return node
-            if isinstance(node, (list, tuple)):
-                return type(node)(reroot(v) for v in node)
-            return node
-
-        for key in list(cfg.keys()):
-            if key != "data_root":
-                cfg[key] = reroot(cfg[key])
-    cfg.merge_from_dict(options)
-    for split in ("val", "test"):  # a stream never ends: an evaluation loop over one would never finish
-        dataset = (cfg.get(f"{split}_dataloader") or {}).get("dataset") or {}
-        kind = dataset.get("type") if isinstance(dataset, dict) else None
-        if getattr(kind, "__name__", kind) in ("MultiTaskStream", "ShardedDataset"):
-            raise ValueError(f"{path}: {split}_dataloader streams ({getattr(kind, '__name__', kind)} never ends): "
-                             "evaluate on a map-style dataset (MultiTaskDataset of adapters); streams are for training")
-    return cfg
-
-
-def trained_image_size(cfg) -> int:
-    """The image side a config's training data resizes to (768, the published one, if it says none)."""
-    dataset = (cfg.get("train_dataloader") or {}).get("dataset") or {}
-    return int(dataset.get("image_size") or 768)
-
-
-def export_checkpoint(cfg, checkpoint, out_dir, layout: str = "native", image_size: int | None = None) -> int:
-    """Build ``cfg.model``, load a ``tools/train.py`` checkpoint into it (strictly) and export it as a
-    Florence-2 folder (:meth:`Florence2Model.export`) for ``image_size`` (default: the side the
-    config's training data uses); returns that side."""
-    from mmengine.runner.checkpoint import load_checkpoint
-
-    from ..registry import MODELS
-
-    model = MODELS.build(cfg.model)
-    load_checkpoint(model, str(checkpoint), map_location="cpu", strict=True)
-    size = image_size or trained_image_size(cfg)
-    model.export(out_dir, layout=layout, image_size=size)
-    return size
-
+           "keep_freed_memory"]
 
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse (process-wide): no ``mmap`` for large blocks
