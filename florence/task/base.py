@@ -1,0 +1,149 @@
+"""The task contract (:class:`Task`), its error (:class:`TaskError`) and how a region input becomes
+location tokens."""
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from ..processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
+
+__all__ = ["Task", "TaskError", "box_or_text", "region_tokens", "QUANTIZER"]
+
+QUANTIZER = Quantizer()
+
+
+class TaskError(ValueError):
+    """A task was asked for something it cannot do (unknown task, missing input, bad annotation)."""
+
+
+class Task:
+    """The task contract. Subclass it (or one of the kinds below) and set the class attributes.
+
+    Attributes:
+        token: the task token users pass, e.g. ``"<OD>"``. Upper-case task tokens are not
+            vocabulary entries; :meth:`prompt` expands them to natural language.
+        name: short name, e.g. ``"od"`` (default: the token without brackets, lower-cased).
+        template: the prompt, with ``{input}`` where the task's input goes.
+        input_kind: ``None`` (no input), ``"text"`` or ``"region"`` (a pixel box
+            ``[x1, y1, x2, y2]``, quantized for the user, or its ``<loc_..>`` text).
+        special_tokens: vocabulary tokens the task needs that Florence-2 lacks; the pipeline adds
+            them to the tokenizer and grows the model's embeddings.
+        metrics: names of the metrics that evaluate this task's results, as plugins register
+            them (``florence_register_metrics``; :func:`list_metrics`). A name no plugin registers
+            keeps the task from loading (reported by :func:`plugin_errors`).
+        make: ``make(annotations) -> (text_input, annotation)``, this task's sample from an
+            :class:`ImageAnnotations` (:meth:`from_annotations`); ``None``: datasets cannot make
+            this task's samples (its own adapter gives them, as VQA's does).
+        one_object: the task asks about one object (``annotations.focus``): a dataset makes one
+            sample per object of the image.
+    """
+
+    token: str = ""
+    name: str = ""
+    template: str = ""
+    input_kind: str | None = None
+    special_tokens: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    make: Callable | None = None
+    one_object: bool = False
+
+    def __init__(self, token: str | None = None, template: str | None = None, *, name: str | None = None,
+                 input_kind: str | None = "default", metrics: Sequence[str] | None = None,
+                 special_tokens: Sequence[str] | None = None, make: Callable | None = None,
+                 one_object: bool | None = None):
+        self.token = token or self.token
+        if make is not None:
+            self.make = make
+        if one_object is not None:
+            self.one_object = bool(one_object)
+        self.template = template if template is not None else self.template
+        self.name = name or self.name or self.token.strip("<>").lower()
+        if input_kind != "default":
+            self.input_kind = input_kind
+        if metrics is not None:
+            self.metrics = tuple(metrics)
+        if special_tokens is not None:
+            self.special_tokens = tuple(special_tokens)
+        if not re.fullmatch(r"<[^<>\s]+>", self.token or ""):
+            raise TaskError(f"{type(self).__name__}: task token must look like '<NAME>', got {self.token!r}")
+        if (self.input_kind is None) == ("{input}" in self.template):
+            raise TaskError(f"{self.token}: the template has {'no ' if self.input_kind else ''}'{{input}}' "
+                            f"but input_kind is {self.input_kind!r}")
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.token}>"
+
+    # ---- prompt --------------------------------------------------------------------------------
+    def prompt(self, text_input=None, image_size=None) -> str:
+        """The prompt the model reads, with ``text_input`` substituted. A task that needs an
+        input rejects a missing one; a task that takes none rejects one."""
+        if self.input_kind is None:
+            if text_input not in (None, ""):
+                raise TaskError(f"{self.token} takes no input, got {text_input!r}")
+            return self.template
+        if text_input is None or (isinstance(text_input, str) and not text_input.strip()):
+            what = "a pixel box [x1, y1, x2, y2]" if self.input_kind == "region" else "a text input"
+            raise TaskError(f"{self.token} needs {what} (text_input=...)")
+        if self.input_kind == "region":
+            text_input = region_tokens(text_input, image_size, self.token)
+        elif not isinstance(text_input, str):
+            raise TaskError(f"{self.token} takes a text input, got {type(text_input).__name__}")
+        return self.template.format(input=text_input.strip())
+
+    def from_annotations(self, annotations) -> tuple:
+        """``(text_input, annotation)`` of this task for an image described by ``annotations`` (an
+        :class:`~florence.task.ImageAnnotations`);
+        TaskError naming what is missing."""
+        if self.make is None:
+            raise TaskError(f"{self.token}: datasets cannot make its samples from image annotations "
+                            "(the task was registered without make=...)")
+        try:
+            return self.make(annotations)
+        except TaskError as e:
+            raise TaskError(f"{self.token} cannot be made from these annotations: {e}") from None
+
+    # ---- targets and outputs -------------------------------------------------------------------
+    def encode_target(self, annotation, image_size) -> str:
+        """The text the decoder learns to emit (between ``<s>`` and ``</s>``) for ``annotation``,
+        which has the same structure as :meth:`decode_output`'s result."""
+        raise NotImplementedError
+
+    def decode_output(self, text: str, image_size, scores=None):
+        """Generated text (special tokens kept) -> the published output format. ``scores``: one
+        log-probability per ``<loc_N>`` token of ``text``, in order (see ``florence.parsing``).
+        Never raises on malformed text: returns what can be parsed."""
+        raise NotImplementedError
+
+    def example(self, rng: random.Random, image_size) -> tuple:
+        """A random ``(text_input, annotation)`` pair for this task (tests, docs, synthetic data)."""
+        raise NotImplementedError
+
+
+def box_or_text(text: str):
+    """A pixel box ``[x1, y1, x2, y2]`` from command-line or form text ``"x1,y1,x2,y2"``; any other
+    text as it is (location tokens, or a text input)."""
+    parts = text.split(",")
+    if len(parts) == 4:
+        try:
+            return [float(p) for p in parts]
+        except ValueError:
+            pass
+    return text
+
+
+def region_tokens(region, image_size, token: str = "task") -> str:
+    """A region input as ``<loc_x1><loc_y1><loc_x2><loc_y2>``: pixel boxes are quantized with the
+    image size; location-token text passes through after a check."""
+    if isinstance(region, str):
+        bins = [int(b) for b in LOC_TOKEN.findall(region)]
+        if len(bins) != 4 or LOC_TOKEN.sub("", region).strip() or max(bins) >= NUM_BINS:
+            raise TaskError(f"{token}: a region is 4 location tokens '<loc_x1><loc_y1><loc_x2><loc_y2>' "
+                            f"(bins 0-999) or a pixel box [x1, y1, x2, y2], got {region!r}")
+        return region.strip()
+    if image_size is None:
+        raise TaskError(f"{token}: a pixel box needs the image size to be quantized")
+    try:
+        return QUANTIZER.box_tokens(list(region), image_size)
+    except (TypeError, ValueError) as e:
+        raise TaskError(f"{token}: a region is a pixel box [x1, y1, x2, y2], got {region!r} ({e})") from e

@@ -1,0 +1,31 @@
+"""Box outputs: ``{'bboxes', 'labels'}`` (+ ``'scores'``)."""
+from __future__ import annotations
+
+from ...parsing import parse_boxes
+from ..base import QUANTIZER, Task
+from .common import _pairs, _phrase, _rand_box, _with_scores
+
+
+class BoxTask(Task):
+    """Output ``{'bboxes': [[x1, y1, x2, y2], ...], 'labels': [...]}`` (+ ``'scores'``).
+
+    ``labelled=False`` (region proposals) emits boxes only and returns empty labels; ``ignore``
+    lists labels dropped when parsing (phrase grounding drops pronouns and the like)."""
+    output_kind = "boxes"
+    labelled: bool = True
+    ignore: frozenset = frozenset()
+
+    def encode_target(self, annotation, image_size) -> str:
+        pairs = _pairs(self.token, annotation, "bboxes", "labels", 4)
+        return "".join((label if self.labelled else "") + QUANTIZER.box_tokens(box, image_size)
+                       for box, label in pairs)
+
+    def decode_output(self, text, image_size, scores=None) -> dict:
+        items = [it for it in parse_boxes(text, image_size, scores, self.labelled) if it.label not in self.ignore]
+        return _with_scores({"bboxes": [it.coords[0] for it in items], "labels": [it.label for it in items]}, items)
+
+    def example(self, rng, image_size):
+        n = rng.randint(1, 5)
+        labels = [_phrase(rng, rng.randint(1, 2)) if self.labelled else "" for _ in range(n)]
+        ann = {"bboxes": [_rand_box(rng, image_size) for _ in range(n)], "labels": labels}
+        return (" and ".join(labels) if self.input_kind == "text" else None), ann

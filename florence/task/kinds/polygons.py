@@ -1,0 +1,37 @@
+"""Polygon outputs (segmentation): ``{'polygons', 'labels'}`` (+ ``'scores'``)."""
+from __future__ import annotations
+
+from ...parsing import parse_polygons
+from ..base import QUANTIZER, Task, TaskError
+from .common import _flat, _pairs, _phrase, _rand_box, _rand_polygon, _with_scores
+
+
+class PolygonTask(Task):
+    """Output ``{'polygons': [[[x, y, ...], ...], ...], 'labels': [...]}``: one entry per instance,
+    each a list of parts. Targets write parts separated by ``<sep>``; several instances are
+    wrapped in ``<poly>...</poly>``."""
+    output_kind = "polygons"
+    labelled: bool = False
+
+    def encode_target(self, annotation, image_size) -> str:
+        pairs = _pairs(self.token, annotation, "polygons", "labels", None)
+        wrap = len(pairs) > 1 or self.labelled
+        out = []
+        for parts, label in pairs:
+            if not parts or any(len(_flat(p)) < 4 or len(_flat(p)) % 2 for p in parts):
+                raise TaskError(f"{self.token}: every polygon part needs an even number (>= 4) of coordinates")
+            locs = "<sep>".join(QUANTIZER.tokens(p, image_size) for p in parts)
+            out.append((label if self.labelled else "") + (f"<poly>{locs}</poly>" if wrap else locs))
+        return "".join(out)
+
+    def decode_output(self, text, image_size, scores=None) -> dict:
+        items = parse_polygons(text, image_size, scores, labelled=self.labelled)
+        return _with_scores({"polygons": [it.coords for it in items], "labels": [it.label for it in items]}, items)
+
+    def example(self, rng, image_size):
+        parts = [_rand_polygon(rng, image_size, rng.randint(3, 8)) for _ in range(rng.randint(1, 2))]
+        if self.input_kind == "region":
+            text_input = _rand_box(rng, image_size)
+        else:
+            text_input = _phrase(rng) if self.input_kind else None
+        return text_input, {"polygons": [parts], "labels": [""]}
