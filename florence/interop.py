@@ -36,30 +36,33 @@ def to_supervision(result: dict, task: str | None = None, image_size=None):
         task, result = next(iter(result.items()))
     elif isinstance(result, dict) and task in result:
         result = result[task]
-    if not isinstance(result, dict):
-        raise ValueError(f"{task} output is {type(result).__name__}, not boxes, quads or polygons")
     from .task import get_task
 
-    kind = get_task(task).output_kind
-    scores = result.get("scores")
+    task = get_task(task)
+    regions = task.regions(result) if isinstance(result, dict) else []
+    kinds = {r.kind for r in regions} or set(task.region_kinds[:1])
+    if not isinstance(result, dict) or len(kinds) != 1 or not kinds <= {"box", "quad", "polygon"}:
+        raise ValueError(f"to_supervision converts box, quad and polygon outputs, not {task.token}'s "
+                         f"({type(result).__name__}{', ' + '/'.join(sorted(kinds)) if regions else ''})")
+    kind = kinds.pop()
+    scores = [r.score for r in regions]
     keep, masks, data = None, None, {}
-    if kind in ("boxes", "open_vocabulary"):
-        xyxy = np.asarray(result.get("bboxes", []), dtype=np.float32).reshape(-1, 4)
-        if getattr(get_task(task), "labelled", True):  # region proposals have no labels
-            labels = result.get("labels" if kind == "boxes" else "bboxes_labels", [])
-            data["class_name"] = np.asarray(labels, dtype=str)
-    elif kind == "quads":
-        quads = np.asarray(result.get("quad_boxes", []), dtype=np.float32).reshape(-1, 4, 2)
+    if kind == "box":
+        xyxy = np.asarray([r.coords for r in regions], dtype=np.float32).reshape(-1, 4)
+        if getattr(task, "labelled", True):  # region proposals have no labels
+            data["class_name"] = np.asarray([r.label for r in regions], dtype=str)
+    elif kind == "quad":
+        quads = np.asarray([r.coords for r in regions], dtype=np.float32).reshape(-1, 4, 2)
         xyxy = np.concatenate([quads.min(1), quads.max(1)], axis=1) if len(quads) else np.zeros((0, 4), np.float32)
-        data["class_name"] = np.asarray(result.get("labels", []), dtype=str)
+        data["class_name"] = np.asarray([r.label for r in regions], dtype=str)
         data["xyxyxyxy"] = quads
-    elif kind == "polygons":
+    else:
         if image_size is None:
-            raise ValueError(f"{task}: give image_size=(width, height) for the masks")
+            raise ValueError(f"{task.token}: give image_size=(width, height) for the masks")
         w, h = (int(v) for v in image_size)
         boxes, masks, keep = [], [], []
-        for i, instance in enumerate(result.get("polygons", [])):
-            parts = [np.reshape(p, (-1, 2)).astype(np.int32) for p in instance]
+        for i, region in enumerate(regions):
+            parts = [np.reshape(p, (-1, 2)).astype(np.int32) for p in region.parts()]
             parts = [p for p in parts if len(p) >= 3]
             if not parts:
                 continue
@@ -72,11 +75,9 @@ def to_supervision(result: dict, task: str | None = None, image_size=None):
             keep.append(i)
         xyxy = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         masks = np.stack(masks) if masks else np.zeros((0, h, w), dtype=bool)
-    else:
-        raise ValueError(f"to_supervision converts box, quad and polygon tasks, not {task}")
     if len(xyxy) == 0:
         return sv.Detections.empty()
     confidence = None
-    if scores is not None:
+    if all(score is not None for score in scores):
         confidence = np.asarray(scores if keep is None else [scores[i] for i in keep], dtype=np.float32)
     return sv.Detections(xyxy=xyxy, mask=masks, confidence=confidence, data=data)

@@ -36,42 +36,36 @@ def _points(coords) -> list[tuple[float, float]]:
     return [(v[j], v[j + 1]) for j in range(0, len(v) - 1, 2)]
 
 
-def draw_result(image: Image.Image, result) -> Image.Image:
-    """A copy of ``image`` (RGB) with ``result`` drawn on it: a task output (or the
-    ``{task_token: output}`` dict the pipeline returns). Any output with ``bboxes``,
-    ``quad_boxes`` or ``polygons`` (and their labels) is drawn; text outputs are written in a band
-    at the top."""
+def draw_result(image: Image.Image, result, task=None) -> Image.Image:
+    """A copy of ``image`` (RGB) with ``result`` drawn on it: the ``{task_token: output}`` dict the
+    pipeline returns, or one task's output (with ``task``; without, the output kind whose keys it
+    has: :func:`florence.task.kinds.kind_of`). Regions (:meth:`Task.regions`: boxes, quads,
+    polygons) are drawn with their labels, text outputs written in a band at the top; malformed
+    coordinates are skipped."""
+    from .task import get_task
+    from .task.kinds import kind_of
+
     canvas = image.convert("RGB")
     draw = ImageDraw.Draw(canvas)
-    if isinstance(result, dict) and len(result) == 1 and str(next(iter(result))).startswith("<"):
-        result = next(iter(result.values()))
+    if task is None and isinstance(result, dict) and len(result) == 1 and str(next(iter(result))).startswith("<"):
+        task, result = next(iter(result.items()))
     if isinstance(result, str):
         _label(draw, (0, 0), result[:200], (40, 40, 40))
         return canvas
-    if not isinstance(result, dict):
-        return canvas
-    k = 0
-    for box, label in zip(result.get("bboxes") or [], result.get("labels", result.get("bboxes_labels")) or []):
-        pts = _points(box)
-        if len(pts) == 2:  # malformed model output may have x2 < x1: draw the box it spans
-            (x1, y1), (x2, y2) = pts
-            draw.rectangle((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), outline=_colour(k), width=3)
-            _label(draw, (min(x1, x2), min(y1, y2)), str(label), _colour(k))
-        k += 1
-    for quad, label in zip(result.get("quad_boxes") or [], result.get("labels") or []):
-        pts = _points(quad)
-        if len(pts) >= 2:
-            draw.polygon(pts, outline=_colour(k), width=3)
-            _label(draw, pts[0], str(label), _colour(k))
-        k += 1
-    for parts, label in zip(result.get("polygons") or [], result.get("labels", result.get("polygons_labels")) or []):
-        first = None
-        for part in parts or []:
-            pts = _points(part)
-            if len(pts) >= 2:
-                draw.polygon(pts, outline=_colour(k), width=3)
-                first = first or pts[0]
-        if first:
-            _label(draw, first, str(label), _colour(k))
-        k += 1
+    task = get_task(task) if task is not None else kind_of(result)
+    for k, region in enumerate(task.regions(result)):
+        colour = _colour(k)
+        parts = [pts for pts in map(_points, region.parts()) if len(pts) >= 2]
+        if not parts:
+            continue
+        if region.kind == "box":  # malformed model output may have x2 < x1: draw the box it spans
+            if len(parts[0]) != 2:
+                continue
+            (x1, y1), (x2, y2) = parts[0]
+            draw.rectangle((min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)), outline=colour, width=3)
+            _label(draw, (min(x1, x2), min(y1, y2)), region.label, colour)
+            continue
+        for pts in parts:
+            draw.polygon(pts, outline=colour, width=3)
+        _label(draw, parts[0][0], region.label, colour)
     return canvas

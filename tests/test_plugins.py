@@ -236,3 +236,59 @@ def test_a_new_task_trains_on_existing_formats_without_data_code(plugin_dir):
                           ("<REGION_TO_DESCRIPTION>", "no description")):
         with pytest.raises(ValueError, match=f"not what the task needs.*{missing}"):
             CocoDetection(str(coco), str(plugin_dir), tasks=[task])
+
+
+def _docs_modules() -> dict:
+    """The two Python files of docs/extending.md (the output kind, then the task), as written there."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 2, "docs/extending.md shows the kind and the task, one block each"
+    return {"lines_kind": blocks[0], "lines_task": blocks[1]}
+
+
+def test_a_new_output_kind_and_its_task_are_one_file_each(plugin_dir, tiny_folder, tmp_path):
+    """docs/extending.md's plugin, installed as a package: a task of a new output kind (line
+    segments) is found, round-trips its target, runs in the pipeline, and the code that reads outputs
+    through their regions (drawing, the data engine's filters and consensus, the server's score
+    filter, COCO writing) handles it without knowing its keys."""
+    from florence.deploy.serve.checks import filter_scores
+    from florence.label.filters import MinBoxSize, ScoreThreshold, apply_filters
+    from florence.label.merge import Consensus
+    from florence.visualize import draw_result
+
+    install_plugin(plugin_dir, "florence_lines", _docs_modules(), {"lines": "lines_task"})
+    reload_tasks()
+    assert plugin_errors() == []
+    task = florence.get_task("lines")
+    assert task.token == "<LINES>" and type(task).__name__ == "LineTask"
+    size = (200, 100)
+    annotation = {"lines": [[10, 20, 150, 80], [30, 30, 31, 31]], "labels": ["edge", "dot"]}
+    target = task.encode_target(annotation, size)
+    back = task.decode_output(f"</s><s>{target}</s>", size)
+    assert back["labels"] == ["edge", "dot"]
+    assert all(abs(a - b) <= 1 for got, want in zip(back["lines"], annotation["lines"]) for a, b in zip(got, want))
+
+    pipe = florence.pipeline(tiny_folder)  # a random model: any output, parsed without raising
+    result = pipe(Image.new("RGB", (64, 48), "gray"), "lines", max_new_tokens=12, num_beams=1)
+    assert set(result["<LINES>"]) >= {"lines", "labels"}
+
+    drawn = draw_result(Image.new("RGB", size, "white"), {"<LINES>": annotation})
+    assert drawn.getpixel((80, 50)) != (255, 255, 255)  # on the line from (10, 20) to (150, 80)
+
+    scored = dict(annotation, scores=[0.9, 0.2])
+    counts = {}
+    kept = apply_filters([ScoreThreshold(0.5)], scored, "<LINES>", size, counts)
+    assert kept == {"lines": [[10, 20, 150, 80]], "labels": ["edge"], "scores": [0.9]}
+    assert counts["ScoreThreshold"] == {"items": 1, "samples": 0}
+    assert apply_filters([MinBoxSize(4)], annotation, "<LINES>", size, {})["labels"] == ["edge"]
+    assert filter_scores(scored, "<LINES>", 0.5) == kept
+    merged = Consensus(min_votes=2)([scored, dict(scored, scores=[0.8, 0.1]), None], "<LINES>")
+    assert merged["labels"] == ["edge", "dot"] and merged["lines"][0] == [10, 20, 150, 80]
+
+    from florence.data import write_coco
+
+    with pytest.raises(ValueError, match="box tasks"):
+        write_coco([], tmp_path / "c.json", tasks=["<LINES>"])

@@ -30,10 +30,6 @@ from ..task import get_task
 
 __all__ = ["write_jsonl", "write_maestro", "write_coco", "samples_of"]
 
-# the label list of each kind of box output (Task.output_kind), as COCO holds boxes
-_BOX_LABELS = {"boxes": "labels", "open_vocabulary": "bboxes_labels"}
-
-
 def samples_of(dataset):
     """``(index, item, task)`` for every task of every item (an item with ``tasks`` has several)."""
     for index in range(len(dataset)):
@@ -123,30 +119,29 @@ def write_coco(dataset, out_file, images: str = "copy", tasks=("<OD>",)) -> dict
     ``<OPEN_VOCABULARY_DETECTION>``, a plugin's box task), images beside it; categories are the labels
     in order of first appearance (ids from 1), an annotation carries ``score`` where the sample's
     labels have scores. Returns the json written."""
-    label_keys = {get_task(t).token: _BOX_LABELS.get(get_task(t).output_kind) for t in tasks}
-    unknown = [t for t, key in label_keys.items() if key is None]
+    chosen = {get_task(t).token: get_task(t) for t in tasks}
+    unknown = [t for t, task in chosen.items() if "box" not in task.region_kinds]
     if unknown:
-        raise ValueError(f"write_coco writes box tasks (output kinds {sorted(_BOX_LABELS)}), not {unknown}")
+        raise ValueError(f"write_coco writes box tasks (outputs whose regions are boxes: Task.region_kinds), "
+                         f"not {unknown}")
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     place = _Images(out_file.parent, images)
     images_out, annotations, categories = {}, [], {}
     for index, item, task in samples_of(dataset):
-        if task["task"] not in label_keys:
+        if task["task"] not in chosen:
             continue
         (w, h) = size = tuple(item["image_size"])
         if index not in images_out:
             images_out[index] = dict(id=len(images_out) + 1, file_name=place(index, item["image"]), width=w, height=h)
-        ann = _annotation(task, size)
-        labels = ann.get(label_keys[task["task"]]) or [""] * len(ann.get("bboxes", []))
-        scores = ann.get("scores")
-        for k, (box, label) in enumerate(zip(ann.get("bboxes", []), labels)):
-            x1, y1, x2, y2 = (float(v) for v in box)
-            category = categories.setdefault(label, len(categories) + 1)
+        regions = [r for r in chosen[task["task"]].regions(_annotation(task, size)) if r.kind == "box"]
+        for region in regions:
+            x1, y1, x2, y2 = (float(v) for v in region.coords)
+            category = categories.setdefault(region.label, len(categories) + 1)
             record = dict(id=len(annotations) + 1, image_id=images_out[index]["id"], category_id=category,
                           bbox=[x1, y1, x2 - x1, y2 - y1], area=(x2 - x1) * (y2 - y1), iscrowd=0, segmentation=[])
-            if scores is not None and k < len(scores):
-                record["score"] = float(scores[k])
+            if region.score is not None:
+                record["score"] = float(region.score)
             annotations.append(record)
     coco = dict(images=list(images_out.values()), annotations=annotations,
                 categories=[dict(id=i, name=name) for name, i in categories.items()])

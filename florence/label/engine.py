@@ -160,7 +160,7 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
                         candidates = [("consensus", merged)] if merged is not None else []
                     for name, output in candidates:
                         kept = apply_filters(rules, output, task, image.size, counts)
-                        if kept is None or (not keep_empty and _empty(kept)):
+                        if kept is None or (not keep_empty and _empty(kept, task)):
                             continue
                         lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
                         written += 1
@@ -189,9 +189,12 @@ def _check_plan(out_dir: Path, plan: dict) -> None:
         write_text(path, json.dumps(plan))
 
 
-def _empty(output) -> bool:
-    return isinstance(output, dict) and not any(output.get(k) for k in ("bboxes", "quad_boxes", "polygons")) \
-        and any(k in output for k in ("bboxes", "quad_boxes", "polygons"))
+def _empty(output, task) -> bool:
+    """A region output without regions (a text output is never empty here)."""
+    from ..task import get_task
+
+    task = get_task(task)
+    return bool(task.region_kinds) and isinstance(output, dict) and not task.regions(output)
 
 
 def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:

@@ -15,43 +15,19 @@ import re
 import numpy as np
 
 from ..registry import LABEL_FILTERS
+from ..task import get_task
 
 __all__ = ["ScoreThreshold", "ClassAwareNMS", "MinBoxSize", "WholeImageBoxes", "KnownLabels", "TooManyObjects",
            "TextComplexity", "apply_filters", "build_filters", "content_words"]
 
-# the item lists of an output and their label list, in the published output formats
-_GEOMETRY = (("bboxes", ("labels", "bboxes_labels")), ("quad_boxes", ("labels",)), ("polygons", ("labels",)))
+def regions_of(output, task) -> list:
+    """The regions of ``task``'s ``output`` (:meth:`florence.task.Task.regions`; none for text)."""
+    return get_task(task).regions(output) if isinstance(output, dict) else []
 
 
-def _items_key(output):
-    """(geometry key, label key) of a region output, or None for text."""
-    if not isinstance(output, dict):
-        return None
-    for key, labels in _GEOMETRY:
-        if output.get(key):
-            return key, next((k for k in labels if k in output), None)
-    return None
-
-
-def _boxes(output, key) -> np.ndarray:
-    """(n, 4) enclosing boxes of the output's boxes, quads or polygon instances."""
-    out = []
-    for item in output[key]:
-        pts = np.asarray([v for part in item for v in part] if key == "polygons" else item, dtype=np.float64)
-        xs, ys = pts[0::2], pts[1::2]
-        out.append([xs.min(), ys.min(), xs.max(), ys.max()])
-    return np.asarray(out, dtype=np.float64).reshape(-1, 4)
-
-
-def _select(output, key, keep) -> dict:
-    """The output with only the items ``keep`` (indices, in order) of its ``key`` list, and of every list
-    aligned with it (labels, scores)."""
-    n = len(output[key])
-    out = dict(output)
-    for k, v in output.items():
-        if isinstance(v, list) and len(v) == n and (k == key or k in ("labels", "bboxes_labels", "scores")):
-            out[k] = [v[i] for i in keep]
-    return out
+def enclosing_boxes(regions) -> np.ndarray:
+    """(n, 4) enclosing boxes of regions (boxes, quads, polygons)."""
+    return np.asarray([r.box() for r in regions], dtype=np.float64).reshape(-1, 4)
 
 
 class _RegionRule:
@@ -61,15 +37,14 @@ class _RegionRule:
         raise NotImplementedError
 
     def __call__(self, output, task, image_size):
-        found = _items_key(output)
-        if found is None:
+        regions = regions_of(output, task)
+        if not regions:
             return output
-        key, label_key = found
-        n = len(output[key])
-        labels = output.get(label_key) or [""] * n
-        scores = output.get("scores")
-        scores = scores if scores is not None and len(scores) == n else None
-        return _select(output, key, self.keep(_boxes(output, key), labels, scores, image_size))
+        labels = [r.label for r in regions]
+        scores = [r.score for r in regions]
+        scores = scores if all(x is not None for x in scores) else None
+        keep = self.keep(enclosing_boxes(regions), labels, scores, image_size)
+        return get_task(task).with_regions(output, [regions[i] for i in keep])
 
 
 @LABEL_FILTERS.register_module()
@@ -191,9 +166,9 @@ class TooManyObjects:
         self.max_objects, self.score = int(max_objects), _scorer(scorer)
 
     def __call__(self, output, task, image_size):
-        found = _items_key(output)
-        if found is not None:
-            count = len(output[found[0]])
+        regions = regions_of(output, task)
+        if regions:
+            count = len(regions)
         elif isinstance(output, str):
             count = self.score(output)[0]
         else:
@@ -222,10 +197,9 @@ def build_filters(cfgs) -> list:
     return [c if callable(c) else LABEL_FILTERS.build(c) for c in (cfgs or [])]
 
 
-def _n_items(output) -> int:
+def _n_items(output, task) -> int:
     """The number of boxes, quads or polygons of a region output (0 for text)."""
-    found = _items_key(output)
-    return len(output[found[0]]) if found else 0
+    return len(regions_of(output, task))
 
 
 def rule_name(rule) -> str:
@@ -240,10 +214,10 @@ def apply_filters(rules, output, task, image_size, counts: dict):
         if output is None:
             return None
         c = counts.setdefault(rule_name(rule), {"items": 0, "samples": 0})
-        before = _n_items(output)
+        before = _n_items(output, task)
         output = rule(output, task, image_size)
         if output is None:
             c["samples"] += 1
         else:
-            c["items"] += before - _n_items(output)
+            c["items"] += before - _n_items(output, task)
     return output

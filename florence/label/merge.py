@@ -20,7 +20,8 @@ import numpy as np
 
 from ..evaluation.functions import box_iou
 from ..registry import LABEL_MERGERS
-from .filters import _boxes, _items_key
+from ..task import Shape, get_task
+from .filters import regions_of
 
 __all__ = ["Consensus", "build_merger"]
 
@@ -56,29 +57,30 @@ class Consensus:
         if all(isinstance(o, str) for _, o in given):
             text, votes = Counter(o for _, o in given).most_common(1)[0]
             return text if votes >= self.min_votes else None
-        keys = {_items_key(o) for _, o in given if _items_key(o) is not None}
-        kinds = {key for key, _ in keys}
-        if len(kinds) > 1 or not all(isinstance(o, dict) for _, o in given):
+        if not all(isinstance(o, dict) for _, o in given):
+            raise ValueError(f"Consensus merges outputs of one kind; the annotators of {task} gave text and regions")
+        expected = set(get_task(task).output_keys) | {"scores"}
+        foreign = sorted({k for _, o in given for k in o if k not in expected})
+        if foreign:
+            raise ValueError(f"Consensus merges outputs of one kind; the annotators of {task} gave keys {foreign} "
+                             f"its outputs do not have ({sorted(expected)})")
+        regions = [(a, regions_of(o, task)) for a, o in given]
+        kinds = {r.kind for _, rs in regions for r in rs}
+        if len(kinds) > 1:
             raise ValueError(f"Consensus merges outputs of one kind; the annotators of {task} gave {sorted(kinds)}")
-        if not keys:  # every annotator found nothing
+        if not kinds:  # every annotator found nothing
             return given[0][1]
-        key, label_key = next(iter(keys))
-        return self._fuse(given, weights, key, label_key)
+        return self._fuse(regions, weights, get_task(task))
 
-    def _fuse(self, given, weights, key, label_key) -> dict:
-        items = []  # (score, annotator, label, enclosing box, item)
-        for a, output in given:
-            found = _items_key(output)
-            if found is None:
-                continue
-            n = len(output[key])
-            labels = output.get(found[1]) or [""] * n
-            scores = output.get("scores") if len(output.get("scores") or []) == n else [1.0] * n
-            for box, label, score, item in zip(_boxes(output, key), labels, scores, output[key]):
-                items.append((float(score), a, str(label), box, item))
+    def _fuse(self, regions, weights, task) -> dict:
+        items = []  # (score, annotator, label, enclosing box, region)
+        for a, rs in regions:
+            scored = all(r.score is not None for r in rs)
+            for r in rs:
+                items.append((float(r.score) if scored else 1.0, a, r.label, np.asarray(r.box()), r))
         items.sort(key=lambda t: -t[0])
         clusters = []  # dict(label, members, box)
-        for score, a, label, box, item in items:
+        for score, a, label, box, region in items:
             best, best_iou = None, self.iou_threshold
             for c in clusters:
                 if c["label"] == label:
@@ -86,9 +88,9 @@ class Consensus:
                     if iou >= best_iou:
                         best, best_iou = c, iou
             if best is None:
-                clusters.append(dict(label=label, members=[(score, a, box, item)], box=box))
+                clusters.append(dict(label=label, members=[(score, a, box, region)], box=box))
                 continue
-            best["members"].append((score, a, box, item))
+            best["members"].append((score, a, box, region))
             w = np.asarray([s * weights[m] for s, m, _, _ in best["members"]]) + 1e-12
             best["box"] = (np.stack([b for _, _, b, _ in best["members"]]) * w[:, None]).sum(0) / w.sum()
         total, out = sum(weights), []
@@ -99,11 +101,13 @@ class Consensus:
             if len(best_of) < self.min_votes:
                 continue
             fused = sum(weights[a] * s for a, s in best_of.items()) / total
-            item = [float(v) for v in c["box"]] if key == "bboxes" else c["members"][0][3]
-            out.append((fused, item, c["label"]))
+            first = c["members"][0][3]  # boxes: the fused box; quads and polygons: the best-scored member
+            coords = [float(v) for v in c["box"]] if first.kind == "box" else first.coords
+            out.append((fused, Shape(first.kind, coords, c["label"], round(fused, 4))))
         out.sort(key=lambda t: -t[0])
-        return {key: [i for _, i, _ in out], label_key or "labels": [label for _, _, label in out],
-                "scores": [round(s, 4) for s, _, _ in out]}
+        merged = task.with_regions({}, [shape for _, shape in out])
+        merged["scores"] = [shape.score for _, shape in out]
+        return merged
 
 
 def build_merger(cfg):

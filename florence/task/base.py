@@ -5,16 +5,50 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
 
-__all__ = ["Task", "TaskError", "box_or_text", "region_tokens", "QUANTIZER"]
+__all__ = ["Task", "TaskError", "Shape", "box_or_text", "region_tokens", "QUANTIZER"]
 
 QUANTIZER = Quantizer()
 
 
 class TaskError(ValueError):
     """A task was asked for something it cannot do (unknown task, missing input, bad annotation)."""
+
+
+@dataclass
+class Shape:
+    """One region of a task's output, whatever the output's keys: what the data engine's filters,
+    the consensus, drawings, COCO files and ``supervision`` read (:meth:`Task.regions`).
+
+    Attributes:
+        kind: ``"box"`` (``coords`` = ``[x1, y1, x2, y2]``), ``"quad"`` (``[x1, y1, ..., x4, y4]``)
+            or ``"polygon"`` (its parts, ``[[x, y, x, y, ...], ...]``); an output kind of a plugin
+            may add its own.
+        label: its label (``""`` for unlabelled regions).
+        score: its score, ``None`` when the output has none.
+    """
+    kind: str
+    coords: list
+    label: str = ""
+    score: float | None = None
+
+    def parts(self) -> list[list]:
+        """The coordinates as flat lists of x, y pairs (a box: its two corners); none where the
+        coordinates are not lists (malformed output)."""
+        try:
+            return [list(p) for p in self.coords] if self.kind == "polygon" else [list(self.coords)]
+        except TypeError:
+            return []
+
+    def box(self) -> list[float]:
+        """The enclosing box ``[x1, y1, x2, y2]`` (ValueError for coordinates that are not numbers)."""
+        xy = [float(v) for part in self.parts() for v in part]
+        if len(xy) < 2:
+            raise ValueError(f"a {self.kind} without points")
+        return [min(xy[0::2]), min(xy[1::2]), max(xy[0::2]), max(xy[1::2])]
 
 
 class Task:
@@ -118,6 +152,22 @@ class Task:
     def example(self, rng: random.Random, image_size) -> tuple:
         """A random ``(text_input, annotation)`` pair for this task (tests, docs, synthetic data)."""
         raise NotImplementedError
+
+    # ---- the output's regions (what code outside the task reads instead of the output's keys) ----
+    output_keys: tuple[str, ...] = ()  # the keys of the output dict (none: a text output)
+    region_kinds: tuple[str, ...] = ()  # the Shape kinds its regions may be ("box", "quad", "polygon")
+
+    def regions(self, output) -> list[Shape]:
+        """The regions of an output of this task, in order (none for a text output). Never raises
+        on malformed output: missing labels are ``""``, scores are ``None`` unless there is one per
+        region; coordinates are as the output has them."""
+        return []
+
+    def with_regions(self, output, regions: list[Shape]):
+        """``output`` holding ``regions`` instead of its own (a subset of :meth:`regions`, or new
+        ones of the same kinds): what filters and merges return. Keys the regions do not fill stay;
+        ``scores`` is written when ``output`` has it. A text output comes back unchanged."""
+        return output
 
 
 def box_or_text(text: str):

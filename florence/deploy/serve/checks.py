@@ -155,10 +155,14 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
             "threshold": None if threshold in (None, "") else threshold}
 
 
-def filter_scores(result, threshold):
-    """Items scored below ``threshold`` removed from every per-item list of a result."""
-    if threshold is None or not isinstance(result, dict) or "scores" not in result:
+def filter_scores(result, task, threshold):
+    """``task``'s output without its regions scored below ``threshold`` (:meth:`Task.with_regions`)."""
+    from ...task import get_task
+
+    task = get_task(task)
+    if threshold is None or not isinstance(result, dict):
         return result
-    keep = [k for k, s in enumerate(result["scores"]) if s >= threshold]
-    n = len(result["scores"])
-    return {key: [v[k] for k in keep] if isinstance(v, list) and len(v) == n else v for key, v in result.items()}
+    regions = task.regions(result)
+    if any(r.score is None for r in regions):  # an output without scores stays whole
+        return result
+    return task.with_regions(result, [r for r in regions if r.score >= threshold])

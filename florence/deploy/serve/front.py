@@ -165,7 +165,7 @@ class Front:
                 out.append({"error": a["error"], "status": a["status"], "task": it["task"], "timing": timing})
             else:
                 out.append({"task": it["task"], "width": it["image"].width, "height": it["image"].height,
-                            "result": filter_scores(a["result"], it["threshold"]), "timing": timing})
+                            "result": filter_scores(a["result"], it["task"], it["threshold"]), "timing": timing})
         return out
 
     def forget(self, ids: list[str]):

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from ...parsing import parse_boxes, parse_polygons
-from ..base import Task, TaskError
+from ..base import Shape, Task, TaskError
 from .boxes import BoxTask
-from .common import _phrase, _rand_box, _rand_polygon, _with_scores
+from .common import random_phrase, random_box, random_polygon, with_scores, put_regions, region_list
 from .polygons import PolygonTask
 
 
@@ -13,6 +13,21 @@ class OpenVocabularyTask(Task):
     'polygons_labels'}``. Text containing ``<poly>`` is read as polygons, otherwise as boxes, so
     one target holds one of the two."""
     output_kind = "open_vocabulary"
+    output_keys = ("bboxes", "bboxes_labels", "polygons", "polygons_labels")
+    region_kinds = ("box", "polygon")
+    _keys = {"box": ("bboxes", "bboxes_labels"), "polygon": ("polygons", "polygons_labels")}
+
+    def regions(self, output) -> list[Shape]:
+        """The boxes, or the polygons (an output holds one of the two; both if malformed)."""
+        boxes = region_list(output, "box", "bboxes", "bboxes_labels")
+        polygons = region_list(output, "polygon", "polygons", "polygons_labels")
+        if boxes and polygons:  # malformed: whose scores would they be
+            for region in boxes + polygons:
+                region.score = None
+        return boxes + polygons
+
+    def with_regions(self, output, regions):
+        return put_regions(output, regions, self._keys)
     _boxes = BoxTask("<BOXES>")
     _polygons = type("_LabelledPolygons", (PolygonTask,), {"labelled": True})("<POLYGONS>")
 
@@ -36,13 +51,13 @@ class OpenVocabularyTask(Task):
         else:
             items = parse_boxes(text, image_size, scores, labelled=True)
             out.update(bboxes=[it.coords[0] for it in items], bboxes_labels=[it.label for it in items])
-        return _with_scores(out, items)
+        return with_scores(out, items)
 
     def example(self, rng, image_size):
-        label = _phrase(rng)
+        label = random_phrase(rng)
         if rng.random() < 0.5:
             n = rng.randint(1, 3)
-            return label, {"bboxes": [_rand_box(rng, image_size) for _ in range(n)], "bboxes_labels": [label] * n,
+            return label, {"bboxes": [random_box(rng, image_size) for _ in range(n)], "bboxes_labels": [label] * n,
                            "polygons": [], "polygons_labels": []}
-        return label, {"bboxes": [], "bboxes_labels": [], "polygons": [[_rand_polygon(rng, image_size, 6)]],
+        return label, {"bboxes": [], "bboxes_labels": [], "polygons": [[random_polygon(rng, image_size, 6)]],
                        "polygons_labels": [label]}

@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from ...parsing import parse_polygons
-from ..base import QUANTIZER, Task, TaskError
-from .common import _flat, _pairs, _phrase, _rand_box, _rand_polygon, _with_scores
+from ..base import QUANTIZER, Shape, Task, TaskError
+from .common import (_flat, checked_pairs, random_phrase, random_box, random_polygon, with_scores, put_regions,
+                     region_list)
 
 
 class PolygonTask(Task):
@@ -11,10 +12,18 @@ class PolygonTask(Task):
     each a list of parts. Targets write parts separated by ``<sep>``; several instances are
     wrapped in ``<poly>...</poly>``."""
     output_kind = "polygons"
+    output_keys = ("polygons", "labels")
+    region_kinds = ("polygon",)
     labelled: bool = False
 
+    def regions(self, output) -> list[Shape]:
+        return region_list(output, "polygon", "polygons", "labels")
+
+    def with_regions(self, output, regions):
+        return put_regions(output, regions, {"polygon": ("polygons", "labels")})
+
     def encode_target(self, annotation, image_size) -> str:
-        pairs = _pairs(self.token, annotation, "polygons", "labels", None)
+        pairs = checked_pairs(self.token, annotation, "polygons", "labels", None)
         wrap = len(pairs) > 1 or self.labelled
         out = []
         for parts, label in pairs:
@@ -26,12 +35,12 @@ class PolygonTask(Task):
 
     def decode_output(self, text, image_size, scores=None) -> dict:
         items = parse_polygons(text, image_size, scores, labelled=self.labelled)
-        return _with_scores({"polygons": [it.coords for it in items], "labels": [it.label for it in items]}, items)
+        return with_scores({"polygons": [it.coords for it in items], "labels": [it.label for it in items]}, items)
 
     def example(self, rng, image_size):
-        parts = [_rand_polygon(rng, image_size, rng.randint(3, 8)) for _ in range(rng.randint(1, 2))]
+        parts = [random_polygon(rng, image_size, rng.randint(3, 8)) for _ in range(rng.randint(1, 2))]
         if self.input_kind == "region":
-            text_input = _rand_box(rng, image_size)
+            text_input = random_box(rng, image_size)
         else:
-            text_input = _phrase(rng) if self.input_kind else None
+            text_input = random_phrase(rng) if self.input_kind else None
         return text_input, {"polygons": [parts], "labels": [""]}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ...parsing import clean_text
 from ..base import Task
-from .common import _phrase, _rand_box, _text
+from .common import random_phrase, random_box, _text
 
 
 class TextTask(Task):
@@ -21,5 +21,5 @@ class TextTask(Task):
         return clean_text(text).strip()
 
     def example(self, rng, image_size):
-        text_input = _rand_box(rng, image_size) if self.input_kind == "region" else None
-        return text_input, _phrase(rng, rng.randint(1, 6))
+        text_input = random_box(rng, image_size) if self.input_kind == "region" else None
+        return text_input, random_phrase(rng, rng.randint(1, 6))
