@@ -36,6 +36,8 @@ EXTRAS = {
     # florence serve (florence.deploy.serve): LitServe (FastAPI + uvicorn) does the dynamic batching and
     # the model workers; pinned, as florence's front submits to its queue; multipart uploads; /metrics
     "serve": ["litserve==0.2.19", "python-multipart>=0.0.9", "prometheus-client>=0.20"],
+    # the documentation site (docs/, mkdocs.yml): mkdocs build --strict, API pages from the docstrings
+    "docs": ["mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings==1.0.8", "mkdocstrings-python==2.0.11"],
     # scikit-image ships the real photographs the preprocessing tests run on
     "test": ["pytest>=8", "scikit-image>=0.24", "hypothesis>=6.100", "jiwer>=3.0", "anls==0.0.2",
              "faster-coco-eval>=1.6", "supervision>=0.25",

@@ -78,9 +78,11 @@ class Pipeline:
     """Callable batched inference over any registered tasks.
 
     Args:
-        model, processor: a :class:`Florence2ForConditionalGeneration` and its processor.
-        device, dtype: where and in which dtype to run (default: the model's; ``dtype`` as for
-            :func:`pipeline`, ``"auto"`` included).
+        model: a :class:`Florence2ForConditionalGeneration` (or a model of another backend with
+            the same interface, :mod:`florence.deploy.runtime`).
+        processor: its :class:`Florence2Processor`.
+        device: where to run (default: the model's).
+        dtype: in which dtype (default: the model's; as for :func:`pipeline`, ``"auto"`` included).
         accelerate: ``"auto"`` (default: :mod:`florence.accel` on CPU, the plain model elsewhere),
             ``True`` or ``False`` (the plain model: torch, timm and transformers modules only).
         block_location_ngrams: ``False`` (default) applies ``no_repeat_ngram_size`` to text only;

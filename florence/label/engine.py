@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_bytes, write_text
@@ -109,7 +110,9 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
             image); default: one label per annotator.
         keep_empty: keep region outputs that the filters left without any item (default: drop them).
         generation: generation arguments for florence annotators (``num_beams``, ``max_new_tokens``).
-        rank, world_size: this process's share (default: torchrun's ``RANK`` / ``WORLD_SIZE``).
+        rank: this process's share: every ``world_size``-th shard from ``rank`` (default:
+            torchrun's ``RANK``).
+        world_size: the number of processes sharing the run (default: torchrun's ``WORLD_SIZE``).
     """
     from ..task import get_task
 
@@ -126,53 +129,84 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
     # models load only when there is something left to label
     runners = [_annotator(a, dict(generation or {})) if todo else (_name(a), None) for a in annotators]
+    labeller = _Labeller(runners=runners, tasks=tasks, rules=rules, merger=merger, keep_empty=keep_empty)
 
     for k in todo:  # a killed run's half-written shard files (florence.atomic's temporary names)
         for stale in out_dir.glob(f".shard-{k:05d}.*.tmp"):
             stale.unlink(missing_ok=True)
     from tqdm import tqdm
 
-    from ..processing.image import load_image
-
     bar = tqdm(total=sum(len(shards[k]) for k in todo), unit="img", desc="label", disable=not progress or rank != 0)
     done = 0  # labels this run wrote (the progress bar's count)
+
+    def advance(images: int, labels: int):
+        bar.update(images)
+        bar.set_postfix(labels=done + labels, refresh=False)
+
     for k in todo:
-        started, lines, bad, counts, written = time.perf_counter(), [], [], {}, 0
-        for start in range(0, len(shards[k]), batch_size):
-            chunk, loaded = shards[k][start:start + batch_size], []
+        started = time.perf_counter()
+        lines, bad, counts = labeller.shard(shards[k], batch_size=batch_size, advance=advance)
+        seconds = time.perf_counter() - started
+        write_text(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
+        done += len(lines)
+        write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(shard=k, images=len(shards[k]), labels=len(lines),
+                                                                    filters=counts, bad_images=bad, seconds=seconds)))
+    bar.close()
+    return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
+
+
+@dataclass
+class _Labeller:
+    """What each shard and each image of a run go through: the annotators (``runners``: name and
+    ``annotate(images, task)``), then the merge (``merger``, or one label per annotator), then the
+    filter ``rules``; region labels left empty are dropped unless ``keep_empty``."""
+    runners: list
+    tasks: list
+    rules: list
+    merger: object
+    keep_empty: bool
+
+    def shard(self, sources, *, batch_size: int, advance) -> tuple[list, list, dict]:
+        """The label lines (JSON), bad images and filter counts of one shard's ``(name, source)`` images,
+        in batches; ``advance(images, labels so far)`` after each batch."""
+        from ..processing.image import load_image
+
+        lines, bad, counts = [], [], {}
+        for start in range(0, len(sources), batch_size):
+            chunk, loaded = sources[start:start + batch_size], []
             for path, source in chunk:
                 try:
                     loaded.append((path, load_image(source)))
                 except (OSError, ValueError) as e:
                     bad.append({"image": path, "error": str(e)})
-            for task in tasks:
-                given = [(name, run([im for _, im in loaded], task) if loaded else []) for name, run in runners]
+            for task in self.tasks:
+                given = [(name, run([im for _, im in loaded], task) if loaded else []) for name, run in self.runners]
                 for i, (path, image) in enumerate(loaded):
-                    answers = []  # one per annotator, None where it failed on the image
-                    for name, outputs in given:
-                        failed = isinstance(outputs[i], dict) and "error" in outputs[i]
-                        if failed:
-                            bad.append({"image": path, "error": str(outputs[i]["error"]), "annotator": name})
-                        answers.append(None if failed else outputs[i])
-                    candidates = [(name, o) for (name, _), o in zip(given, answers) if o is not None]
-                    if merger is not None and candidates:
-                        merged = merger(answers, task)
-                        candidates = [("consensus", merged)] if merged is not None else []
-                    for name, output in candidates:
-                        kept = apply_filters(rules, output, task, image.size, counts)
-                        if kept is None or (not keep_empty and _empty(kept, task)):
-                            continue
-                        lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
-                        written += 1
-            bar.update(len(chunk))
-            bar.set_postfix(labels=done + written, refresh=False)
-        seconds = time.perf_counter() - started
-        write_text(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
-        done += written
-        write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(shard=k, images=len(shards[k]), labels=written,
-                                                                    filters=counts, bad_images=bad, seconds=seconds)))
-    bar.close()
-    return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
+                    answers = [(name, outputs[i]) for name, outputs in given]
+                    lines += self.image(path, image.size, task, answers, bad=bad, counts=counts)
+            advance(len(chunk), len(lines))
+        return lines, bad, counts
+
+    def image(self, path: str, size, task: str, answers, *, bad: list, counts: dict) -> list:
+        """The label lines of one image and task from each annotator's ``(name, output)``; an output
+        ``{"error": ...}`` is recorded in ``bad``, the filters count what they remove in ``counts``."""
+        outputs = []  # one per annotator, None where it failed on the image
+        for name, output in answers:
+            failed = isinstance(output, dict) and "error" in output
+            if failed:
+                bad.append({"image": path, "error": str(output["error"]), "annotator": name})
+            outputs.append(None if failed else output)
+        candidates = [(name, o) for (name, _), o in zip(answers, outputs) if o is not None]
+        if self.merger is not None and candidates:
+            merged = self.merger(outputs, task)
+            candidates = [("consensus", merged)] if merged is not None else []
+        lines = []
+        for name, output in candidates:
+            kept = apply_filters(self.rules, output, task, size, counts)
+            if kept is None or (not self.keep_empty and _empty(kept, task)):
+                continue
+            lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
+        return lines
 
 
 def _check_plan(out_dir: Path, plan: dict) -> None:

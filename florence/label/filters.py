@@ -34,6 +34,9 @@ class _RegionRule:
     """A rule that keeps some items of a region output and leaves text outputs alone."""
 
     def keep(self, boxes, labels, scores, image_size) -> list[int]:
+        """The indices of the items to keep, in their order: ``boxes`` (n, 4) enclosing boxes in pixels,
+        ``labels`` and ``scores`` per item (``scores`` None when the output has none), ``image_size``
+        (width, height)."""
         raise NotImplementedError
 
     def __call__(self, output, task, image_size):

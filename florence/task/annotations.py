@@ -55,22 +55,27 @@ class ImageAnnotations:
     focus: Region | None = None
 
     def caption(self, detail: int) -> str:
+        """The caption at level ``detail`` (0 brief, 1 detailed, 2 a paragraph); TaskError if there is none."""
         if len(self.captions) <= detail or not self.captions[detail]:
             raise TaskError(f"no caption of detail {detail} (the image has {len(self.captions)} levels)")
         return self.captions[detail]
 
     def the_focus(self) -> Region:
+        """The object a region task asks about; TaskError if there is none."""
         if self.focus is None:
             raise TaskError("no object to ask about (focus)")
         return self.focus
 
     def the_words(self) -> list:
+        """The words in reading order; TaskError if there are none."""
         if not self.words:
             raise TaskError("no words")
         return self.words
 
     def first_word(self) -> Word:
+        """The first word in reading order; TaskError if there are no words."""
         return self.the_words()[0]
 
     def about(self, region: Region) -> "ImageAnnotations":
+        """These annotations with ``region`` as the focus."""
         return dataclasses.replace(self, focus=region)
