@@ -26,3 +26,5 @@ OPTIM_WRAPPERS = Registry("optim_wrapper", parent=MMENGINE_OPTIM_WRAPPERS, scope
 LABEL_FILTERS = Registry("label_filter", scope="florence", locations=["florence.label.filters"])
 # how the data engine merges several annotators' outputs of one image (florence.label.merge)
 LABEL_MERGERS = Registry("label_merger", scope="florence", locations=["florence.label.merge"])
+# the image encoders a VisionConfig(tower=name) builds (florence.models.tower: "davit" is Florence-2's)
+VISION_TOWERS = Registry("vision_tower", scope="florence", locations=["florence.models.tower"])

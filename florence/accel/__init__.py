@@ -5,7 +5,9 @@ and transformers modules only) into the accelerated one, in place: the same para
 ``isinstance`` relations and results (fp32: the same token ids, tested in tests/models/test_accel.py), computed by
 
 - ``linear.py``: oneDNN linears (``FastLinear``) with their backward, and packed bf16 weights;
-- ``davit.py``: the vision tower run channels-last (``ChannelsLastDaVit``);
+- ``davit.py``: the vision tower run channels-last (``davit_features``), which
+  :meth:`florence.models.tower.DaViT.features` calls once :func:`apply` sets it as the tower's
+  ``fast_features``;
 - ``decoding.py``: BART's lean decoding step and a cross-attention cache shared by beams (``DecodingBart``);
 - ``attention.py``: the attention function those read (``attn_implementation="florence_cpu"``);
 - ``processors.py``: cheaper equivalents of transformers' logits processors.
@@ -43,7 +45,7 @@ def apply(model: nn.Module, enabled: bool | str = "auto", device=None) -> nn.Mod
     from transformers import BartForConditionalGeneration
 
     from .attention import ATTENTION, register_attention
-    from .davit import ChannelsLastDaVit
+    from .davit import davit_features
     from .decoding import DecodingBart
     from .linear import use_fast_linear_
 
@@ -55,7 +57,7 @@ def apply(model: nn.Module, enabled: bool | str = "auto", device=None) -> nn.Mod
         return remove(model)
     for m in model.modules():
         if type(m) is DaVit:
-            m.__class__ = ChannelsLastDaVit
+            m.fast_features = davit_features  # the tower's own switch (florence.models.tower.DaViT.features)
         elif type(m) is BartForConditionalGeneration:
             register_attention()
             m.__dict__["_plain_attn_implementation"] = m.config._attn_implementation
@@ -74,13 +76,12 @@ def remove(model: nn.Module) -> nn.Module:
     from timm.models.davit import DaVit
     from transformers import BartForConditionalGeneration
 
-    from .davit import ChannelsLastDaVit
     from .decoding import DecodingBart
     from .linear import use_plain_linear_
 
     for m in model.modules():
-        if type(m) is ChannelsLastDaVit:
-            m.__class__ = DaVit
+        if type(m) is DaVit:
+            m.__dict__.pop("fast_features", None)
         elif type(m) is DecodingBart:
             m.__class__ = BartForConditionalGeneration
             m.set_attn_implementation(m.__dict__.pop("_plain_attn_implementation", "sdpa"))
@@ -89,8 +90,9 @@ def remove(model: nn.Module) -> nn.Module:
 
 
 def is_applied(model: nn.Module) -> bool:
-    """Whether any module of ``model`` is one of this package's."""
-    return any(type(m).__module__.startswith(__name__ + ".") for m in model.modules())
+    """Whether any module of ``model`` is one of this package's, or a tower runs this package's path."""
+    return any(type(m).__module__.startswith(__name__ + ".") or "fast_features" in m.__dict__
+               for m in model.modules())
 
 
 def _device(model: nn.Module) -> torch.device:

@@ -1,6 +1,7 @@
-"""DaViT (timm's Florence-2 variant) run channels-last: :class:`ChannelsLastDaVit` is timm's ``DaVit``
-(same modules, parameters and ``isinstance``) whose ``forward_features`` keeps activations as
-contiguous (B, H, W, C) from the stem to the last stage.
+"""DaViT (timm's Florence-2 variant) run channels-last: :func:`davit_features` is timm's ``DaVit``
+``forward_features`` on the same modules and parameters, keeping activations as contiguous
+(B, H, W, C) from the stem to the last stage. :func:`florence.accel.apply` sets it as the tower's
+``fast_features``, which :meth:`florence.models.tower.DaViT.features` calls on CPU.
 
 timm's blocks hold NCHW tensors between blocks and transpose to tokens (B, H*W, C) and back four
 times per block; the depthwise convolutions then run on NCHW. Here tokens and image are the same
@@ -18,11 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint
 
-from timm.models.davit import DaVit
-
 from .linear import FastLinear, linear
 
-__all__ = ["ChannelsLastDaVit", "davit_features"]
+__all__ = ["davit_features"]
 
 
 def _conv_nhwc(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -146,13 +145,3 @@ def davit_features(tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:
     if not isinstance(tower.norm_pre, nn.Identity):
         x = tower.norm_pre(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
     return x
-
-
-class ChannelsLastDaVit(DaVit):
-    """timm's ``DaVit`` with :func:`davit_features` as ``forward_features`` on CPU. Returns timm's
-    (B, C, h, w) shape as a view of the channels-last result (``.permute(0, 2, 3, 1)`` is free)."""
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return super().forward_features(x)
-        return davit_features(self, x).permute(0, 3, 1, 2)

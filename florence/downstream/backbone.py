@@ -1,9 +1,10 @@
 """Florence-2's DaViT image encoder as an OpenMMLab backbone (mmdet detectors, mmseg segmentors).
 
 The network is the vision tower of :class:`florence.models.Florence2ForConditionalGeneration`,
-built by the same function (:func:`florence.models.build_davit`: timm's Florence-2 DaViT with
-Florence-2's drop-path schedule), so its parameters carry the same names (``vision_tower.*``) and a
-Florence-2 checkpoint in any layout loads into it. This file adds what detection and segmentation
+built and read through the same :class:`florence.models.tower.Tower` (Florence-2's DaViT: timm's
+Florence-2 DaViT with Florence-2's drop-path schedule, at the sizes of the model's presets), so its
+parameters carry the same names (``vision_tower.*``) and a Florence-2 checkpoint in any layout loads
+into it. This file adds what detection and segmentation
 need: multi-scale outputs, frozen stages, gradient checkpointing, initialisation from a checkpoint,
 and the layer ids that layer-wise learning-rate decay uses.
 
@@ -31,13 +32,13 @@ from timm.layers import LayerNorm2d
 from ..models.files import CheckpointError, read_state_dict, resolve_folder
 from ..models.layouts import _IGNORED, check_keys, convert_state_dict, detect_layout
 from ..models.config import PRESETS, ConfigError, VisionConfig
-from ..models.florence2 import build_davit, tower_layer_id
+from ..models.tower import get_tower
 
 __all__ = ["Florence2DaViT", "load_tower_state_dict"]
 
 # the tower sizes of florence's presets (Florence-2-base's DaViT-B, Florence-2-large's, the tiny test model)
 ARCHS = {name: PRESETS[name][0] for name in ("tiny", "base", "large")}
-_ARCH_KEYS = ("embed_dims", "depths", "num_heads", "window_size", "mlp_ratio", "qkv_bias")
+_ARCH_KEYS = ("embed_dims", "depths", "num_heads", "window_size", "mlp_ratio", "qkv_bias", "tower")
 
 
 def _vision_config(arch, drop_path_rate: float) -> VisionConfig:
@@ -67,7 +68,8 @@ class Florence2DaViT(BaseModule):
     Args:
         arch: ``"base"`` (DaViT-B of Florence-2-base: dims 128-1024, depths 1,1,9,1), ``"large"``
             (Florence-2-large's: dims 256-2048), ``"tiny"`` (tests), or a dict with ``embed_dims``,
-            ``depths``, ``num_heads``, ``window_size``, ``mlp_ratio``, ``qkv_bias``.
+            ``depths``, ``num_heads``, ``window_size``, ``mlp_ratio``, ``qkv_bias`` (and ``tower``, a
+            registered :class:`~florence.models.tower.Tower` other than Florence-2's DaViT).
         out_indices: stages whose outputs :meth:`forward` returns (0-based; strides 4, 8, 16, 32).
         frozen_stages: -1 trains everything; 0 freezes the stem; k >= 1 freezes the stem and the
             first k stages (each stage with its downsampling conv) and their output norms. Frozen
@@ -89,7 +91,9 @@ class Florence2DaViT(BaseModule):
                  with_cp: bool = False, out_norms: bool = True, init_cfg=None):
         super().__init__(init_cfg=init_cfg)
         vision = _vision_config(arch, drop_path_rate)
-        self.vision_tower = build_davit(vision)
+        self.tower = get_tower(vision)
+        self.vision = vision
+        self.vision_tower = self.tower.build(vision)
         self.depths = tuple(vision.depths)
         n = len(self.depths)
         out_indices = (out_indices,) if isinstance(out_indices, int) else tuple(out_indices)
@@ -103,14 +107,14 @@ class Florence2DaViT(BaseModule):
         self.out_indices, self.frozen_stages = out_indices, frozen_stages
         self.out_channels = [vision.embed_dims[i] for i in out_indices]
         self.out_norms = nn.ModuleList(LayerNorm2d(c) for c in self.out_channels) if out_norms else None
-        self.vision_tower.set_grad_checkpointing(with_cp)
+        self.tower.set_grad_checkpointing(self.vision_tower, with_cp)
         self._freeze()
 
     # ---- frozen stages ---------------------------------------------------------------------------
     def frozen_modules(self) -> list[nn.Module]:
         if self.frozen_stages < 0:
             return []
-        modules = [self.vision_tower.stem] + list(self.vision_tower.stages[:self.frozen_stages])
+        modules = self.tower.parts(self.vision_tower)[:self.frozen_stages + 1]  # the stem, then stages
         if self.out_norms is not None:
             modules += [norm for i, norm in zip(self.out_indices, self.out_norms) if i < self.frozen_stages]
         return modules
@@ -129,8 +133,7 @@ class Florence2DaViT(BaseModule):
     # ---- forward ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, 3, H, W) -> one (B, C_i, ceil(H / 2^(i+2)), ceil(W / 2^(i+2))) map per out index."""
-        feats = self.vision_tower.forward_intermediates(x, indices=list(self.out_indices), stop_early=True,
-                                                        intermediates_only=True)
+        feats = self.tower.intermediates(self.vision_tower, x, self.out_indices)
         if self.out_norms is not None:
             feats = [norm(f) for norm, f in zip(self.out_norms, feats)]
         return tuple(feats)
@@ -147,7 +150,7 @@ class Florence2DaViT(BaseModule):
         of the stage's first unit, and ``num_layers + 1`` for anything else (the output norms)."""
         if not name.startswith("vision_tower."):
             return self.num_layers + 1
-        return tower_layer_id(name[len("vision_tower."):], self.depths)
+        return self.tower.layer_id(name[len("vision_tower."):], self.vision)
 
     # ---- initialisation from a checkpoint --------------------------------------------------------
     def init_weights(self):

@@ -21,6 +21,7 @@ from .. import accel, hardware
 from ..deploy import write_model_folder
 from ..generation import generate_texts
 from ..models import Florence2ForConditionalGeneration
+from ..models.tower import get_tower
 from ..processing import Florence2Processor
 from ..registry import MODELS
 from ..task import add_task_tokens, get_task
@@ -115,7 +116,7 @@ class Florence2Model(BaseModel):
         if lora:
             add_lora_(self.model, lora)
         if gradient_checkpointing:
-            self.model.vision_tower.set_grad_checkpointing(True)
+            get_tower(self.model.config.vision).set_grad_checkpointing(self.model.vision_tower)
             self.model.language_model.activation_checkpointing_enable()
 
     @property

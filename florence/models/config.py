@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, fields
 
 from transformers import BartConfig
 
+from .errors import ConfigError
+
 __all__ = ["VisionConfig", "Florence2Config", "ConfigError", "PRESETS", "GENERATION_DEFAULTS"]
 
 # The published generation settings (Microsoft's model card and text_config). `max_new_tokens` and
@@ -38,13 +40,10 @@ _GENERATION_KEYS_IN_TEXT_CONFIG = ("num_beams", "no_repeat_ngram_size", "early_s
                                    "forced_bos_token_id", "forced_eos_token_id")
 
 
-class ConfigError(ValueError):
-    """A configuration value that florence cannot build a model from."""
-
-
 @dataclass
 class VisionConfig:
-    """DaViT tower + projector sizes. Field names follow timm/transformers-native spelling."""
+    """Vision tower + projector sizes. Field names follow timm/transformers-native spelling. ``tower``
+    names the image encoder (:mod:`florence.models.tower`; ``"davit"``, Florence-2's, by default)."""
 
     embed_dims: tuple = (128, 256, 512, 1024)
     depths: tuple = (1, 1, 9, 1)
@@ -61,6 +60,7 @@ class VisionConfig:
     projection_dim: int = 768  # = text d_model: visual tokens live in the encoder's embedding space
     max_pos_embeddings: int = 50  # rows/columns of the learned 2D position table
     max_temporal_embeddings: int = 100
+    tower: str = "davit"
 
     def __post_init__(self):
         for f in ("embed_dims", "depths", "num_heads", "num_groups", "patch_size", "patch_stride",
@@ -84,21 +84,11 @@ class VisionConfig:
             if len(getattr(self, f)) != n:
                 raise ConfigError(f"vision_config.{f} has {len(getattr(self, f))} entries, expected one per "
                                   f"stage ({n}, the length of embed_dims)")
-        if self.num_groups != self.num_heads:
-            raise ConfigError(f"vision_config.num_groups {self.num_groups} must equal num_heads {self.num_heads}: "
-                              "the DaViT tower (timm's Florence-2 variant) uses one number for both, as every "
-                              "published Florence-2 checkpoint does")
-        for f, want in self.patch_geometry(n).items():
-            if getattr(self, f) != want:
-                raise ConfigError(f"vision_config.{f} = {getattr(self, f)} is not supported; the DaViT tower "
-                                  f"implements {want} (Florence-2's published geometry)")
-        for d, h in zip(self.embed_dims, self.num_heads):
-            if d % h:
-                raise ConfigError(f"vision_config: embed dim {d} is not divisible by {h} heads")
+        from .tower import get_tower
+
+        get_tower(self).check(self)  # what the tower itself can build
         if self.embed_dims[-1] % 2:
             raise ConfigError("vision_config: the last embed dim must be even (2D position table halves)")
-        if self.window_size < 1:
-            raise ConfigError(f"vision_config.window_size must be >= 1, got {self.window_size}")
 
 
 def _bart(**kw) -> dict:
@@ -235,7 +225,7 @@ class Florence2Config:
                     patch_padding=list(v.patch_padding), patch_prenorm=list(v.patch_prenorm),
                     drop_path_rate=v.drop_path_rate, mlp_ratio=v.mlp_ratio, qkv_bias=v.qkv_bias,
                     projection_dim=v.projection_dim, max_position_embeddings=v.max_pos_embeddings,
-                    max_temporal_embeddings=v.max_temporal_embeddings),
+                    max_temporal_embeddings=v.max_temporal_embeddings, **self._tower_entry()),
                 florence_generation=self.generation,
             )
         if dialect == "microsoft":
@@ -255,10 +245,15 @@ class Florence2Config:
                     image_pos_embed=dict(type="learned_abs_2d", max_pos_embeddings=v.max_pos_embeddings),
                     visual_temporal_embedding=dict(type="COSINE",
                                                    max_temporal_embeddings=v.max_temporal_embeddings),
-                    image_feature_source=["spatial_avg_pool", "temporal_avg_pool"]),
+                    image_feature_source=["spatial_avg_pool", "temporal_avg_pool"], **self._tower_entry()),
                 florence_generation=self.generation,
             )
         raise ConfigError(f"unknown config dialect {dialect!r}; valid: 'native', 'microsoft'")
+
+    def _tower_entry(self) -> dict:
+        """``tower`` in the written vision_config when it is not Florence-2's DaViT (which the published
+        dialects imply)."""
+        return {} if self.vision.tower == "davit" else {"tower": self.vision.tower}
 
     def save(self, folder, dialect: str = "native"):
         os.makedirs(folder, exist_ok=True)
@@ -294,7 +289,7 @@ def _vision_from_microsoft(v: dict, top: dict) -> VisionConfig:
                           "(expected ['spatial_avg_pool', 'temporal_avg_pool'])")
     kw = dict(embed_dims=v["dim_embed"])
     for k in ("depths", "num_heads", "num_groups", "window_size", "patch_size", "patch_stride",
-              "patch_padding", "patch_prenorm", "drop_path_rate"):
+              "patch_padding", "patch_prenorm", "drop_path_rate", "tower"):
         if k in v:
             kw[k] = v[k]
     proj = v.get("projection_dim", top.get("projection_dim"))

@@ -1,6 +1,6 @@
 """Florence-2: a unified sequence-to-sequence model for vision tasks (Xiao et al., arXiv 2311.06242).
 
-image (B, 3, H, W) -> DaViT (timm's Florence-2 variant) -> (B, C4, h, w)
+image (B, 3, H, W) -> vision tower (DaViT, timm's Florence-2 variant: ``tower.py``) -> (B, h, w, C4)
   -> + learned 2D position table -> + temporal embedding (t = 0)
   -> [mean token, h*w grid tokens] -> @ image_projection (C4 x D) -> LayerNorm
   -> in front of the prompt's token embeddings -> BART encoder-decoder (transformers) -> text and
@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from dataclasses import dataclass
 
-import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath
 from transformers import BartForConditionalGeneration, GenerationConfig
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
@@ -37,6 +34,7 @@ from ..registry import MODELS
 from .config import ConfigError, Florence2Config
 from .files import CheckpointError, read_state_dict, resolve_folder, write_state_dict
 from .layouts import convert_state_dict, detect_layout, load_state_dict_strict, state_dict_to_save
+from .tower import build_davit, get_tower, tower_layer_id  # noqa: F401  (build_davit, tower_layer_id: older homes)
 
 __all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit", "shift_tokens_right",
            "tower_layer_id"]
@@ -45,40 +43,6 @@ __all__ = ["Florence2ForConditionalGeneration", "Florence2Output", "build_davit"
 # ---------------------------------------------------------------------------------------------
 # layers
 # ---------------------------------------------------------------------------------------------
-def build_davit(vision) -> nn.Module:
-    """timm's Florence-2 DaViT (``davit_base_fl`` with the config's sizes), classifier head removed.
-
-    Drop-path follows Florence-2's schedule: linspace(0, rate, 2 * sum(depths)), spatial and
-    channel block of each depth unit taking consecutive rates (timm's default shares one rate per
-    unit)."""
-    tower = timm.create_model(
-        "davit_base_fl", pretrained=False, num_classes=0,
-        depths=vision.depths, embed_dims=vision.embed_dims, num_heads=vision.num_heads,
-        window_size=vision.window_size, mlp_ratio=vision.mlp_ratio, qkv_bias=vision.qkv_bias,
-    )
-    tower.reset_classifier(0, "", reset_other=True)  # no head norm: Florence-2 uses raw stage-4 features
-    rates = torch.linspace(0, vision.drop_path_rate, 2 * sum(vision.depths), device="cpu").tolist()
-    units = [unit for stage in tower.stages for unit in stage.blocks]
-    for i, unit in enumerate(units):
-        for block, rate in ((unit.spatial_block, rates[2 * i]), (unit.channel_block, rates[2 * i + 1])):
-            block.drop_path1 = DropPath(rate) if rate > 0 else nn.Identity()
-            block.drop_path2 = DropPath(rate) if rate > 0 else nn.Identity()
-    return tower
-
-
-def tower_layer_id(name: str, depths) -> int:
-    """Depth of a tower parameter (``name`` relative to the tower), for layer-wise learning-rate
-    decay: 0 for the stem, ``u + 1`` for depth unit ``u`` (counted over all stages from the input), a
-    stage's downsampling conv the id of the stage's first unit, ``sum(depths) + 1`` for the rest."""
-    if name.startswith("stem."):
-        return 0
-    m = re.match(r"stages\.(\d+)\.(downsample|blocks)\.(?:(\d+)\.)?", name)
-    if m:
-        first = sum(depths[:int(m.group(1))])
-        return first + 1 + (int(m.group(3)) if m.group(2) == "blocks" else 0)
-    return sum(depths) + 1
-
-
 class LearnedPositionEmbedding2D(nn.Module):
     """Row and column tables; cell (r, c) gets concat(column[c], row[r]) (column half first)."""
 
@@ -146,8 +110,8 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
 # ---------------------------------------------------------------------------------------------
 @MODELS.register_module()
 class Florence2ForConditionalGeneration(nn.Module):
-    """DaViT + projector + BART. Parameter names follow Microsoft's hub layout (the tower uses timm's
-    names); ``layouts.py`` maps both published layouts onto them.
+    """Vision tower (DaViT: ``tower.py``) + projector + BART. Parameter names follow Microsoft's hub
+    layout (the tower uses timm's names); ``layouts.py`` maps both published layouts onto them.
 
     ``config`` may be a :class:`Florence2Config`, a config dict in either published dialect, or
     ``{"preset": "tiny", "vocab_size": ...}`` (the form mmengine configs use)."""
@@ -160,7 +124,7 @@ class Florence2ForConditionalGeneration(nn.Module):
             config = Florence2Config.from_dict(config)
         self.config = config
         v, dim = config.vision, config.vision.embed_dims[-1]
-        self.vision_tower = build_davit(v)
+        self.vision_tower = get_tower(v).build(v)
         self.image_pos_embed = LearnedPositionEmbedding2D(dim, v.max_pos_embeddings)
         self.visual_temporal_embed = CosineTemporalEmbedding(dim, v.max_temporal_embeddings)
         self.image_projection = nn.Parameter(torch.empty(dim, v.projection_dim))  # (C4, D), no bias
@@ -191,11 +155,11 @@ class Florence2ForConditionalGeneration(nn.Module):
         gradients the tower sees one image at a time (no slower per image, one image's activations in
         memory) unless ``whole_batch`` (a graph export traces one call for any batch size)."""
         pixels = pixel_values.to(self.dtype)
-        tower = self.vision_tower
+        tower, features = self.vision_tower, get_tower(self.config.vision).features
         if torch.is_grad_enabled() or whole_batch:
-            x = tower.forward_features(pixels).permute(0, 2, 3, 1)  # (B, h, w, C4)
+            x = features(tower, pixels)  # (B, h, w, C4)
         else:
-            x = torch.cat([tower.forward_features(p[None]).permute(0, 2, 3, 1) for p in pixels])
+            x = torch.cat([features(tower, p[None]) for p in pixels])
         B, h, w, C = x.shape
         x = x.reshape(B, h * w, C)  # (B, h*w, C4), row-major grid
         x = x + self.image_pos_embed(h, w).to(x.dtype) + self.visual_temporal_embed(0).to(x.dtype)

@@ -24,6 +24,7 @@ import re
 import torch
 
 from .files import CheckpointError
+from .tower import DaViT, get_tower
 
 __all__ = ["LAYOUTS", "detect_layout", "convert_state_dict", "check_keys", "load_state_dict_strict",
            "state_dict_to_save"]
@@ -32,23 +33,8 @@ LAYOUTS = ("florence", "microsoft", "native")
 
 
 def _tower_rules():
-    rules = [  # (florence = timm, microsoft, native), relative to the tower prefix
-        ("stem.conv.", "convs.0.proj.", "convs.0.conv."),
-        ("stem.norm.", "convs.0.norm.", "convs.0.norm."),
-        ("stages.{s}.downsample.conv.", "convs.{s}.proj.", "convs.{s}.conv."),
-        ("stages.{s}.downsample.norm.", "convs.{s}.norm.", "convs.{s}.norm."),
-    ]
-    for kind, attn in (("spatial_block", "window_attn"), ("channel_block", "channel_attn")):
-        f, m = f"stages.{{s}}.blocks.{{b}}.{kind}.", f"blocks.{{s}}.{{b}}.{kind}."
-        rules += [
-            (f + "cpe1.proj.", m + "conv1.fn.dw.", m + "conv1."),
-            (f + "cpe2.proj.", m + "conv2.fn.dw.", m + "conv2."),
-            (f + "norm1.", m + f"{attn}.norm.", m + "norm1."),
-            (f + "attn.", m + f"{attn}.fn.", m + f"{attn}."),
-            (f + "norm2.", m + "ffn.norm.", m + "norm2."),
-            (f + "mlp.", m + "ffn.fn.net.", m + "ffn."),
-        ]
-    return [("vision_tower." + f, "vision_tower." + m, "model.vision_tower." + n) for f, m, n in rules]
+    """The tower's own rules (:attr:`florence.models.tower.Tower.key_rules`) under the tower's prefix."""
+    return [("vision_tower." + f, "vision_tower." + m, "model.vision_tower." + n) for f, m, n in DaViT.key_rules]
 
 
 # (florence, microsoft, native) key prefixes; None = the layout has no such tensor.
@@ -69,8 +55,8 @@ _OPTIONAL = {
     "visual_temporal_embed.pos_idx_to_embed": lambda m: m.visual_temporal_embed.table(
         m.config.vision.embed_dims[-1], m.config.vision.max_temporal_embeddings),
 }
-# Microsoft's DaViT class defines a classifier norm/head that Florence-2 never runs.
-_IGNORED = re.compile(r"^vision_tower\.(norms|head)\.")
+# tensors published files carry that the tower never runs (Microsoft's DaViT class has a classifier)
+_IGNORED = re.compile(r"^vision_tower\." + DaViT.ignored.pattern.lstrip("^"))
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -127,7 +113,7 @@ def detect_layout(keys) -> str:
         return "native"
     if any(k.startswith(("vision_tower.convs.", "vision_tower.blocks.")) for k in keys):
         return "microsoft"
-    if any(k.startswith(("vision_tower.stem.", "vision_tower.stages.")) for k in keys):
+    if any(k.startswith("vision_tower.") for k in keys):  # timm's DaViT names, or another tower's own
         return "florence"
     raise CheckpointError(
         f"not a Florence-2 checkpoint: none of its {len(keys)} keys (first: {keys[:5]}) is in Microsoft's "
@@ -210,4 +196,7 @@ def state_dict_to_save(model, layout: str = "native") -> dict:
         keep = next((k for k in group if ".shared." in k), group[0])
         aliases.update(k for k in group if k != keep)
     state = {k: v for k, v in model.state_dict().items() if k not in aliases}
+    if layout != "florence" and not get_tower(model.config.vision).key_rules:
+        raise CheckpointError(f"a {model.config.vision.tower!r} vision tower has no place in the published "
+                              f"{layout!r} layout (only Florence-2's DaViT has); save with layout='florence'")
     return convert_state_dict(state, "florence", layout)
