@@ -5,6 +5,8 @@ saving a model: ``Florence2ForConditionalGeneration.from_pretrained`` / ``save_p
 """
 from __future__ import annotations
 
+import warnings
+
 from .models.files import CheckpointError, read_state_dict, resolve_folder, write_state_dict
 from .models.layouts import LAYOUTS, check_keys, convert_state_dict, detect_layout, load_state_dict_strict
 
@@ -13,10 +15,14 @@ __all__ = ["CheckpointError", "LAYOUTS", "detect_layout", "convert_state_dict", 
 
 
 def load_pretrained(cls, path_or_hub_id, dtype=None, device=None):
-    """``cls.from_pretrained(...)`` (kept for callers of this older name)."""
+    """Deprecated: ``cls.from_pretrained(...)``."""
+    warnings.warn("florence.checkpoint.load_pretrained(cls, path) is deprecated: use "
+                  "Florence2ForConditionalGeneration.from_pretrained(path)", DeprecationWarning, stacklevel=2)
     return cls.from_pretrained(path_or_hub_id, dtype=dtype, device=device)
 
 
 def save_pretrained(model, folder, layout: str = "native"):
-    """``model.save_pretrained(folder, layout)`` (kept for callers of this older name)."""
+    """Deprecated: ``model.save_pretrained(folder, layout)``."""
+    warnings.warn("florence.checkpoint.save_pretrained(model, folder) is deprecated: use "
+                  "model.save_pretrained(folder, layout=...)", DeprecationWarning, stacklevel=2)
     model.save_pretrained(folder, layout=layout)

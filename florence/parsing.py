@@ -31,11 +31,10 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from .processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
+from .processing.quantizer import LOC_TOKEN, NUM_BINS, QUANTIZER
 
 __all__ = ["Item", "clean_text", "parse_boxes", "parse_quads", "parse_polygons"]
 
-_QUANTIZER = Quantizer()
 _SEQUENCE_MARKERS = re.compile(r"</?s>|<pad>")
 _LOC = r"<loc_\d+>"
 _LABEL = r"(?:^|(?<=>))([^<]+)"  # text that starts a chunk: never the tail of a token like "loc_4>"
@@ -106,7 +105,7 @@ def parse_boxes(text: str, image_size, scores=None, labelled: bool = True) -> li
             idx = locs.span(box.start(), box.end())
             bins = locs.bins(idx)
             if bins is not None:
-                x1, y1, x2, y2 = _QUANTIZER.dequantize(bins, image_size)
+                x1, y1, x2, y2 = QUANTIZER.dequantize(bins, image_size)
                 box = [min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)]
                 items.append(Item(label, [box], locs.score(idx)))
     return items
@@ -120,7 +119,7 @@ def parse_quads(text: str, image_size, scores=None) -> list[Item]:
         idx = locs.span(m.start(2), m.end(2))
         bins = locs.bins(idx)
         if bins is not None:
-            items.append(Item(m.group(1).strip(), [_QUANTIZER.dequantize(bins, image_size)], locs.score(idx)))
+            items.append(Item(m.group(1).strip(), [QUANTIZER.dequantize(bins, image_size)], locs.score(idx)))
     return items
 
 
@@ -140,7 +139,7 @@ def parse_polygons(text: str, image_size, scores=None, labelled: bool = False) -
                 idx = locs.span(part.start(1), part.end(1))
                 bins = locs.bins(idx)
                 if bins is not None and len(bins) >= 2:
-                    parts.append(_QUANTIZER.dequantize(bins, image_size))
+                    parts.append(QUANTIZER.dequantize(bins, image_size))
                     used.extend(idx)
             if parts:
                 items.append(Item(label, parts, locs.score(used)))

@@ -16,7 +16,7 @@ NON_OBJECT_PHRASES = frozenset({
 })
 
 
-class PhraseGrounding(BoxTask):
+class PhraseGroundingTask(BoxTask):
     """``{'bboxes', 'labels'}`` with one phrase per box; target: phrase<loc x4>[<loc x4>...]."""
     input_kind = "text"
     ignore = NON_OBJECT_PHRASES
@@ -31,5 +31,17 @@ class PhraseGrounding(BoxTask):
 
 @hookimpl
 def florence_register_tasks():
-    return [PhraseGrounding("<CAPTION_TO_PHRASE_GROUNDING>", "Locate the phrases in the caption: {input}",
-                            metrics=("grounding_recall@1",))]
+    return [PhraseGroundingTask("<CAPTION_TO_PHRASE_GROUNDING>", "Locate the phrases in the caption: {input}",
+                                metrics=("grounding_recall@1",))]
+
+
+def __getattr__(name):
+    """The task's class had the name of the dataset (``florence.data.PhraseGrounding``)."""
+    if name == "PhraseGrounding":
+        import warnings
+
+        warnings.warn("florence.tasks.grounding.PhraseGrounding is deprecated: the task's class is "
+                      "PhraseGroundingTask (florence.data.PhraseGrounding is the dataset)", DeprecationWarning,
+                      stacklevel=2)
+        return PhraseGroundingTask
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

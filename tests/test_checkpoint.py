@@ -210,3 +210,14 @@ def test_folder_atomic_replaces_a_folder_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "notes.txt", "tokenizer.json"]
     assert (target / "config.json").read_text() == "3"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_the_older_names_warn_and_still_work(oracle, tmp_path):
+    from florence.checkpoint import load_pretrained, save_pretrained
+
+    with pytest.deprecated_call(match=r"use Florence2ForConditionalGeneration.from_pretrained\(path\)"):
+        model = load_pretrained(Florence2ForConditionalGeneration, oracle[1])
+    with pytest.deprecated_call(match=r"use model.save_pretrained\(folder, layout=...\)"):
+        save_pretrained(model, tmp_path / "again")
+    again = Florence2ForConditionalGeneration.from_pretrained(tmp_path / "again")
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), model.state_dict().values()))

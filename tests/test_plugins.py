@@ -292,3 +292,13 @@ def test_a_new_output_kind_and_its_task_are_one_file_each(plugin_dir, tiny_folde
 
     with pytest.raises(ValueError, match="box tasks"):
         write_coco([], tmp_path / "c.json", tasks=["<LINES>"])
+
+
+def test_the_grounding_task_class_is_not_named_as_the_dataset():
+    import florence.tasks.grounding as grounding
+    from florence.data import PhraseGrounding
+
+    assert type(florence.get_task("<CAPTION_TO_PHRASE_GROUNDING>")) is grounding.PhraseGroundingTask
+    with pytest.deprecated_call(match="the task's class is PhraseGroundingTask"):
+        assert grounding.PhraseGrounding is grounding.PhraseGroundingTask
+    assert PhraseGrounding is not grounding.PhraseGroundingTask  # the dataset keeps its name

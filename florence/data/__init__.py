@@ -4,7 +4,7 @@ for the formats other tools read (florence and maestro JSON Lines, COCO), and ta
 (:func:`write_shards`, :class:`ShardedDataset`, mixed by :class:`MultiTaskStream`)."""
 from .adapters import (CocoCaptions, CocoDetection, JsonlDataset, OcrDataset, PhraseGrounding, RefCoco,
                        VqaDataset)
-from .export import write_coco, write_jsonl, write_maestro
+from .writers import write_coco, write_jsonl, write_maestro
 from .multitask import ImageTasks, MultiTaskDataset, MultiTaskStream, TaskSample
 from .shards import ShardedDataset, write_shards
 from .synthetic import SyntheticScenes, vocabulary_texts

@@ -122,7 +122,7 @@ def _labels(out_dir: Path) -> list[Path]:
 def run_data_engine(cfg, work_dir) -> dict:
     """Run the rounds of ``cfg`` (a dict or mmengine Config) under ``work_dir``; returns the report
     (also ``work_dir/report.json`` and ``report.md``)."""
-    from ..data.export import write_jsonl
+    from ..data.writers import write_jsonl
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ import copy
 from pathlib import Path
 
 from .image import ImageProcessor
-from .quantizer import NUM_BINS, Quantizer, loc_token
+from .quantizer import NUM_BINS, QUANTIZER, loc_token
 from .tokenizer import load_tokenizer
 
 __all__ = ["Florence2Processor"]
@@ -27,7 +27,7 @@ class Florence2Processor:
     def __init__(self, tokenizer, image_processor: ImageProcessor | None = None):
         self.tokenizer = tokenizer
         self.image_processor = image_processor or ImageProcessor()
-        self.quantizer = Quantizer()
+        self.quantizer = QUANTIZER  # the published one, shared (kept for callers of this attribute)
         self._loc_ids = None
 
     @classmethod

@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-__all__ = ["Quantizer", "NUM_BINS", "LOC_TOKEN", "loc_token"]
+__all__ = ["Quantizer", "QUANTIZER", "NUM_BINS", "LOC_TOKEN", "loc_token"]
 
 NUM_BINS = 1000
 LOC_TOKEN = re.compile(r"<loc_(\d+)>")
@@ -79,3 +79,7 @@ class Quantizer:
     def parse(self, text: str) -> list[int]:
         """All location bins in ``text``, in order (out-of-range tokens are skipped, never raised on)."""
         return [int(m) for m in LOC_TOKEN.findall(text) if int(m) < self.num_bins]
+
+
+#: the published quantizer (1000 bins), shared by the tasks, the parsers, the processor and the writers
+QUANTIZER = Quantizer()

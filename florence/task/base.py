@@ -7,12 +7,9 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..processing.quantizer import LOC_TOKEN, NUM_BINS, Quantizer
+from ..processing.quantizer import LOC_TOKEN, NUM_BINS, QUANTIZER
 
 __all__ = ["Task", "TaskError", "Shape", "box_or_text", "region_tokens", "QUANTIZER"]
-
-QUANTIZER = Quantizer()
-
 
 class TaskError(ValueError):
     """A task was asked for something it cannot do (unknown task, missing input, bad annotation)."""
@@ -83,7 +80,7 @@ class Task:
     one_object: bool = False
 
     def __init__(self, token: str | None = None, template: str | None = None, *, name: str | None = None,
-                 input_kind: str | None = "default", metrics: Sequence[str] | None = None,
+                 input_kind: str | None = ..., metrics: Sequence[str] | None = None,
                  special_tokens: Sequence[str] | None = None, make: Callable | None = None,
                  one_object: bool | None = None):
         self.token = token or self.token
@@ -93,7 +90,7 @@ class Task:
             self.one_object = bool(one_object)
         self.template = template if template is not None else self.template
         self.name = name or self.name or self.token.strip("<>").lower()
-        if input_kind != "default":
+        if input_kind is not ...:  # None is a value here (no input): "not given" is the Ellipsis
             self.input_kind = input_kind
         if metrics is not None:
             self.metrics = tuple(metrics)

@@ -7,7 +7,7 @@ import pytest
 
 from florence.data import (CocoDetection, JsonlDataset, MultiTaskDataset, SyntheticScenes, write_coco, write_jsonl,
                            write_maestro)
-from florence.data.export import samples_of
+from florence.data.writers import samples_of
 
 
 def scenes(**kw):
@@ -65,3 +65,15 @@ def test_coco_round_trip_with_scores(tmp_path):
     assert [a["score"] for a in coco["annotations"]] == pytest.approx(labelled[0]["annotation"]["scores"])
     with pytest.raises(ValueError, match="box tasks"):
         write_coco(ds, tmp_path / "x.json", tasks=["<CAPTION>"])
+
+
+def test_the_older_module_name_warns_and_gives_the_writers():
+    import importlib
+    import sys
+
+    import florence.data.writers as writers
+
+    sys.modules.pop("florence.data.export", None)
+    with pytest.deprecated_call(match="florence.data.writers"):
+        old = importlib.import_module("florence.data.export")
+    assert old.write_coco is writers.write_coco and old.samples_of is writers.samples_of

@@ -16,7 +16,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import florence.engine  # noqa: F401
-from florence.data.export import write_coco
+from florence.data.writers import write_coco
 from florence.data.synthetic import make_scene
 from florence.engine import Florence2Model, load_config
 from florence.task import get_task
