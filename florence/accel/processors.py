@@ -17,27 +17,34 @@ def _fill(scores: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     return scores.index_fill(1, ids[(ids >= 0) & (ids < scores.shape[-1])], -float("inf"))
 
 
-class _SuppressTokens(SuppressTokensLogitsProcessor):
-    """transformers' processor, same scores, without an ``isin`` over the vocabulary per step."""
+class _Cheaper:
+    """One of transformers' processors, computed with one ``index_fill`` instead of an ``isin`` over
+    the vocabulary per step; holds the processor (whose settings it reads) and leaves it as it is."""
 
+    def __init__(self, processor):
+        self.processor = processor
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.processor!r})"
+
+
+class _SuppressTokens(_Cheaper):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        return _fill(scores, self.suppress_tokens)
+        return _fill(scores, self.processor.suppress_tokens)
 
 
-class _MinLength(MinLengthLogitsProcessor):
-    """transformers' processor, same scores, without an ``isin`` over the vocabulary per step."""
-
+class _MinLength(_Cheaper):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        return _fill(scores, self.eos_token_id) if input_ids.shape[-1] < self.min_length else scores
+        p = self.processor
+        return _fill(scores, p.eos_token_id) if input_ids.shape[-1] < p.min_length else scores
 
 
-class _MinNewTokens(MinNewTokensLengthLogitsProcessor):
-    """transformers' processor, same scores, without an ``isin`` over the vocabulary per step."""
-
+class _MinNewTokens(_Cheaper):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        if input_ids.shape[-1] - self.prompt_length_to_skip >= self.min_new_tokens:
+        p = self.processor
+        if input_ids.shape[-1] - p.prompt_length_to_skip >= p.min_new_tokens:
             return scores
-        return _fill(scores, self.eos_token_id)
+        return _fill(scores, p.eos_token_id)
 
 
 class _ProcessorList(LogitsProcessorList):
@@ -63,10 +70,6 @@ _FAST_PROCESSORS = {SuppressTokensLogitsProcessor: _SuppressTokens, MinLengthLog
 def fast_logits_processors(processors: LogitsProcessorList) -> LogitsProcessorList:
     """The same processors, in the same order, in a list that looks their signatures up once, with
     the ones transformers builds for ``suppress_tokens``, ``min_length`` and ``min_new_tokens``
-    turned into subclasses that compute the same scores with one ``index_fill`` (transformers'
+    wrapped in equivalents that compute the same scores with one ``index_fill`` (transformers'
     build a vocabulary-wide ``isin`` mask at every step)."""
-    for p in processors:
-        fast = _FAST_PROCESSORS.get(type(p))
-        if fast is not None:
-            p.__class__ = fast
-    return _ProcessorList(processors)
+    return _ProcessorList(_FAST_PROCESSORS[type(p)](p) if type(p) in _FAST_PROCESSORS else p for p in processors)

@@ -204,8 +204,10 @@ def test_fast_logits_processors_equal_transformers():
                                     SuppressTokensLogitsProcessor([1, 40, 99, 500])])
 
     g = torch.Generator().manual_seed(0)
-    fast = fast_logits_processors(build())
+    given = build()
+    fast = fast_logits_processors(given)
     assert [type(p).__name__ for p in fast][:2] == ["_MinLength", "_MinNewTokens"]
+    assert [type(p) for p in given] == [type(p) for p in build()]  # wrapped, not changed in place
     for length in range(3, 8):
         ids = torch.randint(0, 50, (3, length), generator=g)
         scores = torch.randn(3, 100, generator=g)
