@@ -181,7 +181,9 @@ class Florence2DaViT(BaseModule):
 # checkpoint -> tower weights
 # ---------------------------------------------------------------------------------------------
 _FLORENCE_TOWER = re.compile(r"^(.*?)vision_tower\.(?:stem|stages)\.")
-_PUBLISHED_TOWER = {"microsoft": "vision_tower.", "native": "model.vision_tower."}
+# where each layout keeps the tower; a florence-layout file whose tower is not DaViT (no stem / stages) is
+# found by detect_layout, at the top level
+_TOWER_PREFIX = {"florence": "vision_tower.", "microsoft": "vision_tower.", "native": "model.vision_tower."}
 
 
 def _read(path) -> dict:
@@ -225,7 +227,7 @@ def load_tower_state_dict(path) -> tuple[dict, str]:
             layout = detect_layout(state)
         except CheckpointError as e:
             raise CheckpointError(f"{path}: no Florence-2 vision tower found. {e}") from None
-        prefix = _PUBLISHED_TOWER[layout]
+        prefix = _TOWER_PREFIX[layout]
         tower = convert_state_dict({k: v for k, v in state.items() if k.startswith(prefix)}, layout, "florence")
         tower = {k[len("vision_tower."):]: v for k, v in tower.items() if not _IGNORED.match(k)}
     if not tower:

@@ -103,7 +103,7 @@ def test_the_model_runs_on_another_tower(toy, tmp_path):
 
 
 @torch.no_grad()
-def test_the_downstream_backbone_takes_another_tower(toy):
+def test_the_downstream_backbone_takes_another_tower(toy, tmp_path):
     pytest.importorskip("mmdet", reason="the downstream extra is not installed")
     from florence.downstream import Florence2DaViT
 
@@ -117,3 +117,8 @@ def test_the_downstream_backbone_takes_another_tower(toy):
     assert backbone.layer_id("vision_tower.levels.2.2.0.weight") == 4  # level 2's second unit
     assert backbone.layer_id("vision_tower.levels.2.0.weight") == 3  # level 2's downsampling: its first unit
     assert backbone.layer_id("out_norms.0.weight") == 6
+
+    model = Florence2ForConditionalGeneration(toy)  # its tower, saved in florence's layout, initialises the backbone
+    model.save_pretrained(tmp_path / "toy", layout="florence")
+    assert backbone.load_tower(tmp_path / "toy") == "florence"
+    assert all(torch.equal(t, model.vision_tower.state_dict()[k]) for k, t in backbone.vision_tower.state_dict().items())
