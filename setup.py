@@ -53,18 +53,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # plugins/ and tasks/ live at the repository root but install under the florence namespace,
-    # so no generic top-level names (`tasks`, `plugins`) are taken.
-    packages=[*find_packages(include=["florence", "florence.*"]), "florence.plugins", "florence.tasks"],
-    package_dir={"florence.plugins": "plugins", "florence.tasks": "tasks"},
+    packages=find_packages(include=["florence", "florence.*"]),
     package_data={"florence.deploy.serve": ["page.html"]},  # florence serve's page
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={
         # built-in tasks and metrics load through the same entry points as third-party ones
         "florence.tasks": [f"{m} = florence.tasks.{m}" for m in
-                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region", "vqa")]
-        + ["metrics = florence.evaluation.functions"],
+                           ("captioning", "ocr", "detection", "grounding", "segmentation", "region", "vqa")],
+        "florence.metrics": ["metrics = florence.evaluation.functions"],
         "console_scripts": ["florence = florence.cli:main"],
     },
     license="MIT",

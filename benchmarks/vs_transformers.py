@@ -199,8 +199,8 @@ class Workloads:
             texts = []
 
             class Recording(florence.Pipeline):  # keeps the generated texts to compare with the reference's
-                def generate(self, images, prompts, **kw):
-                    out = super().generate(images, prompts, **kw)
+                def generate_texts(self, images, prompts, **kw):
+                    out = super().generate_texts(images, prompts, **kw)
                     texts.extend(out[0])
                     return out
 

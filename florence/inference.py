@@ -13,6 +13,7 @@ prompt's own tokens, so a batch gives the results of one-at-a-time calls.
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from PIL import Image
@@ -170,14 +171,21 @@ class Pipeline:
             rows.append(i), images.append(image), prompts.append(prompt)
             sizes[i] = image.size
         if rows:
-            texts, loc_scores = self.generate(images, prompts, **generation_kwargs)
+            texts, loc_scores = self.generate_texts(images, prompts, **generation_kwargs)
             for i, text, sc in zip(rows, texts, loc_scores):
                 out[i] = {tasks[i].token: tasks[i].decode_output(text, sizes[i], sc)}
         return out, sizes
 
     def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
+        """Older name of :meth:`generate_texts` (``model.generate`` returns token ids; this returns
+        texts), kept with a warning."""
+        warnings.warn("Pipeline.generate is now Pipeline.generate_texts", DeprecationWarning, stacklevel=2)
+        return self.generate_texts(images, prompts, **generation_kwargs)
+
+    def generate_texts(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
         """Generated texts (special tokens kept) and, per row, the log-probabilities of its location
-        tokens (None when scores are off)."""
+        tokens (None when scores are off): :func:`florence.generation.generate_texts` on images and
+        prompts."""
         batch = self.processor(images=images, text=prompts)
         # pop: generate_texts then holds the only reference to the pixels and drops them once encoded
         return generate_texts(self.model, self.processor, batch.pop("pixel_values"), batch["input_ids"],

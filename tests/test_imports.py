@@ -1,12 +1,11 @@
-"""The import graph of the installed package (florence/, plugins/ as florence.plugins, tasks/ as
-florence.tasks) has no cycle: every import counts, module-level or inside a function, and importing
+"""The import graph of the installed package (florence/) has no cycle: every import counts, module-level or inside a function, and importing
 ``a.b.c`` also runs the ``a`` and ``a.b`` package files (except the importer's own packages, which
 are already running)."""
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = {"florence": ROOT / "florence", "florence.plugins": ROOT / "plugins", "florence.tasks": ROOT / "tasks"}
+SOURCES = {"florence": ROOT / "florence"}
 
 
 def modules() -> dict:

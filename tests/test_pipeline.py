@@ -83,10 +83,12 @@ def test_block_location_ngrams_restores_published_generation(tiny_folder):
     pipe = florence.pipeline(tiny_folder, block_location_ngrams=True, scores=False)
     im = images(1, seed=5)[0]
     prompt = florence.get_task("<OD>").prompt()
-    texts, _ = pipe.generate([im], [prompt], max_new_tokens=24)
+    texts, _ = pipe.generate_texts([im], [prompt], max_new_tokens=24)
     b = pipe.processor(images=[im], text=[prompt])
     ref = pipe.model.generate(b["pixel_values"], b["input_ids"], b["attention_mask"], max_new_tokens=24)
     assert texts == pipe.processor.batch_decode(ref)
+    with pytest.warns(DeprecationWarning, match="Pipeline.generate_texts"):  # the older name
+        assert pipe.generate([im], [prompt], max_new_tokens=24)[0] == texts
 
 
 def test_default_blocking_lets_location_trigrams_repeat(tiny_folder):
@@ -105,8 +107,8 @@ def test_default_blocking_lets_location_trigrams_repeat(tiny_folder):
     def repeated(grams):
         return {g for g in grams if grams.count(g) > 1}
 
-    a, _ = default.generate([im], [prompt], max_new_tokens=40, num_beams=1)
-    b, _ = published.generate([im], [prompt], max_new_tokens=40, num_beams=1)
+    a, _ = default.generate_texts([im], [prompt], max_new_tokens=40, num_beams=1)
+    b, _ = published.generate_texts([im], [prompt], max_new_tokens=40, num_beams=1)
     again = repeated(trigrams(a[0]))
     assert any(all(t in loc for t in g) for g in again)  # a location trigram repeats
     assert all(any(t in loc for t in g) for g in again)  # no all-text trigram does

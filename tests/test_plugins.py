@@ -37,15 +37,15 @@ def florence_register_tasks():
 '''
 
 
-def install_plugin(root, dist, modules: dict, entry_points: dict):
-    """A minimal installed distribution: modules plus a dist-info with florence.tasks entry points."""
+def install_plugin(root, dist, modules: dict, entry_points: dict, group: str = "florence.tasks"):
+    """A minimal installed distribution: modules plus a dist-info with entry points in ``group``."""
     for name, code in modules.items():
         (root / f"{name}.py").write_text(textwrap.dedent(code))
     info = root / f"{dist}-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
     eps = "".join(f"{k} = {v}\n" for k, v in entry_points.items())
-    (info / "entry_points.txt").write_text(f"[florence.tasks]\n{eps}")
+    (info / "entry_points.txt").write_text(f"[{group}]\n{eps}")
 
 
 @pytest.fixture
@@ -56,6 +56,17 @@ def plugin_dir(tmp_path, monkeypatch):
     monkeypatch.undo()
     importlib.invalidate_caches()
     reload_tasks()
+
+
+def test_a_metrics_only_plugin_loads_from_the_metrics_group(plugin_dir):
+    """florence.metrics holds plugins that bring metrics and no task (florence's own metrics are one)."""
+    code = ("import florence\n@florence.hookimpl\ndef florence_register_metrics():\n"
+            "    return {'exact_length': lambda samples: {'exact_length': 1.0}}\n")
+    install_plugin(plugin_dir, "florence_lengths", {"florence_lengths": code}, {"lengths": "florence_lengths"},
+                   group="florence.metrics")
+    reload_tasks()
+    assert plugin_errors() == [] and "exact_length" in florence.list_metrics() and "cider" in florence.list_metrics()
+    assert florence.get_metric("exact_length")([]) == {"exact_length": 1.0}
 
 
 def test_get_task_by_token_or_name():

@@ -40,14 +40,16 @@ def wanted(device) -> bool:
 def apply(model: nn.Module, enabled: bool | str = "auto", device=None) -> nn.Module:
     """Accelerate ``model`` in place and return it. ``enabled``: ``True``, ``False`` (make sure it is
     plain) or ``"auto"`` (where :func:`wanted` says so for ``device``, default the model's own).
-    Idempotent; parameters, buffers, hooks and LoRA wrappers stay as they are."""
+    Idempotent; parameters, buffers, hooks and LoRA wrappers stay as they are: the accelerated
+    modules replace the plain ones in their parents (:mod:`florence.accel.replace`) and hold their state."""
     from timm.models.davit import DaVit
     from transformers import BartForConditionalGeneration
 
-    from .attention import ATTENTION, register_attention
+    from .attention import register_attention
     from .davit import davit_features
     from .decoding import DecodingBart
     from .linear import use_fast_linear_
+    from .replace import replace_modules
 
     if enabled not in (True, False, "auto"):
         raise ValueError(f"accelerate must be True, False or 'auto', got {enabled!r}")
@@ -58,33 +60,28 @@ def apply(model: nn.Module, enabled: bool | str = "auto", device=None) -> nn.Mod
     for m in model.modules():
         if type(m) is DaVit:
             m.fast_features = davit_features  # the tower's own switch (florence.models.tower.DaViT.features)
-        elif type(m) is BartForConditionalGeneration:
-            register_attention()
-            m.__dict__["_plain_attn_implementation"] = m.config._attn_implementation
-            m.__class__ = DecodingBart
-            m.set_attn_implementation(ATTENTION)
+    register_attention()
+    replace_modules(model, {BartForConditionalGeneration: DecodingBart.from_bart})
     use_fast_linear_(model)
     return model
 
 
 def remove(model: nn.Module) -> nn.Module:
-    """Undo :func:`apply` in place: timm's DaViT, transformers' BART and ``nn.Linear`` again."""
+    """Undo :func:`apply` in place: timm's DaViT path, transformers' BART and ``nn.Linear`` again."""
     import sys
 
     if __name__ + ".linear" not in sys.modules:  # never applied in this process: nothing to undo
         return model
     from timm.models.davit import DaVit
-    from transformers import BartForConditionalGeneration
 
     from .decoding import DecodingBart
     from .linear import use_plain_linear_
+    from .replace import replace_modules
 
     for m in model.modules():
         if type(m) is DaVit:
             m.__dict__.pop("fast_features", None)
-        elif type(m) is DecodingBart:
-            m.__class__ = BartForConditionalGeneration
-            m.set_attn_implementation(m.__dict__.pop("_plain_attn_implementation", "sdpa"))
+    replace_modules(model, {DecodingBart: DecodingBart.to_bart})
     use_plain_linear_(model)
     return model
 

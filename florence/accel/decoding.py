@@ -2,9 +2,9 @@
 
 A generation step of transformers' ``BartForConditionalGeneration`` goes through three ``forward``
 layers, builds a causal and a cross-attention mask and dispatches each attention through
-transformers' attention interface. :class:`DecodingBart` is that class (same modules, parameters,
-state dict and ``isinstance``) whose ``forward`` computes one case directly: one new token per
-sequence, in inference, with the cross-attention cache its ``generate`` builds from the encoder
+transformers' attention interface. :class:`DecodingBart` is a subclass (built from a BART by
+:meth:`DecodingBart.from_bart`, holding its modules, parameters and state dict) whose ``forward``
+computes one case directly: one new token per sequence, in inference, with the cross-attention cache its ``generate`` builds from the encoder
 output (:class:`~florence.accel.attention.SharedCrossAttentionCache`: projected once per input, not
 once per beam). The step calls the same modules and attention function as transformers' path;
 out-projections and fc2 take their residual add into the matmul's output pass and fc1 its GELU (one
@@ -24,9 +24,10 @@ from transformers import BartForConditionalGeneration, DynamicCache, EncoderDeco
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.bart.modeling_bart import BartDecoderLayer
 
-from .attention import SharedCrossAttentionCache, attention
+from .attention import ATTENTION, SharedCrossAttentionCache, attention
 from .linear import FastLinear, linear, release_packed_weights_, use_fast_linear_
 from .processors import fast_logits_processors
+from .replace import take_over
 
 __all__ = ["DecodingBart"]
 
@@ -40,6 +41,21 @@ class DecodingBart(BartForConditionalGeneration):
     ``lean_steps = False`` (on the class or an instance) turns the shortcut off."""
 
     lean_steps = True
+
+    @classmethod
+    def from_bart(cls, bart: BartForConditionalGeneration) -> "DecodingBart":
+        """A DecodingBart holding ``bart``'s modules, parameters, config and hooks, reading the
+        attention function :mod:`florence.accel.attention` registers."""
+        new = take_over(bart, cls)
+        new.__dict__["_plain_attn_implementation"] = bart.config._attn_implementation
+        new.set_attn_implementation(ATTENTION)
+        return new
+
+    def to_bart(self) -> BartForConditionalGeneration:
+        """transformers' BART again, holding this one's state, with the attention it had before."""
+        bart = take_over(self, BartForConditionalGeneration)
+        bart.set_attn_implementation(bart.__dict__.pop("_plain_attn_implementation", "sdpa"))
+        return bart
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,

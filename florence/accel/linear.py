@@ -14,7 +14,7 @@ the same token ids (tests/models/test_accel.py).
 
 Example::
 
-    >>> use_fast_linear_(model)          # every nn.Linear inside becomes a FastLinear, in place
+    >>> use_fast_linear_(model)          # every nn.Linear inside is replaced by a FastLinear, in place
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .. import hardware
+from .replace import replace_modules, take_over
 
 __all__ = ["FastLinear", "use_fast_linear_", "use_plain_linear_", "linear", "release_packed_weights_"]
 
@@ -137,19 +138,16 @@ class FastLinear(nn.Linear):
 
 
 def use_fast_linear_(model: nn.Module) -> nn.Module:
-    """Turn every plain ``nn.Linear`` in ``model`` into a :class:`FastLinear`, in place (the class
-    changes, parameters and hooks stay). Subclasses (e.g. LoRA layers) are left alone."""
-    for m in model.modules():
-        if type(m) is nn.Linear:
-            m.__class__ = FastLinear
+    """Replace every plain ``nn.Linear`` in ``model`` by a :class:`FastLinear` holding its parameters
+    and hooks (:func:`~florence.accel.replace.replace_modules`). Subclasses (e.g. LoRA layers) are
+    left alone; the linears inside them are replaced."""
+    replace_modules(model, {nn.Linear: lambda m: take_over(m, FastLinear)})
     return model
 
 
 def use_plain_linear_(model: nn.Module) -> nn.Module:
-    """Undo :func:`use_fast_linear_`: every :class:`FastLinear` becomes ``nn.Linear`` again, packed
+    """Undo :func:`use_fast_linear_`: every :class:`FastLinear` is an ``nn.Linear`` again, packed
     weight copies dropped."""
     release_packed_weights_(model)
-    for m in model.modules():
-        if type(m) is FastLinear:
-            m.__class__ = nn.Linear
+    replace_modules(model, {FastLinear: lambda m: take_over(m, nn.Linear)})
     return model

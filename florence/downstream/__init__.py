@@ -1,6 +1,6 @@
 """Downstream transfer: Florence-2's DaViT in mmdet's detectors and mmseg's segmentors.
 
-Importing this package registers, in the registries of whichever of mmdet and mmseg is installed
+:func:`register` registers, in the registries of whichever of mmdet and mmseg is installed
 (``pip install -e .[downstream]``):
 
 - ``Florence2DaViT`` in ``MODELS``: the backbone (multi-scale outputs, frozen stages, drop-path,
@@ -8,8 +8,10 @@ Importing this package registers, in the registries of whichever of mmdet and mm
 - ``LayerDecayOptimWrapperConstructor`` in ``OPTIM_WRAPPER_CONSTRUCTORS``: layer-wise lr decay.
 
 ``import florence`` never imports this package (nor mmdet / mmseg). Configs in
-``configs/downstream/`` refer to the classes themselves, which imports it; dict-style configs use
-``custom_imports = dict(imports=["florence.downstream"])`` and the names above.
+``configs/downstream/`` refer to the classes themselves and need no registration. Dict-style configs
+name them, and reach florence the only way mmengine lets a config run code, by importing a module
+(``custom_imports = dict(imports=["florence.downstream"])``): so importing this package calls
+:func:`register`, its one registration.
 """
 import importlib
 import importlib.util
@@ -17,10 +19,12 @@ import importlib.util
 from .backbone import Florence2DaViT, load_tower_state_dict
 from .layer_decay import LayerDecayOptimWrapperConstructor
 
-__all__ = ["Florence2DaViT", "LayerDecayOptimWrapperConstructor", "load_tower_state_dict", "REGISTERED_IN"]
+__all__ = ["Florence2DaViT", "LayerDecayOptimWrapperConstructor", "load_tower_state_dict", "register", "REGISTERED_IN"]
 
 
-def _register() -> tuple:
+def register() -> tuple[str, ...]:
+    """Register the backbone and the lr-decay constructor with mmdet and/or mmseg (idempotent);
+    returns the scopes registered in. Fails naming the install command when neither is installed."""
     scopes = [s for s in ("mmdet", "mmseg") if importlib.util.find_spec(s) is not None]
     if not scopes:
         raise ImportError("florence.downstream needs mmdet and/or mmseg: install florence with the downstream "
@@ -33,4 +37,4 @@ def _register() -> tuple:
     return tuple(scopes)
 
 
-REGISTERED_IN = _register()
+REGISTERED_IN = register()  # for custom_imports (see above)

@@ -4,7 +4,8 @@ mmengine 0.10.7's ``DeepSpeedStrategy`` does not run with current DeepSpeed or w
 its checkpoints do not survive a kill. :class:`DeepSpeedStrategy` here is mmengine's with these fixed:
 
 - it registers the DeepSpeed optimizers that exist (mmengine imports the removed
-  ``deepspeed.runtime.fp16.onebit``);
+  ``deepspeed.runtime.fp16.onebit``): mmengine's registration function is replaced for the duration
+  of the strategy's ``__init__`` only, never at import;
 - without a GPU it starts the gloo process group itself (mmengine calls ``torch.cuda.set_device``),
   also for a one-process run without a launcher; DeepSpeed picks its CPU accelerator by itself;
 - a checkpoint (DeepSpeed writes a folder of shards, one or more per process) is written under a
@@ -31,6 +32,7 @@ Importing this module needs ``deepspeed`` (``pip install -e .[deepspeed]``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -62,8 +64,17 @@ def _register_available_optimizers() -> list[str]:
     return names
 
 
-# the strategy's __init__ calls this module-level function: replace it with the working one
-_mmengine_deepspeed.register_deepspeed_optimizers = _register_available_optimizers
+@contextlib.contextmanager
+def _registering_available_optimizers():
+    """While mmengine's strategy ``__init__`` runs (it ends by calling its module's
+    ``register_deepspeed_optimizers``), that name is :func:`_register_available_optimizers`; mmengine's
+    module is left as it was afterwards."""
+    original = _mmengine_deepspeed.register_deepspeed_optimizers
+    _mmengine_deepspeed.register_deepspeed_optimizers = _register_available_optimizers
+    try:
+        yield
+    finally:
+        _mmengine_deepspeed.register_deepspeed_optimizers = original
 
 
 def _free_port() -> int:
@@ -93,7 +104,8 @@ class DeepSpeedStrategy(_mmengine_deepspeed.DeepSpeedStrategy):
             print_log(f"DeepSpeed bf16 {'on' if native else 'off (float32)'}: bf16 is "
                       f"{'' if native else 'not '}native on {device.type}", logger="current")
             bf16 = dict(bf16, enabled=native)
-        super().__init__(bf16=bf16, **kwargs)
+        with _registering_available_optimizers():
+            super().__init__(bf16=bf16, **kwargs)
 
     def _setup_distributed(self, launcher=None, backend: str = "nccl", **kwargs):
         if torch.cuda.is_available():

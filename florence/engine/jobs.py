@@ -164,7 +164,9 @@ def train(config: str, *, work_dir: str | None = None, resume: str | None = None
     from mmengine.runner import FlexibleRunner, Runner
 
     from .distributed import init_process_group
+    from .runtime import register
 
+    register()  # the file backend the runtime configs name
     with explain_missing_extras(config):  # e.g. a downstream config without mmdet: the install command
         cfg = train_config(config, work_dir=work_dir, resume=resume, amp=amp, launcher=launcher,
                            cfg_options=cfg_options)
@@ -184,6 +186,9 @@ def evaluate(config: str, checkpoint: str, *, out: str | None = None, work_dir: 
     writes ``{"metrics", "table"}`` as JSON to ``out`` when given."""
     from mmengine.runner import Runner
 
+    from .runtime import register
+
+    register()
     with explain_missing_extras(config):
         cfg = load_config(config, cfg_options)
         cfg.work_dir = _work_dir(cfg, config, work_dir)

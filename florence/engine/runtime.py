@@ -24,8 +24,8 @@ from .. import hardware
 from ..atomic import write_bytes
 from ..registry import HOOKS, OPTIM_WRAPPERS
 
-__all__ = ["AutocastOptimWrapper", "AtomicLocalBackend", "CrashSafeCheckpointHook", "ResumableCheckpointHook",
-           "keep_freed_memory"]
+__all__ = ["register", "AutocastOptimWrapper", "AtomicLocalBackend", "CrashSafeCheckpointHook",
+           "ResumableCheckpointHook", "keep_freed_memory"]
 
 def keep_freed_memory() -> bool:
     """Make glibc's malloc keep freed memory for reuse (process-wide): no ``mmap`` for large blocks
@@ -118,7 +118,11 @@ class AtomicLocalBackend(LocalBackend):
         self.put(obj.encode(encoding), filepath)
 
 
-register_backend("atomic_local", AtomicLocalBackend, force=True)
+def register() -> None:
+    """Make :class:`AtomicLocalBackend` mmengine's file backend ``"atomic_local"`` (idempotent).
+    :class:`CrashSafeCheckpointHook` and the engine's jobs call it; a runner of your own whose plain
+    ``CheckpointHook`` names that backend needs this call first."""
+    register_backend("atomic_local", AtomicLocalBackend, force=True)
 
 
 @HOOKS.register_module()
@@ -130,6 +134,10 @@ class CrashSafeCheckpointHook(CheckpointHook):
     place, so a kill while saving can leave no checkpoint at all (``max_keep_ckpts=1``) or a pointer
     to a deleted or half-written file. Temporary files of an interrupted save are removed when a run
     starts. Same arguments as mmengine's hook."""
+
+    def __init__(self, *args, **kwargs):
+        register()  # the "atomic_local" backend its configs name
+        super().__init__(*args, **kwargs)
 
     def before_train(self, runner) -> None:
         super().before_train(runner)

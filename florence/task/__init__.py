@@ -2,7 +2,7 @@
 
 A task is a value (an object), not a code path: its token (``"<OD>"``), name (``"od"``), prompt,
 training-target serialisation, output parser and metric names all live on the object, and the
-plugins in ``tasks/`` (or any installed package) register it through the ``florence.tasks``
+plugins in ``florence/tasks/`` (or any installed package) register it through the ``florence.tasks``
 entry-point group. Nothing outside a task's own file branches on task names.
 
 >>> task = get_task("<OD>")                      # or get_task("od")

@@ -157,8 +157,8 @@ def test_the_onnxruntime_backend_gives_the_pytorch_pipelines_results_for_every_t
     options = dict(num_beams=num_beams, max_new_tokens=40, batch_size=len(calls))
     opened = [Image.open(p).convert("RGB") for p in paths]
     prompts = [task.prompt(text, image.size) for task, text, image in zip(task_list, inputs, opened)]
-    ours_texts, ours_scores = torch_pipe.generate(opened, prompts, num_beams=num_beams, max_new_tokens=40)
-    theirs_texts, theirs_scores = onnx_pipe.generate(opened, prompts, num_beams=num_beams, max_new_tokens=40)
+    ours_texts, ours_scores = torch_pipe.generate_texts(opened, prompts, num_beams=num_beams, max_new_tokens=40)
+    theirs_texts, theirs_scores = onnx_pipe.generate_texts(opened, prompts, num_beams=num_beams, max_new_tokens=40)
     assert theirs_texts == ours_texts
     assert len({t for t in ours_texts}) > len(tasks) // 2  # varied outputs, not one text everywhere
     for a, b in zip(ours_scores, theirs_scores):

@@ -9,7 +9,7 @@ the output, one per request: ``{"text": generated text, "result": the post-proce
 import json
 import sys
 
-for name in ("florence", "tasks", "plugins"):  # florence is not installed, as far as this process knows
+for name in ("florence",):  # florence is not installed, as far as this process knows
     sys.modules[name] = None
 
 import torch  # noqa: E402

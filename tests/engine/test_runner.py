@@ -67,6 +67,19 @@ def test_atomic_put_keeps_the_old_file_when_a_write_fails(tmp_path, monkeypatch)
     assert os.listdir(tmp_path) == ["latest.pth"]  # no temporary file left behind
 
 
+def test_the_atomic_backend_is_registered_where_it_is_needed_not_on_import():
+    """Importing florence.engine changes nothing in mmengine; the checkpoint hook that writes through
+    the backend (and the engine's jobs) register it, and a runner then resolves the name."""
+    import subprocess
+    import sys
+
+    code = ("import florence.engine\nfrom mmengine.fileio.backends.registry_utils import backends\n"
+            "print('atomic_local' in backends)\n"
+            "florence.engine.CrashSafeCheckpointHook(interval=1)\nprint(backends['atomic_local'].__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "AtomicLocalBackend"]
+
+
 def test_autocast_wrapper_runs_bf16_where_native_and_float32_elsewhere():
     model = torch.nn.Linear(4, 4)
     forced = AutocastOptimWrapper(optimizer=torch.optim.SGD(model.parameters(), lr=0.1), dtype="bfloat16")

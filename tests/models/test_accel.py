@@ -114,6 +114,45 @@ def test_apply_and_remove_keep_parameters_and_round_trip(oracle):
         accel.apply(model, "yes")
 
 
+def test_apply_replaces_modules_keeping_hooks_ties_and_lora_wrappers():
+    """The accelerated modules replace the plain ones in their parents and hold their state: a hook
+    registered before keeps firing (and its handle still removes it), the output layer stays tied to
+    the embeddings, and a wrapper's inner linear is replaced while the wrapper stays."""
+    from florence.accel.decoding import DecodingBart
+    from florence.accel.linear import FastLinear
+
+    class Wrapper(torch.nn.Linear):  # e.g. a LoRA layer: a Linear subclass holding the base linear
+        def __init__(self, base):
+            super().__init__(1, 1)
+            self.base_layer = base
+
+        def forward(self, x):
+            return self.base_layer(x)
+
+    model = Florence2ForConditionalGeneration(Florence2Config.preset("tiny", vocab_size=300)).eval()
+    lm, fc1 = model.language_model, model.language_model.model.decoder.layers[0].fc1
+    calls = []
+    handle = fc1.register_forward_hook(lambda *a: calls.append(1))
+    wrapped = model.language_model.model.encoder.layers[0].fc2
+    model.language_model.model.encoder.layers[0].fc2 = Wrapper(wrapped)
+    ids = torch.tensor([[0, 5, 2]])
+    accel.apply(model)
+    new_lm, new_fc1 = model.language_model, model.language_model.model.decoder.layers[0].fc1
+    assert type(new_lm) is DecodingBart and new_lm is not lm and type(new_fc1) is FastLinear
+    assert new_fc1.weight is fc1.weight and new_lm.lm_head.weight is new_lm.model.shared.weight
+    wrapper = new_lm.model.encoder.layers[0].fc2
+    assert type(wrapper) is Wrapper and type(wrapper.base_layer) is FastLinear
+    assert wrapper.base_layer.weight is wrapped.weight
+    model.language_model(input_ids=ids, decoder_input_ids=ids)
+    assert calls == [1]
+    handle.remove()
+    model.language_model(input_ids=ids, decoder_input_ids=ids)
+    assert calls == [1]
+    accel.remove(model)
+    assert type(model.language_model) is type(lm)
+    assert type(model.language_model.model.decoder.layers[0].fc1) is torch.nn.Linear
+
+
 def test_auto_accelerates_on_cpu_only():
     model = Florence2ForConditionalGeneration(Florence2Config.preset("tiny", vocab_size=300))
     assert not accel.is_applied(accel.apply(model, "auto", device="cuda"))

@@ -4,18 +4,19 @@ message hub is stored as tensors, so they load under torch's weights_only defaul
 --resume, and init_cfg=dict(type="Pretrained", checkpoint=...) of a later run)."""
 from mmdet.engine.hooks import DetVisualizationHook
 from mmdet.visualization import DetLocalVisualizer
-from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
+from mmengine.hooks import DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 
-from florence.engine import ResumableCheckpointHook
+from florence.engine import CrashSafeCheckpointHook, ResumableCheckpointHook
 
 default_scope = "mmdet"
 default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=50),
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, interval=1, max_keep_ckpts=3, backend_args=dict(backend="atomic_local")),
+    checkpoint=dict(type=CrashSafeCheckpointHook, interval=1, max_keep_ckpts=3,
+                    backend_args=dict(backend="atomic_local")),
     sampler_seed=dict(type=DistSamplerSeedHook),
     visualization=dict(type=DetVisualizationHook),
 )

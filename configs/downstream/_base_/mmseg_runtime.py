@@ -1,19 +1,19 @@
 """Runtime shared by the mmseg configs in configs/downstream/: mmseg's default hooks and visualizer,
 plus florence's checkpoint handling (atomic files that load under torch's weights_only default)."""
-from mmengine.hooks import CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
+from mmengine.hooks import DistSamplerSeedHook, IterTimerHook, LoggerHook, ParamSchedulerHook
 from mmengine.runner import LogProcessor
 from mmengine.visualization import LocalVisBackend
 from mmseg.engine.hooks import SegVisualizationHook
 from mmseg.visualization import SegLocalVisualizer
 
-from florence.engine import ResumableCheckpointHook
+from florence.engine import CrashSafeCheckpointHook, ResumableCheckpointHook
 
 default_scope = "mmseg"
 default_hooks = dict(
     timer=dict(type=IterTimerHook),
     logger=dict(type=LoggerHook, interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=16000, max_keep_ckpts=3,
+    checkpoint=dict(type=CrashSafeCheckpointHook, by_epoch=False, interval=16000, max_keep_ckpts=3,
                     backend_args=dict(backend="atomic_local")),
     sampler_seed=dict(type=DistSamplerSeedHook),
     visualization=dict(type=SegVisualizationHook),

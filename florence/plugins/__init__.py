@@ -1,9 +1,10 @@
 """florence's plugin system (installed as ``florence.plugins``).
 
-Tasks and their metrics come from pluggy plugins found through the entry-point group
-``florence.tasks``; the built-in tasks (``florence.tasks.*``) and metrics
-(``florence.evaluation.functions``) are registered there by florence's own ``setup.py`` and load
-exactly like third-party ones. A plugin is any importable module or object with a
+Tasks and their metrics come from pluggy plugins found through two entry-point groups:
+``florence.tasks`` for plugins that bring tasks (and the metrics those tasks name) and
+``florence.metrics`` for plugins that bring metrics only. The built-in tasks (``florence.tasks.*``)
+and metrics (``florence.evaluation.functions``) are registered there by florence's own ``setup.py``
+and load exactly like third-party ones. A plugin is any importable module or object with a
 ``florence_register_tasks`` and/or ``florence_register_metrics`` hook implementation:
 
 .. code-block:: python
@@ -42,11 +43,12 @@ import importlib.metadata
 import pluggy
 
 PROJECT = "florence"
-ENTRY_POINT_GROUP = "florence.tasks"
+ENTRY_POINT_GROUP = "florence.tasks"  # plugins that bring tasks (and any metrics those tasks need)
+METRICS_ENTRY_POINT_GROUP = "florence.metrics"  # plugins that bring metrics only
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["hookimpl", "hookspec", "TaskSpec", "ENTRY_POINT_GROUP", "plugin_manager"]
+__all__ = ["hookimpl", "hookspec", "TaskSpec", "ENTRY_POINT_GROUP", "METRICS_ENTRY_POINT_GROUP", "plugin_manager"]
 
 
 class TaskSpec:
@@ -88,17 +90,19 @@ class TaskSpec:
 
 
 def plugin_manager() -> tuple[pluggy.PluginManager, list[str]]:
-    """A manager with every loadable ``florence.tasks`` plugin registered and validated, and the
-    messages of the plugins that could not be loaded (each names its entry point)."""
+    """A manager with every loadable ``florence.tasks`` and ``florence.metrics`` plugin registered
+    and validated, and the messages of the plugins that could not be loaded (each names its entry
+    point)."""
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(TaskSpec)
     errors = []
-    eps = sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP),
+    eps = sorted((ep for group in (ENTRY_POINT_GROUP, METRICS_ENTRY_POINT_GROUP)
+                  for ep in importlib.metadata.entry_points(group=group)),
                  key=lambda ep: (not ep.value.startswith("florence."), ep.name))  # built-ins first
     for ep in eps:
         if pm.get_plugin(ep.name) is not None:
             continue
-        where = f"task plugin {ep.name!r} ({ep.value}{_dist(ep)})"
+        where = f"{'task' if ep.group == ENTRY_POINT_GROUP else 'metrics'} plugin {ep.name!r} ({ep.value}{_dist(ep)})"
         try:
             pm.register(ep.load(), name=ep.name)
         except Exception as e:  # a broken third-party plugin must not take the others down
