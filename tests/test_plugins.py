@@ -300,9 +300,15 @@ def test_a_new_output_kind_and_its_task_are_one_file_each(plugin_dir, tiny_folde
     assert merged["labels"] == ["edge", "dot"] and merged["lines"][0] == [10, 20, 150, 80]
 
     from florence.data import write_coco
+    from florence.evaluation.task_metric import is_malformed
 
     with pytest.raises(ValueError, match="box tasks"):
         write_coco([], tmp_path / "c.json", tasks=["<LINES>"])
+    # the metrics' malformed-output check finds the lines through the task's region_keys
+    assert not is_malformed(annotation, task) and not is_malformed(task.decode_output("<loc_1>", size), task)
+    assert is_malformed({"lines": [[1, "x", 3, 4]], "labels": ["a"]}, task)
+    assert is_malformed({"lines": [[1, 2, 3, 4]], "labels": ["a", "b"]}, task)
+    assert not is_malformed({"lines": [[1, "x", 3, 4]], "labels": ["a"]})  # without the task: not a known key
 
 
 def test_the_grounding_task_class_is_not_named_as_the_dataset():

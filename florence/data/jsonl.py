@@ -77,7 +77,7 @@ class JsonlDataset(_Adapter):
             item["target_text"] = check_text(target, "target")
             item["annotation"] = _task(token).decode_output(item["target_text"], size)  # for evaluation
         elif "annotation" in record:
-            item["annotation"] = check_annotation(record["annotation"], size)
+            item["annotation"] = check_annotation(record["annotation"], size, _task(token))
         else:
             raise BadRecord("no target (or suffix) or annotation")
         boxes = item["annotation"]

@@ -120,20 +120,30 @@ def check_text(text, what: str = "text") -> str:
     return text.strip()
 
 
-def check_annotation(annotation, size):
+_GEOMETRY = {  # how a region kind's coordinates are checked and clipped
+    "box": check_box,
+    "quad": lambda q, size: check_polygon(q, size, "quad"),
+    "polygon": lambda parts, size: [check_polygon(p, size) for p in parts],
+}
+_KEYS = {"bboxes": "box", "quad_boxes": "quad", "polygons": "polygon"}  # the built-in kinds' keys
+
+
+def check_annotation(annotation, size, task=None):
     """A structured annotation of any task with its geometry checked and clipped (``bboxes``,
-    ``quad_boxes``, ``polygons``); a text annotation must not be empty."""
+    ``quad_boxes``, ``polygons``, and with ``task`` the keys of its ``region_keys`` whose kind is a
+    box, quad or polygon); a text annotation must not be empty. A plugin kind's other coordinates
+    are left to its ``encode_target``."""
     if isinstance(annotation, str):
         return check_text(annotation, "annotation")
     if not isinstance(annotation, dict):
         return annotation  # e.g. a list of answers: the task checks it
+    keys = dict(_KEYS)
+    if task is not None:
+        keys.update({coords: kind for kind, (coords, _) in task.region_keys.items()})
     out = dict(annotation)
-    if "bboxes" in out:
-        out["bboxes"] = [check_box(b, size) for b in out["bboxes"]]
-    if "quad_boxes" in out:
-        out["quad_boxes"] = [check_polygon(q, size, "quad") for q in out["quad_boxes"]]
-    if "polygons" in out:
-        out["polygons"] = [[check_polygon(p, size) for p in parts] for parts in out["polygons"]]
+    for key, kind in keys.items():
+        if key in out and kind in _GEOMETRY:
+            out[key] = [_GEOMETRY[kind](v, size) for v in out[key]]
     return out
 
 

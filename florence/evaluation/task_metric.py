@@ -25,9 +25,12 @@ def is_empty(value) -> bool:
     return not value
 
 
-# an output's coordinate lists and how many numbers each entry holds ("polygon": parts of an even
-# count >= 2: the published parser keeps a part of one or two points, which covers no area)
-_COORDS = {"bboxes": 4, "quad_boxes": 8, "polygons": "polygon"}
+# how many numbers an entry of each region kind holds ("polygon": parts of an even count >= 2: the
+# published parser keeps a part of one or two points, which covers no area); other kinds: any count
+_NUMBERS = {"box": 4, "quad": 8, "polygon": "polygon"}
+# the built-in kinds' coordinate keys: (region kind, the keys their labels may be under)
+_KEYS = {"bboxes": ("box", ("labels", "bboxes_labels")), "quad_boxes": ("quad", ("labels", "quad_boxes_labels")),
+         "polygons": ("polygon", ("labels", "polygons_labels"))}
 
 
 def _numbers(values, count=None) -> bool:
@@ -40,16 +43,22 @@ def _numbers(values, count=None) -> bool:
     return count is None or len(v) == count
 
 
-def is_malformed(value) -> bool:
+def is_malformed(value, task=None) -> bool:
     """An output no parser of ours produces: not text or a dict, coordinates that are not finite
     numbers of the right count (4 per box, 8 per quad, an even count per polygon part), boxes
     with x2 < x1 or y2 < y1, a label list whose length differs from its coordinate list, or scores
-    that are not finite. The metrics score such entries as absent (no credit)."""
+    that are not finite. The metrics score such entries as absent (no credit). The coordinates are
+    found under the built-in kinds' keys and, with ``task``, under its ``region_keys`` too (a
+    plugin's kind: its coordinates must be finite numbers)."""
     if value is None or isinstance(value, str):
         return False
     if not isinstance(value, dict):
         return True
-    for key, count in _COORDS.items():
+    keys = dict(_KEYS)
+    if task is not None:
+        keys.update({coords: (kind, (labels,)) for kind, (coords, labels) in task.region_keys.items()})
+    for key, (kind, label_keys) in keys.items():
+        count = _NUMBERS.get(kind)
         entries = value.get(key)
         if entries is None:
             continue
@@ -59,9 +68,9 @@ def is_malformed(value) -> bool:
             parts = e if count == "polygon" and isinstance(e, (list, tuple)) else [e]
             if not parts or not all(_numbers(part, count) for part in parts):
                 return True
-            if key == "bboxes" and (float(e[2]) < float(e[0]) or float(e[3]) < float(e[1])):
+            if kind == "box" and (float(e[2]) < float(e[0]) or float(e[3]) < float(e[1])):
                 return True
-        labels = next((value[k] for k in ("labels", f"{key}_labels") if value.get(k) is not None), None)
+        labels = next((value[k] for k in label_keys if value.get(k) is not None), None)
         if labels is not None and len(labels) != len(entries):
             return True
     scores = value.get("scores")
@@ -96,7 +105,8 @@ class TaskMetric(BaseMetric):
         self.table, out = [], {}
         for token, samples in groups.items():
             task = get_task(token)
-            invalid = sum(is_malformed(s["pred"]) or (is_empty(s["pred"]) and not is_empty(s["gt"])) for s in samples)
+            invalid = sum(is_malformed(s["pred"], task) or (is_empty(s["pred"]) and not is_empty(s["gt"]))
+                          for s in samples)
             for name in task.metrics or ("none",):  # a task without metrics still shows its counts
                 values = get_metric(name)(samples) if task.metrics else {name: math.nan}
                 for key, value in values.items():

@@ -1,4 +1,4 @@
-"""florence's plugin system (installed as ``florence.plugins``).
+"""florence's plugin system: the hooks a plugin implements and the manager that finds them.
 
 Tasks and their metrics come from pluggy plugins found through two entry-point groups:
 ``florence.tasks`` for plugins that bring tasks (and the metrics those tasks name) and

@@ -153,6 +153,11 @@ class Task:
     # ---- the output's regions (what code outside the task reads instead of the output's keys) ----
     output_keys: tuple[str, ...] = ()  # the keys of the output dict (none: a text output)
     region_kinds: tuple[str, ...] = ()  # the Shape kinds its regions may be ("box", "quad", "polygon")
+    # where each region kind sits in the output: {kind: (coordinates key, labels key)}. The dataset
+    # checks (florence.data.records.check_annotation) and the metrics' malformed-output check
+    # (florence.evaluation.task_metric.is_malformed) read it; "box", "quad" and "polygon" have
+    # geometry they check, any other kind's coordinates must be finite numbers.
+    region_keys: dict[str, tuple[str, str]] = {}
 
     def regions(self, output) -> list[Shape]:
         """The regions of an output of this task, in order (none for a text output). Never raises

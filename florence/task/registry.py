@@ -1,5 +1,5 @@
-"""The registry of tasks and metrics: what the installed plugins register (entry-point group
-``florence.tasks``), loaded on first use, held by a :class:`TaskRegistry` object (``REGISTRY``, the
+"""The registry of tasks and metrics: what the installed plugins register (entry-point groups
+``florence.tasks`` and ``florence.metrics``), loaded on first use, held by a :class:`TaskRegistry` object (``REGISTRY``, the
 one ``get_task`` and ``list_tasks`` read; a test or a program may make its own)."""
 from __future__ import annotations
 

@@ -14,14 +14,15 @@ class BoxTask(Task):
     output_kind = "boxes"
     output_keys = ("bboxes", "labels")
     region_kinds = ("box",)
+    region_keys = {"box": ("bboxes", "labels")}
     labelled: bool = True
     ignore: frozenset = frozenset()
 
     def regions(self, output) -> list[Shape]:
-        return region_list(output, "box", "bboxes", "labels")
+        return region_list(output, "box", *self.region_keys["box"])
 
     def with_regions(self, output, regions):
-        return put_regions(output, regions, {"box": ("bboxes", "labels")})
+        return put_regions(output, regions, self.region_keys)
 
     def encode_target(self, annotation, image_size) -> str:
         pairs = checked_pairs(self.token, annotation, "bboxes", "labels", 4)

@@ -15,19 +15,19 @@ class OpenVocabularyTask(Task):
     output_kind = "open_vocabulary"
     output_keys = ("bboxes", "bboxes_labels", "polygons", "polygons_labels")
     region_kinds = ("box", "polygon")
-    _keys = {"box": ("bboxes", "bboxes_labels"), "polygon": ("polygons", "polygons_labels")}
+    region_keys = {"box": ("bboxes", "bboxes_labels"), "polygon": ("polygons", "polygons_labels")}
 
     def regions(self, output) -> list[Shape]:
         """The boxes, or the polygons (an output holds one of the two; both if malformed)."""
-        boxes = region_list(output, "box", "bboxes", "bboxes_labels")
-        polygons = region_list(output, "polygon", "polygons", "polygons_labels")
+        boxes = region_list(output, "box", *self.region_keys["box"])
+        polygons = region_list(output, "polygon", *self.region_keys["polygon"])
         if boxes and polygons:  # malformed: whose scores would they be
             for region in boxes + polygons:
                 region.score = None
         return boxes + polygons
 
     def with_regions(self, output, regions):
-        return put_regions(output, regions, self._keys)
+        return put_regions(output, regions, self.region_keys)
     _boxes = BoxTask("<BOXES>")
     _polygons = type("_LabelledPolygons", (PolygonTask,), {"labelled": True})("<POLYGONS>")
 

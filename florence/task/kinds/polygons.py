@@ -14,13 +14,14 @@ class PolygonTask(Task):
     output_kind = "polygons"
     output_keys = ("polygons", "labels")
     region_kinds = ("polygon",)
+    region_keys = {"polygon": ("polygons", "labels")}
     labelled: bool = False
 
     def regions(self, output) -> list[Shape]:
-        return region_list(output, "polygon", "polygons", "labels")
+        return region_list(output, "polygon", *self.region_keys["polygon"])
 
     def with_regions(self, output, regions):
-        return put_regions(output, regions, {"polygon": ("polygons", "labels")})
+        return put_regions(output, regions, self.region_keys)
 
     def encode_target(self, annotation, image_size) -> str:
         pairs = checked_pairs(self.token, annotation, "polygons", "labels", None)

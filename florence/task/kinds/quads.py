@@ -11,12 +11,13 @@ class QuadTask(Task):
     output_kind = "quads"
     output_keys = ("quad_boxes", "labels")
     region_kinds = ("quad",)
+    region_keys = {"quad": ("quad_boxes", "labels")}
 
     def regions(self, output) -> list[Shape]:
-        return region_list(output, "quad", "quad_boxes", "labels")
+        return region_list(output, "quad", *self.region_keys["quad"])
 
     def with_regions(self, output, regions):
-        return put_regions(output, regions, {"quad": ("quad_boxes", "labels")})
+        return put_regions(output, regions, self.region_keys)
 
     def encode_target(self, annotation, image_size) -> str:
         pairs = checked_pairs(self.token, annotation, "quad_boxes", "labels", 8)
