@@ -3,6 +3,7 @@
     florence train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options K=V ...]
     florence test CONFIG CHECKPOINT [--out metrics.json] [--work-dir DIR] [--cfg-options K=V ...]
     florence infer IMAGES... --model MODEL --task TASK [--text TEXT] --out results.jsonl [--vis DIR]
+                   [--score-threshold S] [--nms IOU]
     florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--format safetensors|onnx]
     florence export --model MODEL OUT_DIR --format onnx [--dtype fp16] [--quantize int8]
     florence label IMAGES... --model MODEL --task TASK... --out DIR      # the data engine
@@ -30,8 +31,9 @@ __all__ = ["main", "parse", "job_options"]
 DTYPES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16", "int8")
 EPILOG = """options mean the same in every verb: --model (a model folder in either layout, or a hub id),
 --task (a task token or name: florence tasks), --text (the task's input: text, or a region 'x1,y1,x2,y2' in
-pixels), --out, --batch-size, --dtype, --num-beams, --max-new-tokens, --work-dir, --cfg-options (KEY=VALUE
-overrides of a config, data_root=DIR included).
+pixels), --out, --batch-size, --dtype, --num-beams, --max-new-tokens, --score-threshold and --nms (which
+regions of a location output to keep), --work-dir, --cfg-options (KEY=VALUE overrides of a config,
+data_root=DIR included).
 
 example, the main job with no download (the tiny preset on synthetic scenes: ~11-14 min on 2 CPU cores):
   florence train configs/florence2/florence2_tiny_synthetic.py --work-dir work_dirs/tiny
@@ -61,6 +63,27 @@ def _model(parser, positional: bool = False, **kwargs) -> None:
 def _generation(parser) -> None:
     parser.add_argument("--num-beams", type=int, default=None, help="default: the checkpoint's (3)")
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
+
+
+def _fraction(low_open: bool = False):
+    """An argparse type: a number in [0, 1] (``(0, 1]`` with ``low_open``)."""
+    def parse_fraction(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (0 < value <= 1 if low_open else 0 <= value <= 1):
+            raise argparse.ArgumentTypeError(f"expected a number in {'(0, 1]' if low_open else '[0, 1]'}, got {text!r}")
+        return value
+    return parse_fraction
+
+
+def _selection(parser) -> None:
+    parser.add_argument("--score-threshold", type=_fraction(), default=None, metavar="S",
+                        help="drop regions of location outputs scored below S (default: keep all)")
+    parser.add_argument("--nms", type=_fraction(low_open=True), default=None, metavar="IOU",
+                        help="class-aware NMS of location outputs: drop same-label regions overlapping more than "
+                             "IOU (default: off)")
 
 
 def _cfg_options(parser) -> None:
@@ -102,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     _model(infer, required=True, help="model folder (either layout; an ONNX folder with --backend onnxruntime) "
                                       "or hub id")
     infer.add_argument("--task", required=True, help='task token or name, e.g. "<OD>" or od')
-    infer.add_argument("--text", help="task input: text, or a region as 'x1,y1,x2,y2' pixels")
+    infer.add_argument("--text", action="append",
+                       help="task input: text, or a region as 'x1,y1,x2,y2' pixels; repeat it for several classes "
+                            "or phrases of each image (open-vocabulary detection, grounding): one merged result")
     infer.add_argument("--out", required=True, help="JSON Lines file to write: one line per image")
     infer.add_argument("--vis", help="folder for PNG drawings of the results")
     infer.add_argument("--batch-size", type=int, default=8)
@@ -111,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="auto (default): bf16 where the device computes it natively, else float32 "
                             "(float16 on a GPU without bf16)")
     _generation(infer)
+    _selection(infer)
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
     infer.add_argument("--no-accelerate", "--plain", dest="plain", action="store_true",
@@ -161,8 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--consensus", type=int, default=None, metavar="K",
                      help="merge the models' labels of an image: keep what at least K models agree on (fused boxes)")
     lab.add_argument("--consensus-iou", type=float, default=0.55, help="boxes this overlapping agree (default 0.55)")
-    lab.add_argument("--min-score", type=float, default=0.3, help="drop regions scored below (0: off; default 0.3)")
-    lab.add_argument("--nms-iou", type=float, default=0.7,
+    lab.add_argument("--score-threshold", "--min-score", dest="min_score", type=float, default=0.3,
+                     help="drop regions scored below (0: off; default 0.3)")
+    lab.add_argument("--nms", "--nms-iou", dest="nms_iou", type=float, default=0.7,
                      help="class-aware NMS: drop same-label regions overlapping more (1: off; default 0.7)")
     lab.add_argument("--min-size", type=float, default=2, help="drop regions narrower/lower than this many px (default 2)")
     lab.add_argument("--max-coverage", type=float, default=0.95,
@@ -293,6 +320,7 @@ def _infer(args) -> int:
     from .processing.image import image_files, load_image
 
     task = get_task(args.task)  # fail before loading the model
+    selection = {"score_threshold": args.score_threshold, "nms": args.nms}
     sources = image_files(args.images)
     if args.backend == "onnxruntime":
         pipe = pipeline(args.model, dtype=args.dtype, backend="onnxruntime",
@@ -312,8 +340,9 @@ def _infer(args) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     failed = 0
-    text_input = None if args.text is None else box_or_text(args.text)
-    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, **gen)
+    texts = args.text or []
+    text_input = None if not texts else box_or_text(texts[0]) if len(texts) == 1 else list(texts)
+    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, **selection, **gen)
     with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
         for k, record in enumerate(records):
             f.write(json.dumps(record) + "\n")

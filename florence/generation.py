@@ -48,14 +48,21 @@ class TextNoRepeatNGramLogitsProcessor(LogitsProcessor):
 
 @torch.inference_mode()
 def generate_texts(model, processor, pixel_values, input_ids, attention_mask=None, block_location_ngrams=False,
-                   scores=True, **generation_kwargs) -> tuple[list[str], list]:
+                   scores=True, image_rows=None, **generation_kwargs) -> tuple[list[str], list]:
     """Generate for a prepared batch: texts (special tokens kept) and, per row, the log-probabilities
     of its location tokens (one teacher-forced decoder pass; None per row when ``scores=False``).
-    ``no_repeat_ngram_size`` applies to text n-grams only unless ``block_location_ngrams``."""
+    ``no_repeat_ngram_size`` applies to text n-grams only unless ``block_location_ngrams``.
+    ``image_rows``: each prompt row's index into ``pixel_values`` when images are fewer than prompts
+    (each image goes through the tower once); default: one image per row."""
     device, dtype = model.device, model.dtype
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    encoded = model.encode(pixel_values.to(device, dtype), input_ids.to(device), attention_mask.to(device))
+    if image_rows is None:
+        encoded = model.encode(pixel_values.to(device, dtype), input_ids.to(device), attention_mask.to(device))
+    else:
+        embeds = model.encode_image(pixel_values.to(device, dtype))
+        embeds = embeds[torch.as_tensor(image_rows, device=embeds.device)]
+        encoded = model.encode(None, input_ids.to(device), attention_mask.to(device), image_embeds=embeds)
     # the batch's float32 pixels are not needed while decoding; the caller may
     # still hold them (then this frees nothing)
     del pixel_values

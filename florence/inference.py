@@ -24,6 +24,7 @@ from .models import Florence2ForConditionalGeneration
 from .models.files import resolve_folder
 from .processing import Florence2Processor
 from .processing.image import expand_images, image_files, load_image
+from .regions import check_threshold, select
 from .task import Task, TaskError, add_task_tokens, get_task
 
 __all__ = ["Pipeline", "pipeline", "expand_images"]
@@ -93,10 +94,16 @@ class Pipeline:
             an item's location tokens; one extra teacher-forced decoder pass per batch).
         generation: defaults for ``model.generate`` (the checkpoint's otherwise: 3 beams, up to
             1024 new tokens, no_repeat_ngram_size=3).
+        score_threshold: drop the regions of location outputs scored below this (default None: keep
+            all, the published behaviour); a call's ``score_threshold=`` overrides it.
+        nms: class-aware non-maximum suppression of location outputs at this IoU (default None:
+            off); a call's ``nms=`` overrides it. Both run after parsing, on the per-item scores
+            (:func:`florence.regions.select`).
     """
 
     def __init__(self, model, processor: Florence2Processor, device=None, dtype=None, accelerate="auto",
-                 block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None):
+                 block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None,
+                 score_threshold: float | None = None, nms: float | None = None):
         if isinstance(model, torch.nn.Module):
             dtype = hardware.resolve_dtype(dtype, device if device is not None else model.device)
             model = accel.apply(model.to(device=device, dtype=dtype).eval(), accelerate)
@@ -105,10 +112,11 @@ class Pipeline:
         self.block_location_ngrams = block_location_ngrams
         self.scores = scores
         self.generation = dict(generation or {})
+        self.selection = _selection(score_threshold, nms)
         add_task_tokens(self.model, processor.tokenizer)
 
     def __call__(self, images, task, text_input=None, batch_size: int = 8, errors: str = "raise",
-                 progress=None, **generation_kwargs):
+                 progress=None, score_threshold=..., nms=..., **generation_kwargs):
         """One result per image: ``{task_token: output}`` in the task's published format.
 
         Args:
@@ -119,61 +127,87 @@ class Pipeline:
             errors: ``"raise"`` (default) stops at an unreadable image; ``"record"`` returns
                 ``{"error": message}`` for it and goes on.
             progress: optional callable, called with the number of images finished per batch.
+            score_threshold, nms: as for the pipeline (default: the pipeline's; None turns one off).
             generation_kwargs: transformers generation arguments (num_beams, max_new_tokens, ...).
         """
         if errors not in ("raise", "record"):
             raise ValueError(f"errors must be 'raise' or 'record', got {errors!r}")
+        selection = self._selection(score_threshold, nms)
         sources, single = expand_images(images)
         n = len(sources)
         tasks = [get_task(t) for t in _per_image(task, n, "tasks", lambda v: isinstance(v, (str, Task)))]
-        inputs = _per_image(text_input, n, "text inputs", _is_single_input)
+        if single and _is_several(text_input):  # several classes or phrases of one image
+            inputs = [list(text_input)]
+        else:
+            inputs = _per_image(text_input, n, "text inputs", lambda v: _is_single_input(v) and not _is_several(v))
         results = []
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             results.extend(self._batch(sources[start:stop], tasks[start:stop], inputs[start:stop],
-                                       errors, generation_kwargs)[0])
+                                       errors, generation_kwargs, selection)[0])
             if progress is not None:
                 progress(stop - start)
         return results[0] if single else results
 
-    def records(self, images, task, text_input=None, batch_size: int = 8, **generation_kwargs):
+    def records(self, images, task, text_input=None, batch_size: int = 8, score_threshold=..., nms=...,
+                **generation_kwargs):
         """Yield one JSON-ready record per image, in order, as each batch finishes (``florence
         infer`` writes them as JSON Lines): ``{"image", "width", "height", "task", "result"}``, or
         ``{"image", "error"}`` for an image that could not be read (the others go on). ``images``:
         files, folders or image objects (``"image"`` is then the source's text); ``task`` and
-        ``text_input`` as for calling the pipeline, one for all images."""
+        ``text_input`` (and ``score_threshold``, ``nms``) as for calling the pipeline, one for all images."""
+        selection = self._selection(score_threshold, nms)
         sources = image_files(images if isinstance(images, (list, tuple)) else [images])
         task = get_task(task)
         for start in range(0, len(sources), batch_size):
             chunk = sources[start:start + batch_size]
             out, sizes = self._batch(chunk, [task] * len(chunk), [text_input] * len(chunk), "record",
-                                     generation_kwargs)
+                                     generation_kwargs, selection)
             for src, result, size in zip(chunk, out, sizes):
                 name = str(src) if isinstance(src, (str, os.PathLike)) else _name(src)
                 yield {"image": name, **result} if size is None else \
                     {"image": name, "width": size[0], "height": size[1], "task": task.token,
                      "result": result[task.token]}
 
-    def _batch(self, sources, tasks, inputs, errors, generation_kwargs) -> tuple[list[dict], list]:
+    def _selection(self, score_threshold, nms) -> dict:
+        """The call's region selection: the pipeline's, with what the call gives instead."""
+        own = self.selection
+        return _selection(own["score_threshold"] if score_threshold is ... else score_threshold,
+                          own["nms"] if nms is ... else nms)
+
+    def _batch(self, sources, tasks, inputs, errors, generation_kwargs, selection=None) -> tuple[list[dict], list]:
         """The results of one batch and each image's (width, height) (None where it failed)."""
         out: list[dict | None] = [None] * len(sources)
         sizes: list[tuple | None] = [None] * len(sources)
-        rows, images, prompts = [], [], []
+        rows, images, prompts, image_rows = [], [], [], []  # rows: (item, its query or None) per prompt
         for i, (src, task, text_input) in enumerate(zip(sources, tasks, inputs)):
+            several = _is_several(text_input)
+            if several and not task.takes_several_inputs:
+                raise TaskError(f"{task.token} takes one input per image, got {len(text_input)}: {text_input!r:.100}")
             try:
                 image = load_image(src)
-                prompt = task.prompt(text_input, image.size)
+                queries = list(text_input) if several else [text_input]
+                item_prompts = [task.prompt(q, image.size) for q in queries]
             except (OSError, ValueError, TypeError) as e:
                 if errors == "raise" or isinstance(e, TaskError):
                     raise
                 out[i] = {"error": f"{_name(src)}: {e}"}
                 continue
-            rows.append(i), images.append(image), prompts.append(prompt)
+            rows += [(i, q if several else None) for q in queries]
+            image_rows += [len(images)] * len(queries)
+            images.append(image), prompts.extend(item_prompts)
             sizes[i] = image.size
         if rows:
-            texts, loc_scores = self.generate_texts(images, prompts, **generation_kwargs)
-            for i, text, sc in zip(rows, texts, loc_scores):
-                out[i] = {tasks[i].token: tasks[i].decode_output(text, sizes[i], sc)}
+            several = len(prompts) > len(images)  # the image of several prompts is encoded once
+            texts, loc_scores = self.generate_texts(images, prompts, image_rows=image_rows if several else None,
+                                                    **generation_kwargs)
+            answers: dict[int, list] = {}
+            for (i, query), text, sc in zip(rows, texts, loc_scores):
+                answers.setdefault(i, []).append((query, tasks[i].decode_output(text, sizes[i], sc)))
+            for i, got in answers.items():
+                task = tasks[i]
+                result = got[0][1] if got[0][0] is None else task.merge([o for _, o in got], [q for q, _ in got])
+                out[i] = {task.token: select(result, task, **(selection or {}))}
         return out, sizes
 
     def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
@@ -182,15 +216,29 @@ class Pipeline:
         warnings.warn("Pipeline.generate is now Pipeline.generate_texts", DeprecationWarning, stacklevel=2)
         return self.generate_texts(images, prompts, **generation_kwargs)
 
-    def generate_texts(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
+    def generate_texts(self, images, prompts, image_rows=None, **generation_kwargs) -> tuple[list[str], list]:
         """Generated texts (special tokens kept) and, per row, the log-probabilities of its location
         tokens (None when scores are off): :func:`florence.generation.generate_texts` on images and
-        prompts."""
-        batch = self.processor(images=images, text=prompts)
+        prompts, one prompt per image, or with ``image_rows`` (each prompt's image index) several
+        prompts of an image, which is encoded once."""
+        if image_rows is None:
+            batch = self.processor(images=images, text=prompts)
+        else:
+            batch = {**self.processor(images=images), **self.processor(text=prompts)}
         # pop: generate_texts then holds the only reference to the pixels and drops them once encoded
         return generate_texts(self.model, self.processor, batch.pop("pixel_values"), batch["input_ids"],
                               batch["attention_mask"], block_location_ngrams=self.block_location_ngrams,
-                              scores=self.scores, **{**self.generation, **generation_kwargs})
+                              scores=self.scores, image_rows=image_rows, **{**self.generation, **generation_kwargs})
+
+
+def _is_several(value) -> bool:
+    """Several text inputs for one image: a list of strings."""
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(isinstance(v, str) for v in value)
+
+
+def _selection(score_threshold, nms) -> dict:
+    return {"score_threshold": check_threshold(score_threshold, "score_threshold"),
+            "nms": check_threshold(nms, "nms", low_open=True)}
 
 
 def _name(src) -> str:

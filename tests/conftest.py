@@ -174,3 +174,14 @@ def _saved_activation_bytes(fn):
 @pytest.fixture
 def saved_activation_bytes():
     return _saved_activation_bytes
+
+
+@pytest.fixture(scope="session")
+def trained_folder(tmp_path_factory):
+    """The tiny preset overfitted on <OD> and <OPEN_VOCABULARY_DETECTION> of eight 64 px scenes
+    (``helpers.train_tiny``): confident boxes with labels, for tests that need regions to work on.
+    Returns (folder, samples)."""
+    from helpers import train_tiny
+
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    return folder, train_tiny(folder, ("<OD>", "<OPEN_VOCABULARY_DETECTION>"), scenes=8)

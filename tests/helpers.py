@@ -31,3 +31,36 @@ def within_one_px(ours, native):
     if isinstance(ours, float):
         return abs(ours - native) < 1.0
     return ours == native
+
+
+def train_tiny(folder, tasks=("<OD>",), scenes: int = 4, steps: int = 120):
+    """The tiny preset overfitted on ``scenes`` 64 px synthetic scenes of ``tasks`` (~15 s for 8 scenes
+    and 120 steps), written as a model folder: boxes with high scores, labels from the scenes.
+    Returns the scenes' samples."""
+    from florence import Florence2Config, Florence2ForConditionalGeneration, build_tokenizer
+    from florence.data import SyntheticScenes
+    from florence.data.synthetic import vocabulary_texts
+    from florence.deploy import write_model_folder
+    from florence.processing import Florence2Processor, ImageProcessor
+    from florence.task import get_task
+
+    tok = build_tokenizer(vocabulary_texts(), vocab_size=500)
+    torch.manual_seed(0)
+    model = Florence2ForConditionalGeneration(Florence2Config.preset("tiny", vocab_size=len(tok)))
+    data = SyntheticScenes(seed=3, length=scenes, image_size=64, tasks=list(tasks))
+    samples = [data[i] for i in range(scenes)]
+    batch = Florence2Processor(tok, ImageProcessor(size=64))(
+        images=[s["image"] for s in samples],
+        text=[get_task(s["task"]).prompt(s["text_input"], s["image_size"]) for s in samples])
+    labels = tok([get_task(s["task"]).encode_target(s["annotation"], s["image_size"]) for s in samples],
+                 padding=True, return_tensors="pt").input_ids
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"], labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    write_model_folder(model.eval(), tok, folder, image_size=64)
+    return samples

@@ -2,11 +2,10 @@
 (pixels stacked, prompts and targets tokenised, labels with padding masked)."""
 from __future__ import annotations
 
-import importlib
-
 import torch
 from mmengine.model import BaseDataPreprocessor
 
+from .._lazy import named
 from ..data.multitask import ImageTasks
 from ..processing import build_tokenizer, load_tokenizer
 
@@ -15,10 +14,7 @@ __all__ = ["Florence2DataPreprocessor", "build_tokenizer_from_cfg", "call_named"
 
 def call_named(spec: str):
     """The result of calling the function a ``"module:function"`` string names."""
-    module, _, name = spec.partition(":")
-    if not module or not name:
-        raise ValueError(f"expected 'module:function', got {spec!r}")
-    return getattr(importlib.import_module(module), name)()
+    return named(spec)()
 
 
 def build_tokenizer_from_cfg(cfg, pretrained=None):

@@ -9,11 +9,12 @@ counts, per rule, the items (boxes, quads, polygons) and whole samples each remo
 """
 from __future__ import annotations
 
-import importlib
 import re
 
 import numpy as np
 
+from .._lazy import named
+from ..regions import above, nms_indices
 from ..registry import LABEL_FILTERS
 from ..task import get_task
 
@@ -52,35 +53,28 @@ class _RegionRule:
 
 @LABEL_FILTERS.register_module()
 class ScoreThreshold(_RegionRule):
-    """Drop items whose score is below ``min_score`` (items of an output without scores stay)."""
+    """Drop items whose score is below ``min_score`` (items of an output without scores stay):
+    :func:`florence.regions.above`, as the pipeline's ``score_threshold=``."""
 
     def __init__(self, min_score: float = 0.3):
         self.min_score = float(min_score)
 
     def keep(self, boxes, labels, scores, image_size):
-        return list(range(len(boxes))) if scores is None else [i for i, s in enumerate(scores) if s >= self.min_score]
+        return list(range(len(boxes))) if scores is None else above(scores, self.min_score)
 
 
 @LABEL_FILTERS.register_module()
 class ClassAwareNMS(_RegionRule):
     """Non-maximum suppression per label (torchvision's ``batched_nms``): of items with the same
     label overlapping by IoU > ``iou_threshold``, the higher-scored one stays (the first one without
-    scores). Kept items stay in their order."""
+    scores). Kept items stay in their order: :func:`florence.regions.nms_indices`, as the
+    pipeline's ``nms=``."""
 
     def __init__(self, iou_threshold: float = 0.7):
         self.iou_threshold = float(iou_threshold)
 
     def keep(self, boxes, labels, scores, image_size):
-        import torch
-        from torchvision.ops import batched_nms
-
-        if len(boxes) == 0:
-            return []
-        score = torch.tensor(scores if scores is not None else [-i for i in range(len(boxes))], dtype=torch.float64)
-        names = {name: i for i, name in enumerate(dict.fromkeys(map(str, labels)))}
-        idx = torch.tensor([names[str(name)] for name in labels])
-        kept = batched_nms(torch.from_numpy(boxes), score, idx, self.iou_threshold)
-        return sorted(kept.tolist())
+        return nms_indices(boxes, labels, scores, self.iou_threshold)
 
 
 @LABEL_FILTERS.register_module()
@@ -114,8 +108,7 @@ class KnownLabels(_RegionRule):
 
     def __init__(self, labels):
         if isinstance(labels, str):
-            module, _, name = labels.partition(":")
-            labels = getattr(importlib.import_module(module), name)()
+            labels = named(labels)()
         self.labels = frozenset(map(str, labels))
         if not self.labels:
             raise ValueError("KnownLabels needs at least one label")
@@ -150,8 +143,7 @@ def _scorer(scorer):
     if callable(scorer):
         return scorer
     if isinstance(scorer, str) and ":" in scorer:
-        module, _, name = scorer.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return named(scorer)
     if scorer:  # a spaCy pipeline name, e.g. "en_core_web_sm"
         import spacy
 

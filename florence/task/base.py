@@ -2,6 +2,7 @@
 location tokens."""
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -170,6 +171,23 @@ class Task:
         ones of the same kinds): what filters and merges return. Keys the regions do not fill stay;
         ``scores`` is written when ``output`` has it. A text output comes back unchanged."""
         return output
+
+    # ---- several inputs of one image in one call (several classes or phrases) ----------------------
+    @property
+    def takes_several_inputs(self) -> bool:
+        """Whether one call may give this task several text inputs for one image and get one merged
+        output (:meth:`merge`): a text-input task with regions in its output (open-vocabulary
+        detection, phrase grounding, referring segmentation)."""
+        return self.input_kind == "text" and bool(self.region_kinds)
+
+    def merge(self, outputs: list, inputs: list):
+        """One output from this task's ``outputs`` for ``inputs`` of one image: their regions in
+        order, a region without a label labelled with its input, with scores where every output
+        has them."""
+        regions = [r if r.label else dataclasses.replace(r, label=text)
+                   for out, text in zip(outputs, inputs) for r in self.regions(out)]
+        base = next((o for o in outputs if isinstance(o, dict) and "scores" in o), outputs[0] if outputs else {})
+        return self.with_regions(base, regions)
 
 
 def box_or_text(text: str):

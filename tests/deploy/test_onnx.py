@@ -173,6 +173,16 @@ def test_the_onnxruntime_backend_gives_the_pytorch_pipelines_results_for_every_t
                 assert np.allclose(result["scores"], other["scores"], atol=1e-4), token
 
 
+def test_the_onnxruntime_backend_takes_several_queries_of_one_image(exported, onnx_folder, images):
+    """Several classes of one image (its embeddings computed once, then one row per class): the
+    PyTorch pipeline's merged result."""
+    task, queries = "<OPEN_VOCABULARY_DETECTION>", ["a red square", "circle", "a tree"]
+    ours = florence.pipeline(str(exported[0]))(images[0], task, queries, max_new_tokens=40)
+    theirs = florence.pipeline(str(onnx_folder), backend="onnxruntime")(images[0], task, queries, max_new_tokens=40)
+    assert _without_scores(theirs) == _without_scores(ours)
+    assert np.allclose(theirs[task].get("scores", []), ours[task].get("scores", []), atol=1e-4)
+
+
 def _without_scores(result: dict) -> dict:
     return {token: ({k: v for k, v in r.items() if k != "scores"} if isinstance(r, dict) else r)
             for token, r in result.items()}

@@ -15,13 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 pytest.importorskip("litserve", reason="the serve extra is not installed (bash tools/install.sh --serve)")
 requests = pytest.importorskip("requests")
 
 import florence  # noqa: E402
+from helpers import train_tiny  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 GEN = {"num_beams": 1, "max_new_tokens": 30}
@@ -29,32 +29,7 @@ GEN = {"num_beams": 1, "max_new_tokens": 30}
 
 def _train_od_model(folder: Path):
     """The tiny preset overfitted on <OD> of four 64 px scenes (~120 steps): boxes with scores."""
-    from florence import Florence2Config, Florence2ForConditionalGeneration, build_tokenizer
-    from florence.data import SyntheticScenes
-    from florence.data.synthetic import vocabulary_texts
-    from florence.deploy import write_model_folder
-    from florence.processing import Florence2Processor, ImageProcessor
-    from florence.task import get_task
-
-    tok = build_tokenizer(vocabulary_texts(), vocab_size=500)
-    torch.manual_seed(0)
-    model = Florence2ForConditionalGeneration(Florence2Config.preset("tiny", vocab_size=len(tok)))
-    od = get_task("<OD>")
-    scenes = [SyntheticScenes(seed=3, length=4, image_size=64, tasks=["<OD>"])[i] for i in range(4)]
-    batch = Florence2Processor(tok, ImageProcessor(size=64))(
-        images=[s["image"] for s in scenes], text=[od.prompt(None, s["image_size"]) for s in scenes])
-    labels = tok([od.encode_target(s["annotation"], s["image_size"]) for s in scenes], padding=True,
-                 return_tensors="pt").input_ids
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(120):
-        loss = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                     attention_mask=batch["attention_mask"], labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    write_model_folder(model.eval(), tok, folder, image_size=64)
-    return [s["image"] for s in scenes]
+    return [s["image"] for s in train_tiny(folder, ("<OD>",), scenes=4)]
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +171,18 @@ def test_multipart_upload_score_threshold_and_batch_endpoint(server, od_model, p
     keep = [k for k, s in enumerate(full["scores"]) if s >= threshold]
     assert 0 < len(keep) <= len(full["scores"])
     _same(r.json()["result"], {key: [v[k] for k in keep] for key, v in full.items()})
+    # class-aware NMS as well, as the pipeline's nms= (florence.regions.select)
+    from florence.regions import select
+
+    r = server.post("/v1/predict", json=_json_request(scene, "<OD>", None, {**GEN, "nms": 0.3,
+                                                                            "score_threshold": threshold}))
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], select(full, "<OD>", score_threshold=threshold, nms=0.3))
+    # several classes of one image: the pipeline's merged result
+    ovd = "<OPEN_VOCABULARY_DETECTION>"
+    r = server.post("/v1/predict", json=_json_request(scene, ovd, ["a red square", "circle"], GEN))
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], pipe(scene, ovd, ["a red square", "circle"], **GEN)[ovd])
 
     items = [_json_request(*req) for req in _requests(od_model[1])[:3]]
     items.insert(1, {"image": base64.b64encode(b"not an image").decode(), "task": "<OD>"})
@@ -253,6 +240,9 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
     ("<OD>", None, {"num_beams": 4}, "num_beams must be between 1 and 3"),
     ("<OD>", None, {"max_new_tokens": 65}, "max_new_tokens must be between 1 and 64"),
     ("<OD>", None, {"score_threshold": 2}, "score_threshold"),
+    ("<OD>", None, {"nms": 0}, "nms must be a number in (0, 1]"),
+    ("<VQA>", ["what?", "why?"], {}, "needs a text input (a string)"),
+    ("<OPEN_VOCABULARY_DETECTION>", ["cat", ""], {}, "a string or a list of strings"),
     ("<CAPTION_TO_PHRASE_GROUNDING>", "a" * 1001, {}, "1001 characters, over the server's limit of 1000"),
 ])
 def test_task_inputs_and_generation_options_are_checked(server, od_model, task, text, gen, message):

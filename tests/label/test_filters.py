@@ -112,3 +112,8 @@ def test_known_labels_keeps_the_ontology():
     assert KnownLabels(["moon"])("A moon.", "<CAPTION>", (64, 64)) == "A moon."  # texts stay
     with pytest.raises(ValueError, match="at least one label"):
         KnownLabels([])
+    # a string must name a function, as a config's other "module:function" strings
+    with pytest.raises(ValueError, match="expected 'module:function', got 'moon'"):
+        KnownLabels("moon")
+    with pytest.raises(ValueError, match="'florence.data.synthetic:no_such' names no function"):
+        KnownLabels("florence.data.synthetic:no_such")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 import uuid
 from dataclasses import dataclass
 
@@ -46,10 +45,13 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str  # base64 (a data: URL prefix is allowed)
     task: str  # token or name, e.g. "<OD>" or "od"
-    text: str | list[float] | None = None  # text input, or a pixel box [x1, y1, x2, y2] for region tasks
+    # text input, several (classes or phrases of one image, merged into one result), or a pixel box
+    # [x1, y1, x2, y2] for region tasks
+    text: str | list[str] | list[float] | None = None
     num_beams: int | None = None
     max_new_tokens: int | None = None
     score_threshold: float | None = None  # keep items scored at least this
+    nms: float | None = None  # class-aware NMS at this IoU
 
 
 class BatchRequest(BaseModel):
@@ -102,6 +104,7 @@ def decode_base64(value: str, what: str) -> bytes:
 
 def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
     """One checked queue item from a request's fields and image bytes."""
+    from ...regions import check_threshold
     from ...task import TaskError, box_or_text, get_task
 
     if not fields.get("task"):
@@ -120,11 +123,18 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         text = None
     elif task.input_kind == "region" and isinstance(text, str):
         text = box_or_text(text)  # anything else than a box or location tokens fails in task.prompt below
-    elif task.input_kind == "text" and not isinstance(text, str):
-        raise fail(400, f"{what}: {task.token} needs a text input (a string), got {text!r:.100}")
-    elif task.input_kind == "text" and len(text) > limits.max_text_chars:
-        raise fail(400, f"{what}: a text input of {len(text)} characters, over the server's limit of "
-                        f"{limits.max_text_chars}")
+    elif task.input_kind == "text":
+        several = isinstance(text, list) and task.takes_several_inputs
+        texts = text if several else [text]
+        if not texts or not all(isinstance(t, str) and t for t in texts):
+            need = "a string or a list of strings" if task.takes_several_inputs else "a string"
+            raise fail(400, f"{what}: {task.token} needs a text input ({need}), got {text!r:.100}")
+        if len(texts) > limits.max_batch_items:
+            raise fail(400, f"{what}: {len(texts)} text inputs, over the server's limit of {limits.max_batch_items}")
+        longest = max(len(t) for t in texts)
+        if longest > limits.max_text_chars:
+            raise fail(400, f"{what}: a text input of {longest} characters, over the server's limit of "
+                            f"{limits.max_text_chars}")
     generation = {}
     for name, top in (("num_beams", limits.max_num_beams), ("max_new_tokens", limits.max_new_tokens)):
         value = fields.get(name)
@@ -137,32 +147,25 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         if not 1 <= value <= top:
             raise fail(400, f"{what}: {name} must be between 1 and {top} on this server, got {value}")
         generation[name] = value
-    threshold = fields.get("score_threshold")
-    if threshold not in (None, ""):
+    selection = {}
+    for name, low_open in (("score_threshold", False), ("nms", True)):
         try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            threshold = math.nan
-        if not 0 <= threshold <= 1:
-            raise fail(400, f"{what}: score_threshold must be a number in [0, 1], got {fields['score_threshold']!r}")
+            selection[name] = check_threshold(None if fields.get(name) == "" else fields.get(name), name, low_open)
+        except ValueError as e:
+            raise fail(400, f"{what}: {e}") from None
     image = read_image(data, limits, what)
     try:
-        task.prompt(text, image.size)  # a region the task cannot take fails here, not in the batch
+        for t in (text if isinstance(text, list) and task.input_kind == "text" else [text]):
+            task.prompt(t, image.size)  # a region the task cannot take fails here, not in the batch
     except TaskError as e:
         raise fail(400, f"{what}: {e}") from None
     return {"id": uuid.uuid4().hex, "image": image, "task": task.token, "text": text,
-            "generation": tuple(sorted(generation.items())),
-            "threshold": None if threshold in (None, "") else threshold}
+            "generation": tuple(sorted(generation.items())), "selection": selection}
 
 
-def filter_scores(result, task, threshold):
-    """``task``'s output without its regions scored below ``threshold`` (:meth:`Task.with_regions`)."""
-    from ...task import get_task
+def filter_scores(result, task, threshold=None, nms=None):
+    """``task``'s output without its regions scored below ``threshold``, then class-aware NMS at IoU
+    ``nms`` (:func:`florence.regions.select`; an output without scores stays whole)."""
+    from ...regions import select
 
-    task = get_task(task)
-    if threshold is None or not isinstance(result, dict):
-        return result
-    regions = task.regions(result)
-    if any(r.score is None for r in regions):  # an output without scores stays whole
-        return result
-    return task.with_regions(result, [r for r in regions if r.score >= threshold])
+    return select(result, task, score_threshold=threshold, nms=nms)

@@ -80,10 +80,10 @@ class Front:
             form = await request.form(max_files=self.limits.max_batch_items, max_fields=64)
             files = form.getlist("image")
             fields = {k: v for k, v in form.multi_items() if k != "image"}
-            unknown = set(fields) - {"task", "text", "score_threshold", *GENERATION_OPTIONS}
+            unknown = set(fields) - {"task", "text", "score_threshold", "nms", *GENERATION_OPTIONS}
             if unknown:
                 raise fail(400, f"unknown field(s) {sorted(unknown)}: expected image, task, text, num_beams, "
-                                 "max_new_tokens, score_threshold")
+                                 "max_new_tokens, score_threshold, nms")
             if not files or any(isinstance(f, str) for f in files):
                 raise fail(400, "no image file: send it as the multipart field 'image' (curl -F image=@photo.jpg)")
             if not batch and len(files) > 1:
@@ -165,7 +165,8 @@ class Front:
                 out.append({"error": a["error"], "status": a["status"], "task": it["task"], "timing": timing})
             else:
                 out.append({"task": it["task"], "width": it["image"].width, "height": it["image"].height,
-                            "result": filter_scores(a["result"], it["task"], it["threshold"]), "timing": timing})
+                            "result": filter_scores(a["result"], it["task"], it["selection"]["score_threshold"],
+                                                          it["selection"]["nms"]), "timing": timing})
         return out
 
     def forget(self, ids: list[str]):
@@ -220,7 +221,7 @@ def add_routes(app, front: Front):
     multipart = {"multipart/form-data": {"schema": {"type": "object", "required": ["image", "task"], "properties": {
         "image": {"type": "string", "format": "binary"}, "task": {"type": "string", "example": "<OD>"},
         "text": {"type": "string"}, "num_beams": {"type": "integer"}, "max_new_tokens": {"type": "integer"},
-        "score_threshold": {"type": "number"}}}}}
+        "score_threshold": {"type": "number"}, "nms": {"type": "number"}}}}}
 
     def body(model):
         return {"requestBody": {"required": True, "content": {
