@@ -137,6 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                             "(float16 on a GPU without bf16)")
     _generation(infer)
     _selection(infer)
+    infer.add_argument("--classes", metavar="A,B,...",
+                       help="labels the output may use, comma-separated (detection, grounding, dense captions, OCR "
+                            "regions): decoding is constrained to them")
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
     infer.add_argument("--no-accelerate", "--plain", dest="plain", action="store_true",
@@ -321,6 +324,7 @@ def _infer(args) -> int:
 
     task = get_task(args.task)  # fail before loading the model
     selection = {"score_threshold": args.score_threshold, "nms": args.nms}
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     sources = image_files(args.images)
     if args.backend == "onnxruntime":
         pipe = pipeline(args.model, dtype=args.dtype, backend="onnxruntime",
@@ -342,7 +346,8 @@ def _infer(args) -> int:
     failed = 0
     texts = args.text or []
     text_input = None if not texts else box_or_text(texts[0]) if len(texts) == 1 else list(texts)
-    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, **selection, **gen)
+    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, classes=classes, **selection,
+                           **gen)
     with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
         for k, record in enumerate(records):
             f.write(json.dumps(record) + "\n")

@@ -17,9 +17,10 @@ import warnings
 
 import torch
 from PIL import Image
+from transformers import LogitsProcessorList
 
 from . import accel, hardware
-from .generation import generate_texts
+from .generation import ClosedSetLabelsLogitsProcessor, generate_texts
 from .models import Florence2ForConditionalGeneration
 from .models.files import resolve_folder
 from .processing import Florence2Processor
@@ -116,7 +117,7 @@ class Pipeline:
         add_task_tokens(self.model, processor.tokenizer)
 
     def __call__(self, images, task, text_input=None, batch_size: int = 8, errors: str = "raise",
-                 progress=None, score_threshold=..., nms=..., **generation_kwargs):
+                 progress=None, score_threshold=..., nms=..., classes=None, **generation_kwargs):
         """One result per image: ``{task_token: output}`` in the task's published format.
 
         Args:
@@ -128,6 +129,10 @@ class Pipeline:
                 ``{"error": message}`` for it and goes on.
             progress: optional callable, called with the number of images finished per batch.
             score_threshold, nms: as for the pipeline (default: the pipeline's; None turns one off).
+            classes: labels the output may use (a list of strings), for tasks whose items are a label
+                and its location tokens (detection, grounding, dense captions, OCR regions): decoding
+                is constrained to them (:class:`florence.generation.ClosedSetLabelsLogitsProcessor`).
+                One task per call then.
             generation_kwargs: transformers generation arguments (num_beams, max_new_tokens, ...).
         """
         if errors not in ("raise", "record"):
@@ -136,6 +141,8 @@ class Pipeline:
         sources, single = expand_images(images)
         n = len(sources)
         tasks = [get_task(t) for t in _per_image(task, n, "tasks", lambda v: isinstance(v, (str, Task)))]
+        if classes is not None:
+            generation_kwargs = self._closed_set(set(tasks), classes, generation_kwargs)
         if single and _is_several(text_input):  # several classes or phrases of one image
             inputs = [list(text_input)]
         else:
@@ -150,15 +157,18 @@ class Pipeline:
         return results[0] if single else results
 
     def records(self, images, task, text_input=None, batch_size: int = 8, score_threshold=..., nms=...,
-                **generation_kwargs):
+                classes=None, **generation_kwargs):
         """Yield one JSON-ready record per image, in order, as each batch finishes (``florence
         infer`` writes them as JSON Lines): ``{"image", "width", "height", "task", "result"}``, or
         ``{"image", "error"}`` for an image that could not be read (the others go on). ``images``:
         files, folders or image objects (``"image"`` is then the source's text); ``task`` and
-        ``text_input`` (and ``score_threshold``, ``nms``) as for calling the pipeline, one for all images."""
+        ``text_input`` (and ``score_threshold``, ``nms``, ``classes``) as for calling the pipeline, one
+        for all images."""
         selection = self._selection(score_threshold, nms)
         sources = image_files(images if isinstance(images, (list, tuple)) else [images])
         task = get_task(task)
+        if classes is not None:
+            generation_kwargs = self._closed_set({task}, classes, generation_kwargs)
         for start in range(0, len(sources), batch_size):
             chunk = sources[start:start + batch_size]
             out, sizes = self._batch(chunk, [task] * len(chunk), [text_input] * len(chunk), "record",
@@ -168,6 +178,22 @@ class Pipeline:
                 yield {"image": name, **result} if size is None else \
                     {"image": name, "width": size[0], "height": size[1], "task": task.token,
                      "result": result[task.token]}
+
+    def _closed_set(self, tasks: set, classes, generation_kwargs: dict) -> dict:
+        """``generation_kwargs`` with a logits processor keeping the labels of ``tasks`` (one task)
+        to ``classes``."""
+        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+            raise ValueError(f"classes must be a list of strings, got {classes!r:.100}")
+        if len(tasks) != 1:
+            raise ValueError(f"classes= constrains one task's labels; this call has {len(tasks)} tasks")
+        task = next(iter(tasks))
+        if task.label_locations is None:
+            raise TaskError(f"{task.token} does not write 'label + location tokens' items: classes= does not "
+                            "apply to it")
+        constraint = ClosedSetLabelsLogitsProcessor(self.processor.tokenizer, list(classes),
+                                                    self.processor.location_token_ids, task.label_locations)
+        given = generation_kwargs.get("logits_processor") or []
+        return {**generation_kwargs, "logits_processor": LogitsProcessorList([constraint.recorder(), *given, constraint])}
 
     def _selection(self, score_threshold, nms) -> dict:
         """The call's region selection: the pipeline's, with what the call gives instead."""

@@ -172,6 +172,11 @@ class Task:
         ``scores`` is written when ``output`` has it. A text output comes back unchanged."""
         return output
 
+    # items written ``label (<loc> x label_locations)+`` (boxes: 4, quads: 8); None: another form. A
+    # task with it can take closed-set labels (pipe(..., classes=[...]): florence.generation's
+    # ClosedSetLabelsLogitsProcessor)
+    label_locations: int | None = None
+
     # ---- several inputs of one image in one call (several classes or phrases) ----------------------
     @property
     def takes_several_inputs(self) -> bool:

@@ -16,6 +16,10 @@ class BoxTask(Task):
     region_kinds = ("box",)
     region_keys = {"box": ("bboxes", "labels")}
     labelled: bool = True
+
+    @property
+    def label_locations(self) -> int | None:
+        return 4 if self.labelled else None
     ignore: frozenset = frozenset()
 
     def regions(self, output) -> list[Shape]:

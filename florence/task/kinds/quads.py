@@ -12,6 +12,7 @@ class QuadTask(Task):
     output_keys = ("quad_boxes", "labels")
     region_kinds = ("quad",)
     region_keys = {"quad": ("quad_boxes", "labels")}
+    label_locations = 8
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "quad", *self.region_keys["quad"])
