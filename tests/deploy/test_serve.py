@@ -178,6 +178,16 @@ def test_multipart_upload_score_threshold_and_batch_endpoint(server, od_model, p
                                                                             "score_threshold": threshold}))
     assert r.status_code == 200, r.text
     _same(r.json()["result"], select(full, "<OD>", score_threshold=threshold, nms=0.3))
+    # a closed label set (JSON list, or comma-separated in multipart): the pipeline's constrained result
+    classes = [full["labels"][0], "purple star"]
+    r = server.post("/v1/predict", json=_json_request(scene, "<OD>", None, {**GEN, "classes": classes}))
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], pipe(scene, "<OD>", classes=classes, **GEN)["<OD>"])
+    assert set(r.json()["result"]["labels"]) <= set(classes)
+    r = server.post("/v1/predict", files={"image": ("scene.png", _png(scene), "image/png")},
+                    data={"task": "od", "classes": ",".join(classes), **{k: str(v) for k, v in GEN.items()}})
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], pipe(scene, "<OD>", classes=classes, **GEN)["<OD>"])
     # several classes of one image: the pipeline's merged result
     ovd = "<OPEN_VOCABULARY_DETECTION>"
     r = server.post("/v1/predict", json=_json_request(scene, ovd, ["a red square", "circle"], GEN))
@@ -242,6 +252,8 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
     ("<OD>", None, {"score_threshold": 2}, "score_threshold"),
     ("<OD>", None, {"nms": 0}, "nms must be a number in (0, 1]"),
     ("<VQA>", ["what?", "why?"], {}, "needs a text input (a string)"),
+    ("<CAPTION>", None, {"classes": ["cat"]}, "classes does not apply"),
+    ("<OD>", None, {"classes": ["<loc_1>"]}, "classes must be up to 1000 non-empty strings"),
     ("<OPEN_VOCABULARY_DETECTION>", ["cat", ""], {}, "a string or a list of strings"),
     ("<CAPTION_TO_PHRASE_GROUNDING>", "a" * 1001, {}, "1001 characters, over the server's limit of 1000"),
 ])

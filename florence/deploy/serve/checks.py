@@ -52,6 +52,7 @@ class PredictRequest(BaseModel):
     max_new_tokens: int | None = None
     score_threshold: float | None = None  # keep items scored at least this
     nms: float | None = None  # class-aware NMS at this IoU
+    classes: list[str] | None = None  # labels the output may use (detection, grounding, OCR regions)
 
 
 class BatchRequest(BaseModel):
@@ -147,6 +148,17 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         if not 1 <= value <= top:
             raise fail(400, f"{what}: {name} must be between 1 and {top} on this server, got {value}")
         generation[name] = value
+    classes = fields.get("classes")
+    if classes not in (None, "", []):
+        if isinstance(classes, str):  # multipart: comma-separated
+            classes = [c.strip() for c in classes.split(",")]
+        if task.label_locations is None:
+            raise fail(400, f"{what}: {task.token} does not write 'label + location tokens' items: classes does "
+                            "not apply to it")
+        if (not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() and "<" not in c for c in classes)
+                or len(classes) > 1000 or sum(map(len, classes)) > limits.max_text_chars * 10):
+            raise fail(400, f"{what}: classes must be up to 1000 non-empty strings without '<', got {classes!r:.100}")
+        generation["classes"] = tuple(c.strip() for c in classes)
     selection = {}
     for name, low_open in (("score_threshold", False), ("nms", True)):
         try:

@@ -87,8 +87,9 @@ class FlorenceAPI(ls.LitAPI):
         live = [it for it in items if not self._dropped(it)]
         out = {}
         groups: dict[tuple, list] = {}
-        for it in live:
-            groups.setdefault(it["generation"], []).append(it)
+        for it in live:  # a closed label set constrains a whole batch: one task per such batch
+            key = it["generation"] + ((("task", it["task"]),) if dict(it["generation"]).get("classes") else ())
+            groups.setdefault(key, []).append(it)
         for generation, group in groups.items():  # one model batch per set of generation options
             start = time.perf_counter()
             try:
@@ -111,8 +112,9 @@ class FlorenceAPI(ls.LitAPI):
         return answers[0] if single else answers
 
     def run(self, group: list, generation: tuple) -> list[dict]:
+        options = {k: list(v) if k == "classes" else v for k, v in generation if k != "task"}
         results = self.pipe([it["image"] for it in group], [it["task"] for it in group], [it["text"] for it in group],
-                            batch_size=len(group), **dict(generation))
+                            batch_size=len(group), **options)
         return [{"result": r[it["task"]]} for it, r in zip(group, results)]
 
     def _dropped(self, item) -> bool:
