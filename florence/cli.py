@@ -65,23 +65,23 @@ def _generation(parser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the checkpoint's (1024)")
 
 
-def _fraction(low_open: bool = False):
-    """An argparse type: a number in [0, 1] (``(0, 1]`` with ``low_open``)."""
+def _fraction(name: str, low_open: bool = False):
+    """An argparse type: :func:`florence.regions.check_threshold`'s number (imported when the option
+    is given, so ``--help`` stays light)."""
     def parse_fraction(text: str) -> float:
+        from .regions import check_threshold
+
         try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        if not (0 < value <= 1 if low_open else 0 <= value <= 1):
-            raise argparse.ArgumentTypeError(f"expected a number in {'(0, 1]' if low_open else '[0, 1]'}, got {text!r}")
-        return value
+            return check_threshold(text, name, low_open)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     return parse_fraction
 
 
 def _selection(parser) -> None:
-    parser.add_argument("--score-threshold", type=_fraction(), default=None, metavar="S",
+    parser.add_argument("--score-threshold", type=_fraction("--score-threshold"), default=None, metavar="S",
                         help="drop regions of location outputs scored below S (default: keep all)")
-    parser.add_argument("--nms", type=_fraction(low_open=True), default=None, metavar="IOU",
+    parser.add_argument("--nms", type=_fraction("--nms", low_open=True), default=None, metavar="IOU",
                         help="class-aware NMS of location outputs: drop same-label regions overlapping more than "
                              "IOU (default: off)")
 

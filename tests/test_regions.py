@@ -116,4 +116,4 @@ def test_infer_takes_the_same_options(trained_folder, tmp_path, capsys):
     assert runs["all"]["bboxes"] and runs["kept"] == select(runs["all"], "<OD>", score_threshold=0.95, nms=0.5)
     with pytest.raises(SystemExit) as e:
         main(["infer", "a.png", "--model", "m", "--task", "<OD>", "--out", "o.jsonl", "--nms", "0"])
-    assert e.value.code == 2 and "expected a number in (0, 1]" in capsys.readouterr().err
+    assert e.value.code == 2 and "--nms must be a number in (0, 1], got '0'" in capsys.readouterr().err
