@@ -193,7 +193,8 @@ class Pipeline:
         constraint = ClosedSetLabelsLogitsProcessor(self.processor.tokenizer, list(classes),
                                                     self.processor.location_token_ids, task.label_locations)
         given = generation_kwargs.get("logits_processor") or []
-        return {**generation_kwargs, "logits_processor": LogitsProcessorList([constraint.recorder(), *given, constraint])}
+        processors = LogitsProcessorList([constraint.recorder(), *given, constraint])
+        return {**generation_kwargs, "logits_processor": processors}
 
     def _selection(self, score_threshold, nms) -> dict:
         """The call's region selection: the pipeline's, with what the call gives instead."""
