@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--classes", metavar="A,B,...",
                        help="labels the output may use, comma-separated (detection, grounding, dense captions, OCR "
                             "regions): decoding is constrained to them")
+    infer.add_argument("--grammar", action=argparse.BooleanOptionalAction, default=True,
+                       help="keep decoding to the task's grammar (default): whole boxes with x2 >= x1, polygons of "
+                            "3+ points, no location tokens in text; --no-grammar: the published decoding")
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
     infer.add_argument("--no-accelerate", "--plain", dest="plain", action="store_true",
@@ -346,8 +349,8 @@ def _infer(args) -> int:
     failed = 0
     texts = args.text or []
     text_input = None if not texts else box_or_text(texts[0]) if len(texts) == 1 else list(texts)
-    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, classes=classes, **selection,
-                           **gen)
+    records = pipe.records(sources, task, text_input, batch_size=args.batch_size, classes=classes,
+                           grammar=args.grammar, **selection, **gen)
     with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
         for k, record in enumerate(records):
             f.write(json.dumps(record) + "\n")

@@ -17,16 +17,15 @@ import warnings
 
 import torch
 from PIL import Image
-from transformers import LogitsProcessorList
 
 from . import accel, hardware
-from .generation import ClosedSetLabelsLogitsProcessor, generate_texts
+from .generation import generate_texts
 from .models import Florence2ForConditionalGeneration
 from .models.files import resolve_folder
 from .processing import Florence2Processor
 from .processing.image import expand_images, image_files, load_image
 from .regions import check_threshold, select
-from .task import Task, TaskError, add_task_tokens, get_task
+from .task import Task, TaskError, add_task_tokens, check_classes, get_task
 
 __all__ = ["Pipeline", "pipeline", "expand_images"]
 
@@ -100,11 +99,16 @@ class Pipeline:
         nms: class-aware non-maximum suppression of location outputs at this IoU (default None:
             off); a call's ``nms=`` overrides it. Both run after parsing, on the per-item scores
             (:func:`florence.regions.select`).
+        grammar: constrain decoding to each task's grammar (``Task.grammar``: whole boxes with
+            ``x2 >= x1``, polygons of three or more points, no location tokens in text, ...;
+            :class:`florence.grammar.GrammarLogitsProcessor`), so no item is malformed (default
+            True: it leaves well-formed outputs token for token as they were; False: the published
+            decoding); a call's ``grammar=`` overrides it.
     """
 
     def __init__(self, model, processor: Florence2Processor, device=None, dtype=None, accelerate="auto",
                  block_location_ngrams: bool = False, scores: bool = True, generation: dict | None = None,
-                 score_threshold: float | None = None, nms: float | None = None):
+                 score_threshold: float | None = None, nms: float | None = None, grammar: bool = True):
         if isinstance(model, torch.nn.Module):
             dtype = hardware.resolve_dtype(dtype, device if device is not None else model.device)
             model = accel.apply(model.to(device=device, dtype=dtype).eval(), accelerate)
@@ -114,10 +118,12 @@ class Pipeline:
         self.scores = scores
         self.generation = dict(generation or {})
         self.selection = _selection(score_threshold, nms)
+        self.grammar = bool(grammar)
         add_task_tokens(self.model, processor.tokenizer)
 
     def __call__(self, images, task, text_input=None, batch_size: int = 8, errors: str = "raise",
-                 progress=None, score_threshold=..., nms=..., classes=None, **generation_kwargs):
+                 progress=None, score_threshold=..., nms=..., classes=None, grammar=...,
+                 **generation_kwargs):
         """One result per image: ``{task_token: output}`` in the task's published format.
 
         Args:
@@ -131,8 +137,9 @@ class Pipeline:
             score_threshold, nms: as for the pipeline (default: the pipeline's; None turns one off).
             classes: labels the output may use (a list of strings), for tasks whose items are a label
                 and its location tokens (detection, grounding, dense captions, OCR regions): decoding
-                is constrained to them (:class:`florence.generation.ClosedSetLabelsLogitsProcessor`).
-                One task per call then.
+                is constrained to the task's grammar with these labels
+                (:class:`florence.grammar.GrammarLogitsProcessor`). One task per call then.
+            grammar: constrain decoding to each task's grammar (default: the pipeline's).
             generation_kwargs: transformers generation arguments (num_beams, max_new_tokens, ...).
         """
         if errors not in ("raise", "record"):
@@ -141,8 +148,7 @@ class Pipeline:
         sources, single = expand_images(images)
         n = len(sources)
         tasks = [get_task(t) for t in _per_image(task, n, "tasks", lambda v: isinstance(v, (str, Task)))]
-        if classes is not None:
-            generation_kwargs = self._closed_set(set(tasks), classes, generation_kwargs)
+        constrain = self._constrain(set(tasks), classes, grammar)
         if single and _is_several(text_input):  # several classes or phrases of one image
             inputs = [list(text_input)]
         else:
@@ -151,50 +157,54 @@ class Pipeline:
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             results.extend(self._batch(sources[start:stop], tasks[start:stop], inputs[start:stop],
-                                       errors, generation_kwargs, selection)[0])
+                                       errors, generation_kwargs, selection, constrain)[0])
             if progress is not None:
                 progress(stop - start)
         return results[0] if single else results
 
     def records(self, images, task, text_input=None, batch_size: int = 8, score_threshold=..., nms=...,
-                classes=None, **generation_kwargs):
+                classes=None, grammar=..., **generation_kwargs):
         """Yield one JSON-ready record per image, in order, as each batch finishes (``florence
         infer`` writes them as JSON Lines): ``{"image", "width", "height", "task", "result"}``, or
         ``{"image", "error"}`` for an image that could not be read (the others go on). ``images``:
         files, folders or image objects (``"image"`` is then the source's text); ``task`` and
-        ``text_input`` (and ``score_threshold``, ``nms``, ``classes``) as for calling the pipeline, one
-        for all images."""
+        ``text_input`` (and ``score_threshold``, ``nms``, ``classes``, ``grammar``) as for calling the
+        pipeline, one for all images."""
         selection = self._selection(score_threshold, nms)
         sources = image_files(images if isinstance(images, (list, tuple)) else [images])
         task = get_task(task)
-        if classes is not None:
-            generation_kwargs = self._closed_set({task}, classes, generation_kwargs)
+        constrain = self._constrain({task}, classes, grammar)
         for start in range(0, len(sources), batch_size):
             chunk = sources[start:start + batch_size]
             out, sizes = self._batch(chunk, [task] * len(chunk), [text_input] * len(chunk), "record",
-                                     generation_kwargs, selection)
+                                     generation_kwargs, selection, constrain)
             for src, result, size in zip(chunk, out, sizes):
                 name = str(src) if isinstance(src, (str, os.PathLike)) else _name(src)
                 yield {"image": name, **result} if size is None else \
                     {"image": name, "width": size[0], "height": size[1], "task": task.token,
                      "result": result[task.token]}
 
-    def _closed_set(self, tasks: set, classes, generation_kwargs: dict) -> dict:
-        """``generation_kwargs`` with a logits processor keeping the labels of ``tasks`` (one task)
-        to ``classes``."""
-        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
-            raise ValueError(f"classes must be a list of strings, got {classes!r:.100}")
+    def _constrain(self, tasks: set, classes, grammar) -> dict | None:
+        """What constrains the call's decoding: ``{"classes": ...}`` (one task, whose items are labels
+        and location tokens) and/or the tasks' grammars; None: nothing."""
+        grammar = self.grammar if grammar is ... else bool(grammar)
+        if classes is None:
+            return {"classes": None} if grammar else None
+        classes = check_classes(classes)
         if len(tasks) != 1:
             raise ValueError(f"classes= constrains one task's labels; this call has {len(tasks)} tasks")
         task = next(iter(tasks))
         if task.label_locations is None:
             raise TaskError(f"{task.token} does not write 'label + location tokens' items: classes= does not "
                             "apply to it")
-        constraint = ClosedSetLabelsLogitsProcessor(self.processor.tokenizer, list(classes),
-                                                    self.processor.location_token_ids, task.label_locations)
-        given = generation_kwargs.get("logits_processor") or []
-        processors = LogitsProcessorList([constraint.recorder(), *given, constraint])
-        return {**generation_kwargs, "logits_processor": processors}
+        return {"classes": classes}
+
+    def _constrained(self, constrain: dict | None, row_tasks: list, generation_kwargs: dict) -> dict:
+        """``generation_kwargs`` keeping rows of ``row_tasks`` (one per prompt) to their grammars (with
+        the call's classes), when the call is constrained."""
+        if constrain is None:
+            return generation_kwargs
+        return {**generation_kwargs, "grammars": [t.grammar for t in row_tasks], "classes": constrain["classes"]}
 
     def _selection(self, score_threshold, nms) -> dict:
         """The call's region selection: the pipeline's, with what the call gives instead."""
@@ -202,7 +212,8 @@ class Pipeline:
         return _selection(own["score_threshold"] if score_threshold is ... else score_threshold,
                           own["nms"] if nms is ... else nms)
 
-    def _batch(self, sources, tasks, inputs, errors, generation_kwargs, selection=None) -> tuple[list[dict], list]:
+    def _batch(self, sources, tasks, inputs, errors, generation_kwargs, selection=None,
+               constrain=None) -> tuple[list[dict], list]:
         """The results of one batch and each image's (width, height) (None where it failed)."""
         out: list[dict | None] = [None] * len(sources)
         sizes: list[tuple | None] = [None] * len(sources)
@@ -226,6 +237,7 @@ class Pipeline:
             sizes[i] = image.size
         if rows:
             several = len(prompts) > len(images)  # the image of several prompts is encoded once
+            generation_kwargs = self._constrained(constrain, [tasks[i] for i, _ in rows], generation_kwargs)
             texts, loc_scores = self.generate_texts(images, prompts, image_rows=image_rows if several else None,
                                                     **generation_kwargs)
             answers: dict[int, list] = {}

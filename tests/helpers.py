@@ -1,6 +1,7 @@
 """Helpers the tests import (``from helpers import ...``: tests/ is on sys.path as pytest's rootdir;
 a name of its own, as every test folder's ``conftest`` is a module named ``conftest``)."""
 import torch
+from pytest import approx
 
 
 def randomize_(model, seed=0):
@@ -64,3 +65,20 @@ def train_tiny(folder, tasks=("<OD>",), scenes: int = 4, steps: int = 120):
         opt.step()
     write_model_folder(model.eval(), tok, folder, image_size=64)
     return samples
+
+
+def same_result(a, b):
+    """Results equal; scores within 1e-5 (a padded batch vs alone changes float sums' order)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            if k == "scores":
+                assert a[k] == approx(b[k], abs=1e-5)
+            else:
+                same_result(a[k], b[k])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            same_result(x, y)
+    else:
+        assert a == b

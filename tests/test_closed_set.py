@@ -54,7 +54,7 @@ def test_a_random_model_writes_only_the_classes_and_whole_boxes(random_pipe, num
     gen = dict(max_new_tokens=60, num_beams=num_beams)
     free, _ = random_pipe.generate_texts([image], [prompt], **gen)
     assert not well_formed(free[0], classes)  # what the constraint is for
-    constrained = random_pipe._closed_set({florence.get_task("<OD>")}, classes, gen)
+    constrained = random_pipe._constrained({"classes": classes}, [florence.get_task("<OD>")], gen)
     texts, _ = random_pipe.generate_texts([image], [prompt], **constrained)
     assert well_formed(texts[0], classes, cut=reached_the_limit(random_pipe, texts[0], 60)), texts[0]
     out = random_pipe(image, "<OD>", classes=classes, **gen)["<OD>"]
@@ -79,7 +79,7 @@ def test_quads_take_eight_location_tokens(random_pipe):
 
     image = Image.fromarray(np.random.default_rng(2).integers(0, 255, (48, 64, 3), dtype=np.uint8))
     task = florence.get_task("<OCR_WITH_REGION>")
-    constrained = random_pipe._closed_set({task}, ["STOP", "EXIT"], dict(max_new_tokens=60, num_beams=1))
+    constrained = random_pipe._constrained({"classes": ["STOP", "EXIT"]}, [task], dict(max_new_tokens=60, num_beams=1))
     texts, _ = random_pipe.generate_texts([image], [task.prompt()], **constrained)
     assert well_formed(texts[0], ["STOP", "EXIT"], locations=8, cut=reached_the_limit(random_pipe, texts[0], 60)), \
         texts[0]

@@ -267,6 +267,7 @@ def test_a_new_output_kind_and_its_task_are_one_file_each(plugin_dir, tiny_folde
     filter, COCO writing) handles it without knowing its keys."""
     from florence.deploy.serve.checks import filter_scores
     from florence.label.filters import MinBoxSize, ScoreThreshold, apply_filters
+    from florence.grammar import count_malformed
     from florence.label.merge import Consensus
     from florence.visualize import draw_result
 
@@ -285,6 +286,11 @@ def test_a_new_output_kind_and_its_task_are_one_file_each(plugin_dir, tiny_folde
     pipe = florence.pipeline(tiny_folder)  # a random model: any output, parsed without raising
     result = pipe(Image.new("RGB", (64, 48), "gray"), "lines", max_new_tokens=12, num_beams=1)
     assert set(result["<LINES>"]) >= {"lines", "labels"}
+    kept, _ = pipe.generate_texts([Image.new("RGB", (64, 48), "gray")], [task.prompt()], max_new_tokens=12,
+                                  num_beams=1, grammars=[task.grammar])  # the kind's own grammar
+    ids = pipe.processor.tokenizer(kept[0].replace("<pad>", ""), add_special_tokens=False)["input_ids"]
+    assert count_malformed(ids, task.grammar, pipe.processor.tokenizer, pipe.processor.location_token_ids)[1:] == \
+        (0, True), kept[0]
 
     drawn = draw_result(Image.new("RGB", size, "white"), {"<LINES>": annotation})
     assert drawn.getpixel((80, 50)) != (255, 255, 255)  # on the line from (10, 20) to (150, 80)

@@ -8,6 +8,7 @@ from PIL import Image
 
 import florence
 from florence.task import Shape, TaskError
+from helpers import same_result
 
 OVD, GROUNDING = "<OPEN_VOCABULARY_DETECTION>", "<CAPTION_TO_PHRASE_GROUNDING>"
 GEN = dict(max_new_tokens=40, num_beams=1)
@@ -21,15 +22,6 @@ def pipe(trained_folder):
 @pytest.fixture(scope="module")
 def scenes(trained_folder):
     return [s["image"] for s in trained_folder[1]]
-
-
-def same(got, want):
-    assert got.keys() == want.keys()
-    for k in got:
-        if k == "scores":
-            assert got[k] == pytest.approx(want[k], abs=1e-5)
-        else:
-            assert got[k] == want[k], k
 
 
 def one_at_a_time(pipe, image, task, queries):
@@ -48,7 +40,7 @@ def test_several_queries_equal_one_call_per_query_merged(pipe, scenes, task):
     queries = ["red triangle", "a blue square", "green circle"]
     want, outs = one_at_a_time(pipe, scenes[0], task, queries)
     got = pipe(scenes[0], task, queries, **GEN)[task]
-    same(got, want)
+    same_result(got, want)
     n = len(florence.get_task(task).regions(got))
     assert n == sum(len(florence.get_task(task).regions(o)) for o in outs)
     if task == OVD:  # the model was trained on it: regions to merge, each with a score
@@ -66,8 +58,8 @@ def test_the_image_is_encoded_once_for_all_its_queries(pipe, scenes):
         assert seen == [2] and len(out) == 2
     finally:
         handle.remove()
-    same(out[1][OVD], pipe(scenes[1], OVD, "green square", **GEN)[OVD])
-    same(out[0][OVD], one_at_a_time(pipe, scenes[0], OVD, ["red triangle", "blue circle"])[0])
+    same_result(out[1][OVD], pipe(scenes[1], OVD, "green square", **GEN)[OVD])
+    same_result(out[0][OVD], one_at_a_time(pipe, scenes[0], OVD, ["red triangle", "blue circle"])[0])
 
 
 def test_tasks_that_take_one_input_refuse_several(pipe, scenes):
@@ -89,4 +81,4 @@ def test_infer_repeats_text_for_several_queries(pipe, scenes, trained_folder, tm
                  "--num-beams", "1", "--dtype", "float32"]) == 0
     got = json.loads(out.read_text())["result"]
     assert got["bboxes"]
-    same(got, pipe(Image.open(tmp_path / "a.png").convert("RGB"), OVD, ["red triangle", "blue circle"], **GEN)[OVD])
+    same_result(got, pipe(Image.open(tmp_path / "a.png").convert("RGB"), OVD, ["red triangle", "blue circle"], **GEN)[OVD])

@@ -42,7 +42,8 @@ class Florence2Model(BaseModel):
             ``vocab_size`` defaults to the tokenizer's size).
         pretrained: a checkpoint folder or hub id to start from instead (either layout).
         tokenizer: see :func:`build_tokenizer_from_cfg` (default: the pretrained folder's).
-        generation: generation arguments for ``mode="predict"`` (default: the checkpoint's).
+        generation: generation arguments for ``mode="predict"`` (default: the checkpoint's);
+            ``grammar=True`` keeps each sample's output to its task's grammar.
         block_location_ngrams: the published n-gram blocking over location tokens (default off).
         location_init: initial location-token embeddings for training from scratch (see
             :func:`location_init_`): ``"sinusoidal"`` or ``"coordinate"``.
@@ -196,9 +197,12 @@ class Florence2Model(BaseModel):
     def predict(self, pixel_values, input_ids, attention_mask, data_samples, model=None):
         """Generate and parse each sample's output; ``model``: another model with the same interface to
         generate with (e.g. :class:`florence.deploy.runtime.OnnxFlorence2`), default the trained one."""
+        generation = dict(self.generation)
+        if generation.pop("grammar", False):  # each sample's task grammar (florence.grammar)
+            generation["grammars"] = [get_task(sample.task).grammar for sample in data_samples]
         texts, scores = generate_texts(self.model if model is None else model, self.processor, pixel_values,
                                        input_ids, attention_mask,
-                                       block_location_ngrams=self.block_location_ngrams, **self.generation)
+                                       block_location_ngrams=self.block_location_ngrams, **generation)
         for sample, text, sc in zip(data_samples, texts, scores):
             sample.text = text
             sample.pred = get_task(sample.task).decode_output(text, sample.image_size, sc)

@@ -28,7 +28,7 @@ built-in tasks are instances of, one file each: text, boxes, quads, polygons, op
 special tokens added to a tokenizer and a model).
 """
 from .annotations import ImageAnnotations, Region, Word
-from .base import QUANTIZER, Shape, Task, TaskError, box_or_text, region_tokens
+from .base import QUANTIZER, Grammar, Shape, Task, TaskError, box_or_text, check_classes, region_tokens
 from .kinds.boxes import BoxTask
 from .kinds.common import WORDS
 from .kinds.open_vocabulary import OpenVocabularyTask
@@ -42,4 +42,4 @@ from .tokens import add_task_tokens
 __all__ = ["ImageAnnotations", "Region", "Word", "Task", "TextTask", "BoxTask", "QuadTask", "PolygonTask",
            "OpenVocabularyTask", "Shape", "TaskError", "TaskRegistry", "REGISTRY",
            "list_tasks", "get_task", "get_metric", "list_metrics", "plugin_errors", "reload_tasks",
-           "add_task_tokens", "box_or_text", "region_tokens", "QUANTIZER", "WORDS"]
+           "add_task_tokens", "box_or_text", "region_tokens", "QUANTIZER", "WORDS", "Grammar", "check_classes"]

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..processing.quantizer import LOC_TOKEN, NUM_BINS, QUANTIZER
 
-__all__ = ["Task", "TaskError", "Shape", "box_or_text", "region_tokens", "QUANTIZER"]
+__all__ = ["Task", "TaskError", "Shape", "Grammar", "check_classes", "box_or_text", "region_tokens", "QUANTIZER"]
 
 class TaskError(ValueError):
     """A task was asked for something it cannot do (unknown task, missing input, bad annotation)."""
@@ -47,6 +47,39 @@ class Shape:
         if len(xy) < 2:
             raise ValueError(f"a {self.kind} without points")
         return [min(xy[0::2]), min(xy[1::2]), max(xy[0::2]), max(xy[1::2])]
+
+
+@dataclass(frozen=True)
+class Grammar:
+    """What a well-formed output of a task is, as decoding can enforce it (``florence.grammar``).
+
+    Attributes:
+        pattern: a regular expression over the output's tokens after ``<s>``, one letter per token:
+            ``T`` text (an ordinary token without ``<``), ``L`` a location token, ``S`` ``<sep>``,
+            ``P`` ``<poly>``, ``Q`` ``</poly>``, ``E`` ``</s>``; e.g. labelled boxes
+            ``(T+(L{4})+)*E``.
+        boxes: runs of location tokens (not after ``<poly>`` or ``<sep>``) are boxes
+            ``x1 y1 x2 y2``, kept to ``x2 >= x1`` and ``y2 >= y1``.
+    """
+    pattern: str
+    boxes: bool = False
+
+
+POLYGON = "(LL){3,}(S(LL){3,})*"  # a polygon: parts of three or more points, separated by <sep>
+
+
+def check_classes(classes) -> list[str]:
+    """``classes`` as a list of stripped strings; ValueError naming what is wrong (not a list of
+    strings, an empty one, one with ``<``, more than 1000)."""
+    if isinstance(classes, str) or not isinstance(classes, (list, tuple)) or \
+            not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"classes must be a list of strings, got {classes!r:.100}")
+    classes = [c.strip() for c in classes]
+    if not classes or not all(classes) or len(classes) > 1000:
+        raise ValueError(f"classes must be up to 1000 non-empty strings, got {classes!r:.100}")
+    if any("<" in c for c in classes):
+        raise ValueError(f"a class must not contain '<' (it starts a special token): {classes!r:.100}")
+    return classes
 
 
 class Task:
@@ -172,9 +205,12 @@ class Task:
         ``scores`` is written when ``output`` has it. A text output comes back unchanged."""
         return output
 
+    # what a well-formed output is (None: anything): the pipeline's decoding keeps to it (grammar=True,
+    # the default; florence.grammar.GrammarLogitsProcessor)
+    grammar: Grammar | None = None
+
     # items written ``label (<loc> x label_locations)+`` (boxes: 4, quads: 8); None: another form. A
-    # task with it can take closed-set labels (pipe(..., classes=[...]): florence.generation's
-    # ClosedSetLabelsLogitsProcessor)
+    # task with it can take closed-set labels (pipe(..., classes=[...]): the labels of its grammar)
     label_locations: int | None = None
 
     # ---- several inputs of one image in one call (several classes or phrases) ----------------------

@@ -183,6 +183,27 @@ def test_the_onnxruntime_backend_takes_several_queries_of_one_image(exported, on
     assert np.allclose(theirs[task].get("scores", []), ours[task].get("scores", []), atol=1e-4)
 
 
+def test_the_onnxruntime_backend_keeps_to_the_task_grammars(exported, onnx_folder, images):
+    """grammar=True through transformers' generate over the ONNX decoder: every task's output
+    well-formed, and the texts the PyTorch model gives with the same grammars."""
+    from florence.grammar import count_malformed
+
+    torch_pipe = florence.pipeline(str(exported[0]))
+    onnx_pipe = florence.pipeline(str(onnx_folder), backend="onnxruntime")
+    tasks = list_tasks()
+    opened = [Image.open(images[k % len(images)]).convert("RGB") for k in range(len(tasks))]
+    prompts = [t.prompt({None: None, "text": TEXT, "region": REGION}[t.input_kind], im.size)
+               for t, im in zip(tasks, opened)]
+    gen = dict(num_beams=1, max_new_tokens=30, grammars=[t.grammar for t in tasks])
+    ours, _ = torch_pipe.generate_texts(opened, prompts, **gen)
+    theirs, _ = onnx_pipe.generate_texts(opened, prompts, **gen)
+    assert theirs == ours
+    tok, loc = onnx_pipe.processor.tokenizer, onnx_pipe.processor.location_token_ids
+    for task, text in zip(tasks, theirs):
+        ids = tok(text.replace("<pad>", ""), add_special_tokens=False)["input_ids"]
+        assert count_malformed(ids, task.grammar, tok, loc)[1:] == (0, True), (task.token, text)
+
+
 def _without_scores(result: dict) -> dict:
     return {token: ({k: v for k, v in r.items() if k != "scores"} if isinstance(r, dict) else r)
             for token, r in result.items()}

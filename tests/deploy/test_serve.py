@@ -21,7 +21,7 @@ pytest.importorskip("litserve", reason="the serve extra is not installed (bash t
 requests = pytest.importorskip("requests")
 
 import florence  # noqa: E402
-from helpers import train_tiny  # noqa: E402
+from helpers import same_result as _same, train_tiny  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 GEN = {"num_beams": 1, "max_new_tokens": 30}
@@ -125,23 +125,6 @@ def _requests(scenes):
             (wide, "<REFERRING_EXPRESSION_SEGMENTATION>", "the red triangle", GEN)]
 
 
-def _same(a, b):
-    """Results equal; scores within 1e-5 (a padded batch vs alone changes float sums' order)."""
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            if k == "scores":
-                assert a[k] == pytest.approx(b[k], abs=1e-5)
-            else:
-                _same(a[k], b[k])
-    elif isinstance(a, list):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _same(x, y)
-    else:
-        assert a == b
-
-
 def _json_request(image, task, text, gen):
     return {"image": _b64(image), "task": task, **({"text": text} if text is not None else {}), **gen}
 
@@ -188,6 +171,14 @@ def test_multipart_upload_score_threshold_and_batch_endpoint(server, od_model, p
                     data={"task": "od", "classes": ",".join(classes), **{k: str(v) for k, v in GEN.items()}})
     assert r.status_code == 200, r.text
     _same(r.json()["result"], pipe(scene, "<OD>", classes=classes, **GEN)["<OD>"])
+    # the task's grammar (JSON true, or "true" in multipart): the pipeline's grammar=True result
+    r = server.post("/v1/predict", json=_json_request(scene, "<OD>", None, {**GEN, "grammar": True}))
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], pipe(scene, "<OD>", grammar=True, **GEN)["<OD>"])
+    r = server.post("/v1/predict", files={"image": ("scene.png", _png(scene), "image/png")},
+                    data={"task": "od", "grammar": "true", **{k: str(v) for k, v in GEN.items()}})
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], pipe(scene, "<OD>", grammar=True, **GEN)["<OD>"])
     # several classes of one image: the pipeline's merged result
     ovd = "<OPEN_VOCABULARY_DETECTION>"
     r = server.post("/v1/predict", json=_json_request(scene, ovd, ["a red square", "circle"], GEN))
@@ -253,7 +244,9 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
     ("<OD>", None, {"nms": 0}, "nms must be a number in (0, 1]"),
     ("<VQA>", ["what?", "why?"], {}, "needs a text input (a string)"),
     ("<CAPTION>", None, {"classes": ["cat"]}, "classes does not apply"),
-    ("<OD>", None, {"classes": ["<loc_1>"]}, "classes must be up to 1000 non-empty strings"),
+    ("<OD>", None, {"classes": ["<loc_1>"]}, "a class must not contain '<'"),
+    ("<OD>", None, {"classes": ["car", " "]}, "classes must be up to 1000 non-empty strings"),
+    ("<OD>", None, {"grammar": "yes"}, "grammar: Input should be a valid boolean"),
     ("<OPEN_VOCABULARY_DETECTION>", ["cat", ""], {}, "a string or a list of strings"),
     ("<CAPTION_TO_PHRASE_GROUNDING>", "a" * 1001, {}, "1001 characters, over the server's limit of 1000"),
 ])

@@ -57,7 +57,7 @@ def test_every_task_through_transformers_gives_florences_results(exported, tmp_p
 
     theirs = transformers_side(folder, requests, tmp_path)
     assert {(r["processor"], r["model"]) for r in theirs} == {("Florence2Processor", "Florence2ForConditionalGeneration")}
-    pipe = florence.pipeline(str(folder), block_location_ngrams=True)
+    pipe = florence.pipeline(str(folder), block_location_ngrams=True, grammar=False)  # the published decoding
     images = [c[0] for c in calls]
     texts, _ = pipe.generate_texts([Image.open(p).convert("RGB") for p in images],
                              [c[1].prompt(c[2], Image.open(c[0]).size) for c in calls], **GENERATE)

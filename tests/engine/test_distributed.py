@@ -207,7 +207,7 @@ def test_deepspeed_config_as_shipped_evaluates_and_resumes_exactly_after_sigkill
 
 @needs_deepspeed
 @pytest.mark.parametrize("native", [True, False])
-def test_deepspeed_bf16_auto_follows_the_hardware(monkeypatch, native):
+def test_deepspeed_bf16_auto_follows_the_hardware(monkeypatch, native, tmp_path):
     """The shipped config's ``bf16=dict(enabled="auto")`` becomes DeepSpeed's bf16 mode exactly where
     bf16 is native (both answers, whatever this CPU is; the log line is checked by the run above)."""
     from florence import hardware
@@ -217,7 +217,7 @@ def test_deepspeed_bf16_auto_follows_the_hardware(monkeypatch, native):
     strategy = dict(load_config(str(ROOT / "configs/florence2/florence2_tiny_synthetic_deepspeed.py")).strategy)
     assert strategy.pop("type") is DeepSpeedStrategy and strategy["bf16"] == {"enabled": "auto"}
     monkeypatch.setattr(hardware, "native_bf16", lambda device="cpu": native)
-    built = DeepSpeedStrategy(**strategy)
+    built = DeepSpeedStrategy(**strategy, work_dir=str(tmp_path))  # its log file goes there
     assert built.config["bf16"] == {"enabled": native}
 
 

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from PIL import Image
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StrictBool
 from starlette.exceptions import HTTPException
 
 GENERATION_OPTIONS = ("num_beams", "max_new_tokens")
@@ -53,6 +53,7 @@ class PredictRequest(BaseModel):
     score_threshold: float | None = None  # keep items scored at least this
     nms: float | None = None  # class-aware NMS at this IoU
     classes: list[str] | None = None  # labels the output may use (detection, grounding, OCR regions)
+    grammar: StrictBool | None = None  # constrain decoding to the task's grammar (the server's default otherwise)
 
 
 class BatchRequest(BaseModel):
@@ -106,6 +107,7 @@ def decode_base64(value: str, what: str) -> bytes:
 def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
     """One checked queue item from a request's fields and image bytes."""
     from ...regions import check_threshold
+    from ...task.base import check_classes
     from ...task import TaskError, box_or_text, get_task
 
     if not fields.get("task"):
@@ -155,10 +157,21 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         if task.label_locations is None:
             raise fail(400, f"{what}: {task.token} does not write 'label + location tokens' items: classes does "
                             "not apply to it")
-        if (not isinstance(classes, list) or not all(isinstance(c, str) and c.strip() and "<" not in c for c in classes)
-                or len(classes) > 1000 or sum(map(len, classes)) > limits.max_text_chars * 10):
-            raise fail(400, f"{what}: classes must be up to 1000 non-empty strings without '<', got {classes!r:.100}")
-        generation["classes"] = tuple(c.strip() for c in classes)
+        try:
+            classes = check_classes(classes)
+        except ValueError as e:
+            raise fail(400, f"{what}: {e}") from None
+        if sum(map(len, classes)) > limits.max_text_chars * 10:
+            raise fail(400, f"{what}: classes are {sum(map(len, classes))} characters, more than this server's "
+                            f"{limits.max_text_chars * 10}")
+        generation["classes"] = tuple(classes)
+    grammar = fields.get("grammar")
+    if grammar not in (None, ""):
+        if isinstance(grammar, str) and grammar.lower() in ("true", "false", "1", "0"):  # multipart
+            grammar = grammar.lower() in ("true", "1")
+        if not isinstance(grammar, bool):
+            raise fail(400, f"{what}: grammar must be true or false, got {grammar!r:.50}")
+        generation["grammar"] = grammar
     selection = {}
     for name, low_open in (("score_threshold", False), ("nms", True)):
         try:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...parsing import parse_boxes
-from ..base import QUANTIZER, Shape, Task
+from ..base import QUANTIZER, Grammar, Shape, Task
 from .common import checked_pairs, random_phrase, random_box, with_scores, put_regions, region_list
 
 
@@ -17,10 +17,15 @@ class BoxTask(Task):
     region_keys = {"box": ("bboxes", "labels")}
     labelled: bool = True
 
+    ignore: frozenset = frozenset()
+
     @property
     def label_locations(self) -> int | None:
         return 4 if self.labelled else None
-    ignore: frozenset = frozenset()
+
+    @property
+    def grammar(self) -> Grammar:
+        return Grammar("(T+(L{4})+)*E" if self.labelled else "(L{4})*E", boxes=True)
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "box", *self.region_keys["box"])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...parsing import parse_boxes, parse_polygons
-from ..base import Shape, Task, TaskError
+from ..base import POLYGON, Grammar, Shape, Task, TaskError
 from .boxes import BoxTask
 from .common import random_phrase, random_box, random_polygon, with_scores, put_regions, region_list
 from .polygons import PolygonTask
@@ -16,6 +16,7 @@ class OpenVocabularyTask(Task):
     output_keys = ("bboxes", "bboxes_labels", "polygons", "polygons_labels")
     region_kinds = ("box", "polygon")
     region_keys = {"box": ("bboxes", "bboxes_labels"), "polygon": ("polygons", "polygons_labels")}
+    grammar = Grammar(f"(T+(L{{4}})+)*E|(T+P{POLYGON}Q)*E", boxes=True)  # boxes or polygons, not both
 
     def regions(self, output) -> list[Shape]:
         """The boxes, or the polygons (an output holds one of the two; both if malformed)."""

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...parsing import parse_polygons
-from ..base import QUANTIZER, Shape, Task, TaskError
+from ..base import POLYGON, QUANTIZER, Grammar, Shape, Task, TaskError
 from .common import (_flat, checked_pairs, random_phrase, random_box, random_polygon, with_scores, put_regions,
                      region_list)
 
@@ -16,6 +16,13 @@ class PolygonTask(Task):
     region_kinds = ("polygon",)
     region_keys = {"polygon": ("polygons", "labels")}
     labelled: bool = False
+
+    @property
+    def grammar(self) -> Grammar:
+        """One polygon, or several each in ``<poly>...</poly>``; labelled: ``label<poly>...</poly>`` items."""
+        if self.labelled:
+            return Grammar(f"(T+P{POLYGON}Q)*E")
+        return Grammar(f"({POLYGON}|(P{POLYGON}Q)+)?E")
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "polygon", *self.region_keys["polygon"])

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...parsing import parse_quads
-from ..base import QUANTIZER, Shape, Task
+from ..base import QUANTIZER, Grammar, Shape, Task
 from .common import checked_pairs, random_phrase, random_box, with_scores, put_regions, region_list
 
 
@@ -13,6 +13,7 @@ class QuadTask(Task):
     region_kinds = ("quad",)
     region_keys = {"quad": ("quad_boxes", "labels")}
     label_locations = 8
+    grammar = Grammar("(T+(L{8})+)*E")
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "quad", *self.region_keys["quad"])

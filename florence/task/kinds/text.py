@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ...parsing import clean_text
-from ..base import Task
+from ..base import Grammar, Task
 from .common import random_phrase, random_box, _text
 
 
@@ -11,6 +11,11 @@ class TextTask(Task):
     string, or a list of reference strings (evaluation against several captions): the first is the
     training target."""
     output_kind = "text"
+
+    @property
+    def grammar(self) -> Grammar:
+        """Text; a region task may end it with a box (the published ``<REGION_TO_CATEGORY>`` does)."""
+        return Grammar("T*(L{4})?E" if self.input_kind == "region" else "T*E", boxes=True)
 
     def encode_target(self, annotation, image_size) -> str:
         if isinstance(annotation, (list, tuple)) and annotation:

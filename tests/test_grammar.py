@@ -1,0 +1,145 @@
+"""Task grammars as decoding constraints (``grammar=True``, the default): every task's targets are in its grammar;
+a random model's constrained outputs are well-formed for every task (greedy and beams, boxes
+ordered, finished before ``max_new_tokens``), where its free outputs are not; a trained model's
+outputs that were already well-formed keep their token ids."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import florence
+from florence.grammar import GrammarLogitsProcessor, count_malformed, output_letters
+from florence.task import Grammar, list_tasks
+
+
+@pytest.fixture(scope="module")
+def random_pipe(tiny_folder):
+    return florence.pipeline(tiny_folder, dtype="float32")
+
+
+def _ids(pipe, text: str) -> list[int]:
+    return pipe.processor.tokenizer(text.replace("<pad>", ""), add_special_tokens=False)["input_ids"]
+
+
+def test_every_tasks_targets_are_in_its_grammar(random_pipe):
+    """The grammar each kind declares accepts what training teaches (random examples of every task):
+    constraining can only remove outputs the model was never taught."""
+    rng = random.Random(0)
+    tok, loc = random_pipe.processor.tokenizer, random_pipe.processor.location_token_ids
+    for task in list_tasks():
+        assert task.grammar is not None, task
+        for _ in range(20):
+            _, annotation = task.example(rng, (640, 480))
+            ids = [tok.bos_token_id, *tok(task.encode_target(annotation, (640, 480)), add_special_tokens=False)
+                   ["input_ids"], tok.eos_token_id]
+            items, bad, whole = count_malformed(ids, task.grammar, tok, loc)
+            assert whole and bad == 0, (task.token, output_letters(ids, tok, loc))
+
+
+def test_malformed_items_are_counted_on_tokens(random_pipe):
+    tok, loc = random_pipe.processor.tokenizer, random_pipe.processor.location_token_ids
+    boxes = florence.get_task("<OD>").grammar
+    ok = _ids(random_pipe, "<s>car<loc_1><loc_2><loc_3><loc_4>dog<loc_5><loc_6><loc_7><loc_8></s>")
+    assert count_malformed(ok, boxes, tok, loc) == (2, 0, True)
+    three = _ids(random_pipe, "<s>car<loc_1><loc_2><loc_3>dog<loc_5><loc_6><loc_7><loc_8></s>")
+    assert count_malformed(three, boxes, tok, loc) == (2, 1, False)
+    backwards = _ids(random_pipe, "<s>car<loc_9><loc_2><loc_3><loc_4></s>")  # x2 < x1
+    assert count_malformed(backwards, boxes, tok, loc) == (1, 1, False)
+    polygon = florence.get_task("<REFERRING_EXPRESSION_SEGMENTATION>").grammar
+    two_points = _ids(random_pipe, "<s><loc_1><loc_2><loc_3><loc_4></s>")
+    assert count_malformed(two_points, polygon, tok, loc)[1:] == (1, False)
+
+
+def _random_image(seed: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (48, 64, 3), dtype=np.uint8))
+
+
+def _inputs(task):
+    return {None: None, "text": "a red square", "region": [4, 4, 40, 30]}[task.input_kind]
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_a_random_models_constrained_outputs_are_well_formed_for_every_task(random_pipe, num_beams):
+    tok, loc = random_pipe.processor.tokenizer, random_pipe.processor.location_token_ids
+    tasks = list_tasks()
+    images = [_random_image(k) for k in range(len(tasks))]
+    prompts = [t.prompt(_inputs(t), im.size) for t, im in zip(tasks, images)]
+    gen = dict(max_new_tokens=30, num_beams=num_beams)
+    free, _ = random_pipe.generate_texts(images, prompts, **gen)
+    constrained, _ = random_pipe.generate_texts(
+        images, prompts, **random_pipe._constrained({"classes": None}, tasks, gen))
+    free_bad = 0
+    for task, a, b in zip(tasks, free, constrained):
+        free_bad += count_malformed(_ids(random_pipe, a), task.grammar, tok, loc)[1]
+        items, bad, whole = count_malformed(_ids(random_pipe, b), task.grammar, tok, loc)
+        assert bad == 0 and whole, (task.token, b)
+    assert free_bad > 0  # what the grammar is for
+
+
+def test_the_pipeline_and_records_take_grammar(random_pipe):
+    """On by default; grammar=False (a pipeline's default or a call's) is the published decoding."""
+    image = _random_image(5)
+    gen = dict(max_new_tokens=30, num_beams=1)
+    kept = random_pipe(image, "<OD>", **gen)
+    assert kept == random_pipe(image, "<OD>", grammar=True, **gen)
+    free = random_pipe(image, "<OD>", grammar=False, **gen)
+    assert free != kept  # this random model's free <OD> output is malformed
+    off = florence.Pipeline(random_pipe.model, random_pipe.processor, grammar=False)
+    assert off(image, "<OD>", **gen) == free
+    assert off(image, "<OD>", grammar=True, **gen) == kept
+    assert next(off.records([image], "<OD>", grammar=True, **gen))["result"] == kept["<OD>"]
+    assert next(random_pipe.records([image], "<OD>", **gen))["result"] == kept["<OD>"]
+
+
+def test_boxes_keep_x2_at_least_x1():
+    """The step mask itself: after x1 = bin 500, bins below 500 are masked for x2; after y1 = 300,
+    below 300 for y2; a label then a box's start is unconstrained in x."""
+    from florence.processing import build_tokenizer
+
+    tok = build_tokenizer(["car"], vocab_size=300)
+    loc = tok.convert_tokens_to_ids([f"<loc_{k}>" for k in range(1000)])
+    proc = GrammarLogitsProcessor(tok, Grammar("(T+(L{4})+)*E", boxes=True), loc)
+    car = tok("car", add_special_tokens=False)["input_ids"]
+    start = [tok.eos_token_id, tok.bos_token_id, *car]
+    vocab = len(tok)
+
+    def allowed(row):
+        out = proc(torch.tensor([row]), torch.zeros(1, vocab))[0]
+        return {k for k, t in enumerate(loc) if out[t] == 0}
+
+    assert allowed(start) == set(range(1000))
+    assert allowed(start + [loc[500]]) == set(range(1000))
+    assert allowed(start + [loc[500], loc[300]]) == set(range(500, 1000))
+    assert allowed(start + [loc[500], loc[300], loc[700]]) == set(range(300, 1000))
+    assert allowed(start + [loc[500], loc[300], loc[700], loc[400]]) == set(range(1000))  # a next box
+
+
+def test_a_row_before_bos_and_a_task_without_grammar_are_free(random_pipe):
+    tok, loc = random_pipe.processor.tokenizer, random_pipe.processor.location_token_ids
+    proc = GrammarLogitsProcessor(tok, [None, florence.get_task("<OD>").grammar], loc)
+    scores = torch.zeros(2, len(tok))
+    out = proc(torch.tensor([[tok.eos_token_id, tok.bos_token_id], [tok.eos_token_id, tok.bos_token_id]]), scores)
+    assert torch.isfinite(out[0]).all() and not torch.isfinite(out[1]).all()
+    out = proc(torch.tensor([[tok.eos_token_id], [tok.eos_token_id]]), scores)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_a_trained_models_well_formed_outputs_keep_their_token_ids(trained_folder, num_beams):
+    """The trained tiny model (OD and open-vocabulary detection on its scenes): with the grammar on,
+    the same generated texts (token for token) for every one of its outputs that was well-formed."""
+    pipe = florence.pipeline(trained_folder[0], dtype="float32")
+    tok, loc = pipe.processor.tokenizer, pipe.processor.location_token_ids
+    samples = trained_folder[1]
+    tasks = [florence.get_task(s["task"]) for s in samples] + [florence.get_task("<OD>")] * len(samples)
+    images = [s["image"] for s in samples] * 2
+    inputs = [s["text_input"] for s in samples] + [None] * len(samples)
+    prompts = [t.prompt(x, im.size) for t, x, im in zip(tasks, inputs, images)]
+    gen = dict(max_new_tokens=40, num_beams=num_beams)
+    free, _ = pipe.generate_texts(images, prompts, **gen)
+    kept, _ = pipe.generate_texts(images, prompts, **pipe._constrained({"classes": None}, tasks, gen))
+    well = [count_malformed(_ids(pipe, t), task.grammar, tok, loc)[2] for t, task in zip(free, tasks)]
+    assert sum(well) >= len(free) - 1, free
+    assert [k for k, w in zip(kept, well) if w] == [f for f, w in zip(free, well) if w]
