@@ -282,17 +282,22 @@ def ClosedSetLabelsLogitsProcessor(tokenizer, classes, location_ids, locations: 
                                    max_new_tokens: int | None = None) -> GrammarLogitsProcessor:
     """Items ``label (<loc> x locations)+`` whose every label is one of ``classes``, then ``</s>``
     (boxes: 4 locations, ordered; quads: 8): a :class:`GrammarLogitsProcessor`."""
-    grammar = Grammar(f"(T+(L{{{int(locations)}}})+)*E", boxes=int(locations) == 4)
+    grammar = Grammar(f"(T+(L{{{int(locations)}}})+)*E", boxes=int(locations) == 4, item_locations=int(locations))
     return GrammarLogitsProcessor(tokenizer, grammar, location_ids, classes=classes, max_new_tokens=max_new_tokens)
 
 
+def token_letters(ids, tokenizer, location_ids) -> str:
+    """One letter per token of ``ids`` (``?``: a token of no letter)."""
+    letter_of = _letters(tokenizer, tuple(int(i) for i in location_ids))
+    return "".join(letter_of.get(int(i), "?") for i in ids)
+
+
 def output_letters(ids, tokenizer, location_ids) -> str:
-    """The letters of a generated sequence's tokens after ``<s>`` (``?``: a token of no letter)."""
+    """The letters of a generated sequence's tokens after ``<s>``, padding left out."""
     ids = [int(i) for i in ids]
     if tokenizer.bos_token_id in ids:
         ids = ids[ids.index(tokenizer.bos_token_id) + 1:]
-    letter_of = _letters(tokenizer, tuple(int(i) for i in location_ids))
-    return "".join(letter_of.get(i, "?") for i in ids if i != tokenizer.pad_token_id)
+    return token_letters([i for i in ids if i != tokenizer.pad_token_id], tokenizer, location_ids)
 
 
 def _ordered(letters: str, bins: list) -> bool:

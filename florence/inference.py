@@ -90,8 +90,10 @@ class Pipeline:
         block_location_ngrams: ``False`` (default) applies ``no_repeat_ngram_size`` to text only;
             ``True`` restores the published behaviour of blocking repeated location-token n-grams
             too (which turns boxes sharing coordinates into wrong boxes).
-        scores: compute per-item scores for location outputs (exp of the mean log-probability of
-            an item's location tokens; one extra teacher-forced decoder pass per batch).
+        scores: compute per-item scores for location outputs: the probability of the item's label
+            times that of its coordinates within a quarter of its size
+            (:func:`florence.generation.location_scores`; one extra teacher-forced decoder pass per
+            batch).
         generation: defaults for ``model.generate`` (the checkpoint's otherwise: 3 beams, up to
             1024 new tokens, no_repeat_ngram_size=3).
         score_threshold: drop the regions of location outputs scored below this (default None: keep
@@ -200,10 +202,11 @@ class Pipeline:
         return {"classes": classes}
 
     def _constrained(self, constrain: dict | None, row_tasks: list, generation_kwargs: dict) -> dict:
-        """``generation_kwargs`` keeping rows of ``row_tasks`` (one per prompt) to their grammars (with
-        the call's classes), when the call is constrained."""
+        """``generation_kwargs`` with the grammars of ``row_tasks`` (one per prompt: how their items'
+        scores are read), which decoding keeps to (with the call's classes) when the call is
+        constrained."""
         if constrain is None:
-            return generation_kwargs
+            return {**generation_kwargs, "grammars": [t.grammar for t in row_tasks], "constrain": False}
         return {**generation_kwargs, "grammars": [t.grammar for t in row_tasks], "classes": constrain["classes"]}
 
     def _selection(self, score_threshold, nms) -> dict:

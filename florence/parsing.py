@@ -5,9 +5,10 @@ Parsers never raise on malformed text: a truncated or garbled tail, out-of-range
 (N >= 1000) or stray tokens just yield fewer items. Coordinates are pixels of the original image
 at bin centres (floats; the transformers port truncates them to int).
 
-``scores``, where given, holds one log-probability per ``<loc_N>`` token of the text, in order
-(the pipeline computes them); an item's score is exp(mean log-probability of its location
-tokens). Scores whose count does not match the text's location tokens are ignored.
+``scores``, where given, holds one log-score per ``<loc_N>`` token of the text, in order (the
+pipeline computes them: :func:`florence.generation.location_scores`); an item's score is the exp of
+the mean over its location tokens. Scores whose count does not match the text's location tokens
+are ignored.
 
 The rules follow the published post-processing:
 

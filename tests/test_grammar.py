@@ -143,3 +143,59 @@ def test_a_trained_models_well_formed_outputs_keep_their_token_ids(trained_folde
     well = [count_malformed(_ids(pipe, t), task.grammar, tok, loc)[2] for t, task in zip(free, tasks)]
     assert sum(well) >= len(free) - 1, free
     assert [k for k, w in zip(kept, well) if w] == [f for f, w in zip(free, well) if w]
+
+
+def test_item_scores_are_label_probability_times_location_mass(random_pipe):
+    """location_scores on a row with known distributions: a labelled box scores P(label) times the
+    geometric mean of each coordinate's mass within a quarter of the box's width (x) or height (y);
+    a quad's eight tokens are one item; a polygon's parts across <sep> are one item."""
+    import math
+
+    from florence.generation import location_scores
+
+    tok, loc = random_pipe.processor.tokenizer, random_pipe.processor.location_token_ids
+    label = tok("car", add_special_tokens=False)["input_ids"]
+    uniform = torch.full((1000,), -math.log(1000))
+
+    def scored(text_ids, label_probs, task, size=(1000, 1000)):
+        ids = [tok.eos_token_id, tok.bos_token_id, *text_ids, tok.eos_token_id][1:]  # after the decoder start
+        log_probs = torch.zeros(len(ids))
+        for k, p in zip(range(1, 1 + len(label_probs)), label_probs):
+            log_probs[k] = math.log(p)
+        values = location_scores(ids, log_probs, uniform.expand(len(ids), 1000), tok, loc, task.grammar)
+        text = tok.decode([tok.bos_token_id, *text_ids, tok.eos_token_id])
+        return task.regions(task.decode_output(text, size, values))
+
+    box = [loc[100], loc[200], loc[300], loc[260]]  # 200 bins wide, 60 high: windows 50 and 15
+    got = scored(label + box, [0.8] + [0.5] * (len(label) - 1), florence.get_task("<OD>"))
+    label_p = math.exp(np.mean([math.log(0.8)] + [math.log(0.5)] * (len(label) - 1)))
+    assert got[0].score == pytest.approx(label_p * math.sqrt(101 / 1000 * 31 / 1000), rel=1e-5)
+    quad = [loc[b] for b in (100, 200, 300, 200, 300, 260, 100, 260)]
+    got = scored(label + quad, [0.9] * len(label), florence.get_task("<OCR_WITH_REGION>"))
+    assert len(got) == 1 and got[0].score == pytest.approx(0.9 * math.sqrt(101 / 1000 * 31 / 1000), rel=1e-5)
+    sep = tok.convert_tokens_to_ids("<sep>")
+    part = [loc[b] for b in (100, 100, 300, 100, 200, 300)]  # 200 x 200: windows 50
+    got = scored(part + [sep] + part, [], florence.get_task("<REFERRING_EXPRESSION_SEGMENTATION>"))
+    assert len(got) == 1 and got[0].score == pytest.approx(101 / 1000, rel=1e-5)
+    # malformed rows (a random model's, decoded without the grammar): a second <s>, padding, a lone
+    # location token: one value per location token, no error
+    ids = [tok.bos_token_id, *label, tok.bos_token_id, *box, loc[7], tok.pad_token_id, *box, tok.eos_token_id]
+    values = location_scores(ids, torch.zeros(len(ids)), uniform.expand(len(ids), 1000), tok, loc,
+                             florence.get_task("<OD>").grammar)
+    assert len(values) == 9 and all(v <= 0 for v in values)
+
+
+def test_a_trained_models_right_boxes_score_high(trained_folder):
+    """What a user reads a score as: boxes that match a ground-truth box of their label score well
+    above the data engine's default threshold (0.3), which a box's location-token probability alone
+    never reached."""
+    from florence.evaluation.functions import box_iou
+
+    pipe = florence.pipeline(trained_folder[0], dtype="float32")
+    right = []
+    for sample in [s for s in trained_folder[1] if s["task"] == "<OD>"]:
+        out = pipe(sample["image"], "<OD>", max_new_tokens=40, num_beams=1)["<OD>"]
+        truth = list(zip(sample["annotation"]["bboxes"], sample["annotation"]["labels"]))
+        right += [s for b, label, s in zip(out["bboxes"], out["labels"], out["scores"])
+                  if any(label == t and box_iou(b, g) >= 0.5 for g, t in truth)]
+    assert len(right) >= 4 and min(right) > 0.3, right

@@ -198,8 +198,10 @@ class Florence2Model(BaseModel):
         """Generate and parse each sample's output; ``model``: another model with the same interface to
         generate with (e.g. :class:`florence.deploy.runtime.OnnxFlorence2`), default the trained one."""
         generation = dict(self.generation)
-        if generation.pop("grammar", False):  # each sample's task grammar (florence.grammar)
-            generation["grammars"] = [get_task(sample.task).grammar for sample in data_samples]
+        # each sample's task grammar: how its items' scores are read, and with grammar=True what
+        # decoding keeps to (florence.grammar)
+        generation["constrain"] = bool(generation.pop("grammar", False))
+        generation["grammars"] = [get_task(sample.task).grammar for sample in data_samples]
         texts, scores = generate_texts(self.model if model is None else model, self.processor, pixel_values,
                                        input_ids, attention_mask,
                                        block_location_ngrams=self.block_location_ngrams, **generation)

@@ -60,9 +60,13 @@ class Grammar:
             ``(T+(L{4})+)*E``.
         boxes: runs of location tokens (not after ``<poly>`` or ``<sep>``) are boxes
             ``x1 y1 x2 y2``, kept to ``x2 >= x1`` and ``y2 >= y1``.
+        item_locations: location tokens per item (boxes 4, quads 8; None: an item is every location
+            token up to the next marker that is not ``<sep>``, as a polygon's); a run after ``<poly>``
+            or ``<sep>`` is always a polygon's. Item scores group location tokens by it.
     """
     pattern: str
     boxes: bool = False
+    item_locations: int | None = 4
 
 
 POLYGON = "(LL){3,}(S(LL){3,})*"  # a polygon: parts of three or more points, separated by <sep>
@@ -176,7 +180,7 @@ class Task:
 
     def decode_output(self, text: str, image_size, scores=None):
         """Generated text (special tokens kept) -> the published output format. ``scores``: one
-        log-probability per ``<loc_N>`` token of ``text``, in order (see ``florence.parsing``).
+        log-score per ``<loc_N>`` token of ``text``, in order (see ``florence.parsing``).
         Never raises on malformed text: returns what can be parsed."""
         raise NotImplementedError
 

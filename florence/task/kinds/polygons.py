@@ -21,8 +21,8 @@ class PolygonTask(Task):
     def grammar(self) -> Grammar:
         """One polygon, or several each in ``<poly>...</poly>``; labelled: ``label<poly>...</poly>`` items."""
         if self.labelled:
-            return Grammar(f"(T+P{POLYGON}Q)*E")
-        return Grammar(f"({POLYGON}|(P{POLYGON}Q)+)?E")
+            return Grammar(f"(T+P{POLYGON}Q)*E", item_locations=None)
+        return Grammar(f"({POLYGON}|(P{POLYGON}Q)+)?E", item_locations=None)
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "polygon", *self.region_keys["polygon"])
