@@ -107,10 +107,10 @@ def generate_texts(model, processor, pixel_values, input_ids, attention_mask=Non
         return texts, [None] * len(texts)
     # (B, T - 1) and (B, T - 1, bins): scoring ids[:, 1:]
     log_probs, over_bins = sequence_log_probs(model, encoded, ids, location_ids=loc_ids)
-    rows = ids.shape[0]
+    rows, grammars = ids.shape[0], None if grammars is None else list(grammars)
     out = []
     for r in range(rows):
-        grammar = None if grammars is None else list(grammars)[r * len(grammars) // rows]
+        grammar = None if grammars is None else grammars[r * len(grammars) // rows]
         out.append(location_scores(ids[r, 1:].tolist(), log_probs[r].float().cpu(), over_bins[r].float().cpu(),
                                    processor.tokenizer, loc_ids, grammar))
     return texts, out
@@ -137,7 +137,8 @@ def location_scores(ids: list, log_probs: torch.Tensor, over_bins: torch.Tensor,
     from .grammar import token_letters
 
     loc = [int(i) for i in location_ids]
-    is_loc = [i in set(loc) for i in ids]
+    loc_set = set(loc)
+    is_loc = [i in loc_set for i in ids]
     if grammar is None:
         return [float(log_probs[t]) for t, hit in enumerate(is_loc) if hit]
     bin_of = {t: k for k, t in enumerate(loc)}

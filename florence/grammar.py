@@ -292,12 +292,17 @@ def token_letters(ids, tokenizer, location_ids) -> str:
     return "".join(letter_of.get(int(i), "?") for i in ids)
 
 
-def output_letters(ids, tokenizer, location_ids) -> str:
-    """The letters of a generated sequence's tokens after ``<s>``, padding left out."""
+def _output_ids(ids, tokenizer) -> list[int]:
+    """A generated sequence's tokens after ``<s>``, padding left out."""
     ids = [int(i) for i in ids]
     if tokenizer.bos_token_id in ids:
         ids = ids[ids.index(tokenizer.bos_token_id) + 1:]
-    return token_letters([i for i in ids if i != tokenizer.pad_token_id], tokenizer, location_ids)
+    return [i for i in ids if i != tokenizer.pad_token_id]
+
+
+def output_letters(ids, tokenizer, location_ids) -> str:
+    """The letters of a generated sequence's tokens after ``<s>``, padding left out."""
+    return token_letters(_output_ids(ids, tokenizer), tokenizer, location_ids)
 
 
 def _ordered(letters: str, bins: list) -> bool:
@@ -316,11 +321,8 @@ def count_malformed(ids, grammar: Grammar, tokenizer, location_ids) -> tuple[int
     tokens: items begin where a label (a run of text tokens) or a ``<poly>`` begins, or every four
     location tokens in an output of boxes without labels; an item is well-formed when it alone,
     then ``</s>``, is a well-formed output (and its boxes are ordered)."""
-    letters = output_letters(ids, tokenizer, location_ids)
-    ids = [int(i) for i in ids]
-    if tokenizer.bos_token_id in ids:
-        ids = ids[ids.index(tokenizer.bos_token_id) + 1:]
-    ids = [i for i in ids if i != tokenizer.pad_token_id]
+    ids = _output_ids(ids, tokenizer)
+    letters = token_letters(ids, tokenizer, location_ids)
     bin_of = {int(t): k for k, t in enumerate(location_ids)}
     bins = [bin_of.get(i, -1) for i in ids]
     pattern = regex.compile(grammar.pattern)
