@@ -3,7 +3,7 @@
     florence train CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options K=V ...]
     florence test CONFIG CHECKPOINT [--out metrics.json] [--work-dir DIR] [--cfg-options K=V ...]
     florence infer IMAGES... --model MODEL --task TASK [--text TEXT] --out results.jsonl [--vis DIR]
-                   [--score-threshold S] [--nms IOU]
+                   [--score-threshold S] [--nms IOU] [--tile SIZE [--tile-overlap F]]
     florence export CONFIG CHECKPOINT OUT_DIR [--layout native|microsoft] [--format safetensors|onnx]
     florence export --model MODEL OUT_DIR --format onnx [--dtype fp16] [--quantize int8]
     florence label IMAGES... --model MODEL --task TASK... --out DIR      # the data engine
@@ -143,6 +143,11 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--grammar", action=argparse.BooleanOptionalAction, default=True,
                        help="keep decoding to the task's grammar (default): whole boxes with x2 >= x1, polygons of "
                             "3+ points, no location tokens in text; --no-grammar: the published decoding")
+    infer.add_argument("--tile", type=int, default=None, metavar="SIZE",
+                       help="read large images in SIZE x SIZE pixel tiles plus the whole image, regions merged "
+                            "(location tasks and <OCR>; default: the whole image only)")
+    infer.add_argument("--tile-overlap", type=float, default=0.2, metavar="F",
+                       help="how much neighbouring tiles overlap, as a fraction of SIZE (default 0.2)")
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
     infer.add_argument("--no-accelerate", "--plain", dest="plain", action="store_true",
@@ -327,6 +332,14 @@ def _infer(args) -> int:
 
     task = get_task(args.task)  # fail before loading the model
     selection = {"score_threshold": args.score_threshold, "nms": args.nms}
+    tile = None
+    if args.tile is not None:
+        from .tiling import check_tiling, tiled_task
+
+        try:
+            tile, _ = check_tiling(dict(size=args.tile, overlap=args.tile_overlap)), tiled_task(task)
+        except ValueError as e:
+            raise SystemExit(f"florence infer: --tile/--tile-overlap: {e}") from None
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     sources = image_files(args.images)
     if args.backend == "onnxruntime":
@@ -350,7 +363,7 @@ def _infer(args) -> int:
     texts = args.text or []
     text_input = None if not texts else box_or_text(texts[0]) if len(texts) == 1 else list(texts)
     records = pipe.records(sources, task, text_input, batch_size=args.batch_size, classes=classes,
-                           grammar=args.grammar, **selection, **gen)
+                           grammar=args.grammar, tile=tile, **selection, **gen)
     with open(out, "w", encoding="utf-8") as f, tqdm(total=len(sources), unit="img", desc=task.token) as bar:
         for k, record in enumerate(records):
             f.write(json.dumps(record) + "\n")

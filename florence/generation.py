@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from .grammar import ClosedSetLabelsLogitsProcessor, GrammarLogitsProcessor  # noqa: F401  (their home, once)
+from .grammar import ClosedSetLabelsLogitsProcessor, Grammar, GrammarLogitsProcessor  # noqa: F401  (their home, once)
 
 __all__ = ["TextNoRepeatNGramLogitsProcessor", "GrammarLogitsProcessor", "ClosedSetLabelsLogitsProcessor",
            "generate_texts", "sequence_log_probs", "location_scores", "SCORE_WINDOW"]
@@ -83,8 +83,10 @@ def generate_texts(model, processor, pixel_values, input_ids, attention_mask=Non
         config = model.generation_config
         limit = kwargs.get("max_new_tokens") or (kwargs["max_length"] - 1 if kwargs.get("max_length") else None) \
             or config.max_new_tokens or config.max_length - 1
-        constraint = GrammarLogitsProcessor(processor.tokenizer, grammars, loc_ids, classes=classes,
-                                            max_new_tokens=limit)
+        listed = [grammars] if isinstance(grammars, Grammar) else list(grammars)
+        per_row = [listed[r * len(listed) // len(input_ids)] for r in range(len(input_ids))]
+        constraint = GrammarLogitsProcessor(processor.tokenizer, per_row, loc_ids, classes=classes,
+                                            max_new_tokens=limit, regions=_regions(per_row, input_ids, loc_ids))
         kwargs["logits_processor"] = LogitsProcessorList(
             [constraint.recorder(), *kwargs.get("logits_processor", []), constraint])
     elif classes is not None:
@@ -114,6 +116,19 @@ def generate_texts(model, processor, pixel_values, input_ids, attention_mask=Non
         out.append(location_scores(ids[r, 1:].tolist(), log_probs[r].float().cpu(), over_bins[r].float().cpu(),
                                    processor.tokenizer, loc_ids, grammar))
     return texts, out
+
+
+def _regions(grammars: list, input_ids, location_ids) -> list | None:
+    """Per prompt row (``grammars``: one per row), the bins of its region input (its first four
+    location tokens) where its grammar keeps inside it; None elsewhere, and when no grammar does."""
+    if not any(g is not None and g.inside for g in grammars):
+        return None
+    bin_of = {int(t): k for k, t in enumerate(location_ids)}
+    out = []
+    for g, row in zip(grammars, input_ids.tolist()):
+        bins = [bin_of[t] for t in row if t in bin_of][:4]
+        out.append(tuple(bins) if g is not None and g.inside and len(bins) == 4 else None)
+    return out
 
 
 SCORE_WINDOW = 0.25  # location mass counted within this share of the item's width (x) or height (y)

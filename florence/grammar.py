@@ -18,6 +18,8 @@ its grammar. It also keeps
 
 * boxes ordered (``Grammar(boxes=True)``): a box's x2 and y2 location tokens are at least its x1
   and y1 (a run of location tokens not after ``<poly>`` / ``<sep>`` is boxes);
+* the mask of a region inside the region (``Grammar(inside=True)``): each x location token
+  within the prompt's region's x1..x2 bins, each y within y1..y2;
 * labels in a closed set (``classes=``): a token trie over the classes' tokenisations decides the
   text tokens of every label, and a label ends only where a class does;
 * the output inside ``max_new_tokens``: near the end, an item is started only if it can be
@@ -137,6 +139,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
         location_ids: the ids of ``<loc_0>`` ... ``<loc_999>``, in bin order.
         classes: labels every text run of a labelled item must be one of (None: free text).
         max_new_tokens: the generation's limit, to finish items before it (None: not known).
+        regions: per prompt, the location bins ``(x1, y1, x2, y2)`` of its region input, which
+            the locations of a grammar with ``inside=True`` keep within (None: no region).
 
     It runs after the other processors. Where they banned every token the grammar allows (the
     n-gram rule on a label of three or more tokens seen before), the allowed tokens get back the
@@ -144,7 +148,8 @@ class GrammarLogitsProcessor(LogitsProcessor):
     runs first). A row with nothing allowed even then stays as the other processors made it.
     """
 
-    def __init__(self, tokenizer, grammars, location_ids, classes=None, max_new_tokens: int | None = None):
+    def __init__(self, tokenizer, grammars, location_ids, classes=None, max_new_tokens: int | None = None,
+                 regions=None):
         self.bos, self.eos = tokenizer.bos_token_id, tokenizer.eos_token_id
         self.loc = [int(i) for i in location_ids]
         self.letter_of = _letters(tokenizer, tuple(self.loc))
@@ -162,6 +167,9 @@ class GrammarLogitsProcessor(LogitsProcessor):
         grammars = [grammars] if isinstance(grammars, Grammar) else list(grammars)
         machines = {g: None if g is None else _Machine(g, self) for g in set(grammars)}
         self.machines = [machines[g] for g in grammars]
+        self.regions = [None] * len(grammars) if regions is None else list(regions)
+        if len(self.regions) != len(grammars):
+            raise ValueError(f"{len(grammars)} grammars but {len(self.regions)} regions: give one per prompt")
         self._masks: dict = {}
         self._before: torch.Tensor | None = None
 
@@ -202,8 +210,10 @@ class GrammarLogitsProcessor(LogitsProcessor):
             self._depth[id(node)] = got
         return got
 
-    def allowed(self, machine: _Machine, state: _State, row: tuple, vocab: int, device) -> torch.Tensor:
-        """(vocab,) True where the grammar allows the token after ``row`` (in ``state``)."""
+    def allowed(self, machine: _Machine, state: _State, row: tuple, vocab: int, device,
+                region=None) -> torch.Tensor:
+        """(vocab,) True where the grammar allows the token after ``row`` (in ``state``), inside
+        ``region`` (bins x1, y1, x2, y2) when the grammar keeps to one."""
         text = state.letters
         letters = machine.letters(text)
         in_label = self.trie is not None and text[-1:] == "T"
@@ -234,17 +244,25 @@ class GrammarLogitsProcessor(LogitsProcessor):
             if run % 4 in (2, 3) and low:  # x2 >= x1, y2 >= y1
                 mask = mask.clone()
                 mask[torch.as_tensor(self.loc[:low], device=device)] = False
+        if "L" in letters and machine.grammar.inside and region is not None:
+            run = len(text) - len(text.rstrip("L"))  # locations alternate x, y from a run's start
+            low, high = (region[0], region[2]) if run % 2 == 0 else (region[1], region[3])
+            outside = self.loc[:low] + self.loc[high + 1:]
+            if outside:
+                mask = mask.clone()
+                mask[torch.as_tensor(outside, device=device)] = False
         return mask
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         vocab, rows = scores.shape[-1], input_ids.shape[0]
         masks = []
         for r, row in enumerate(input_ids.tolist()):
-            machine = self.machines[r * len(self.machines) // rows]  # beams follow their prompt
+            prompt = r * len(self.machines) // rows  # beams follow their prompt
+            machine = self.machines[prompt]
             row = tuple(row)
             state = None if machine is None else machine.state(row)
             masks.append(torch.ones(vocab, dtype=torch.bool, device=scores.device) if state is None
-                         else self.allowed(machine, state, row, vocab, scores.device))
+                         else self.allowed(machine, state, row, vocab, scores.device, self.regions[prompt]))
         allowed = torch.stack(masks)
         possible = (torch.isfinite(scores) & allowed).any(-1)
         before = self._before
@@ -281,8 +299,10 @@ def _letters(tokenizer, location_ids: tuple) -> dict[int, str]:
 def ClosedSetLabelsLogitsProcessor(tokenizer, classes, location_ids, locations: int = 4,
                                    max_new_tokens: int | None = None) -> GrammarLogitsProcessor:
     """Items ``label (<loc> x locations)+`` whose every label is one of ``classes``, then ``</s>``
-    (boxes: 4 locations, ordered; quads: 8): a :class:`GrammarLogitsProcessor`."""
-    grammar = Grammar(f"(T+(L{{{int(locations)}}})+)*E", boxes=int(locations) == 4, item_locations=int(locations))
+    (boxes: 4 locations, ordered, several per label; quads: 8, one per label): a
+    :class:`GrammarLogitsProcessor`."""
+    n = int(locations)  # several boxes may share a label; a quad is one text line's
+    grammar = Grammar("(T+(L{4})+)*E" if n == 4 else f"(T+L{{{n}}})*E", boxes=n == 4, item_locations=n)
     return GrammarLogitsProcessor(tokenizer, grammar, location_ids, classes=classes, max_new_tokens=max_new_tokens)
 
 

@@ -26,6 +26,7 @@ from .processing import Florence2Processor
 from .processing.image import expand_images, image_files, load_image
 from .regions import check_threshold, select
 from .task import Task, TaskError, add_task_tokens, check_classes, get_task
+from .tiling import check_tiling, merge, shifted, tiled_task, windows
 
 __all__ = ["Pipeline", "pipeline", "expand_images"]
 
@@ -124,7 +125,7 @@ class Pipeline:
         add_task_tokens(self.model, processor.tokenizer)
 
     def __call__(self, images, task, text_input=None, batch_size: int = 8, errors: str = "raise",
-                 progress=None, score_threshold=..., nms=..., classes=None, grammar=...,
+                 progress=None, score_threshold=..., nms=..., classes=None, grammar=..., tile=None,
                  **generation_kwargs):
         """One result per image: ``{task_token: output}`` in the task's published format.
 
@@ -142,6 +143,10 @@ class Pipeline:
                 is constrained to the task's grammar with these labels
                 (:class:`florence.grammar.GrammarLogitsProcessor`). One task per call then.
             grammar: constrain decoding to each task's grammar (default: the pipeline's).
+            tile: read large images in tiles (:mod:`florence.tiling`): a tile size in pixels, or
+                ``dict(size=768, overlap=0.2)``; each image's tiles and the whole image resized run
+                in batches of ``batch_size`` and their regions are merged. For tasks that locate
+                things in the whole image, and ``<OCR>`` (read from ``<OCR_WITH_REGION>``'s lines).
             generation_kwargs: transformers generation arguments (num_beams, max_new_tokens, ...).
         """
         if errors not in ("raise", "record"):
@@ -150,11 +155,20 @@ class Pipeline:
         sources, single = expand_images(images)
         n = len(sources)
         tasks = [get_task(t) for t in _per_image(task, n, "tasks", lambda v: isinstance(v, (str, Task)))]
-        constrain = self._constrain(set(tasks), classes, grammar)
+        tiling = check_tiling(tile)
+        constrain = self._constrain({tiled_task(t) for t in tasks} if tiling else set(tasks), classes, grammar)
         if single and _is_several(text_input):  # several classes or phrases of one image
             inputs = [list(text_input)]
         else:
             inputs = _per_image(text_input, n, "text inputs", lambda v: _is_single_input(v) and not _is_several(v))
+        if tiling:
+            results = []
+            for src, t, text in zip(sources, tasks, inputs):
+                results.append(self._tiled(src, t, text, tiling, errors, generation_kwargs, selection, constrain,
+                                           batch_size)[0])
+                if progress is not None:
+                    progress(1)
+            return results[0] if single else results
         results = []
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -165,21 +179,27 @@ class Pipeline:
         return results[0] if single else results
 
     def records(self, images, task, text_input=None, batch_size: int = 8, score_threshold=..., nms=...,
-                classes=None, grammar=..., **generation_kwargs):
+                classes=None, grammar=..., tile=None, **generation_kwargs):
         """Yield one JSON-ready record per image, in order, as each batch finishes (``florence
         infer`` writes them as JSON Lines): ``{"image", "width", "height", "task", "result"}``, or
         ``{"image", "error"}`` for an image that could not be read (the others go on). ``images``:
         files, folders or image objects (``"image"`` is then the source's text); ``task`` and
-        ``text_input`` (and ``score_threshold``, ``nms``, ``classes``, ``grammar``) as for calling the
-        pipeline, one for all images."""
+        ``text_input`` (and ``score_threshold``, ``nms``, ``classes``, ``grammar``, ``tile``) as for
+        calling the pipeline, one for all images."""
         selection = self._selection(score_threshold, nms)
         sources = image_files(images if isinstance(images, (list, tuple)) else [images])
         task = get_task(task)
-        constrain = self._constrain({task}, classes, grammar)
-        for start in range(0, len(sources), batch_size):
-            chunk = sources[start:start + batch_size]
-            out, sizes = self._batch(chunk, [task] * len(chunk), [text_input] * len(chunk), "record",
-                                     generation_kwargs, selection, constrain)
+        tiling = check_tiling(tile)
+        constrain = self._constrain({tiled_task(task) if tiling else task}, classes, grammar)
+        for start in range(0, len(sources), 1 if tiling else batch_size):
+            chunk = sources[start:start + (1 if tiling else batch_size)]
+            if tiling:
+                result, size = self._tiled(chunk[0], task, text_input, tiling, "record", generation_kwargs,
+                                           selection, constrain, batch_size)
+                out, sizes = [result], [size]
+            else:
+                out, sizes = self._batch(chunk, [task] * len(chunk), [text_input] * len(chunk), "record",
+                                         generation_kwargs, selection, constrain)
             for src, result, size in zip(chunk, out, sizes):
                 name = str(src) if isinstance(src, (str, os.PathLike)) else _name(src)
                 yield {"image": name, **result} if size is None else \
@@ -251,6 +271,34 @@ class Pipeline:
                 result = got[0][1] if got[0][0] is None else task.merge([o for _, o in got], [q for q, _ in got])
                 out[i] = {task.token: select(result, task, **(selection or {}))}
         return out, sizes
+
+    def _tiled(self, src, task, text_input, tiling, errors, generation_kwargs, selection, constrain,
+               batch_size) -> tuple[dict, tuple | None]:
+        """One image's result read in tiles (:mod:`florence.tiling`) and its (width, height) (None
+        where it could not be read)."""
+        run = tiled_task(task)
+        try:
+            image = load_image(src)
+        except (OSError, ValueError) as e:
+            if errors == "raise":
+                raise
+            return {"error": f"{_name(src)}: {e}"}, None
+        boxes = windows(image.size, tiling)
+        if tiling.whole and len(boxes) > 1:
+            boxes.append(None)
+        crops = [image if w is None else image.crop(w) for w in boxes]
+        outputs = []
+        for start in range(0, len(crops), batch_size):
+            chunk = crops[start:start + batch_size]
+            out, _ = self._batch(chunk, [run] * len(chunk), [text_input] * len(chunk), "raise", generation_kwargs,
+                                 None, constrain)
+            outputs += [o[run.token] for o in out]
+        tiles = [(run.regions(o) if w is None else [shifted(r, w[0], w[1]) for r in run.regions(o)], w)
+                 for o, w in zip(outputs, boxes)]
+        base = next((o for o in outputs if isinstance(o, dict) and "scores" in o), outputs[0])  # a tile with items
+        merged = select(run.with_regions(base, merge(tiles, image.size, tiling, run.labels_read)), run,
+                        **(selection or {}))
+        return {task.token: merged if run is task else task.from_regions(run.regions(merged))}, image.size
 
     def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:
         """Older name of :meth:`generate_texts` (``model.generate`` returns token ids; this returns

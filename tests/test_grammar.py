@@ -12,6 +12,7 @@ from PIL import Image
 import florence
 from florence.grammar import GrammarLogitsProcessor, count_malformed, output_letters
 from florence.task import Grammar, list_tasks
+from helpers import same_result
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,58 @@ def test_boxes_keep_x2_at_least_x1():
     assert allowed(start + [loc[500], loc[300]]) == set(range(500, 1000))
     assert allowed(start + [loc[500], loc[300], loc[700]]) == set(range(300, 1000))
     assert allowed(start + [loc[500], loc[300], loc[700], loc[400]]) == set(range(1000))  # a next box
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_the_mask_of_a_region_stays_inside_the_region(random_pipe, num_beams):
+    """<REGION_TO_SEGMENTATION>'s polygon keeps inside its region with the grammar on (per row, in a
+    batch mixing regions and tasks); a random model's free polygon does not."""
+    from florence.task import QUANTIZER
+
+    images = [_random_image(k) for k in range(3)]
+    regions = [[4, 4, 30, 20], [30, 10, 60, 44], None]
+    tasks = ["<REGION_TO_SEGMENTATION>", "<REGION_TO_SEGMENTATION>", "<OD>"]
+    gen = dict(max_new_tokens=40, num_beams=num_beams)
+    got = random_pipe(images, tasks, regions, **gen)
+    free = random_pipe(images[:2], tasks[:2], regions[:2], grammar=False, **gen)
+    outside = 0
+    for out, region, image, loose in zip(got, regions, images, free):
+        # the region's bins, as the prompt has them, back in pixels: where the points may be
+        x1, y1, x2, y2 = QUANTIZER.dequantize(QUANTIZER.quantize_box(region, image.size), image.size)
+        w, h = image.size[0] / 1000, image.size[1] / 1000  # half a bin each side of a bin's centre
+        points = [p for poly in out["<REGION_TO_SEGMENTATION>"]["polygons"] for part in poly for p in
+                  zip(part[0::2], part[1::2])]
+        assert points and all(x1 - w <= x <= x2 + w and y1 - h <= y <= y2 + h for x, y in points), (region, points)
+        outside += sum(not (x1 - w <= x <= x2 + w and y1 - h <= y <= y2 + h) for poly in
+                       loose["<REGION_TO_SEGMENTATION>"]["polygons"] for part in poly
+                       for x, y in zip(part[0::2], part[1::2]))
+    assert outside > 0  # what the constraint is for
+    same_result(got[2], random_pipe(images[2], "<OD>", **gen))  # the row without a region is as alone
+
+
+def test_the_region_mask_alternates_x_and_y_per_row():
+    """The step mask: inside region bins (100, 200, 300, 400) x tokens are 100..300 and y tokens
+    200..400, restarting with x after <sep>; a row given no region is free."""
+    from florence.processing import build_tokenizer
+    from florence.task.base import POLYGON
+
+    tok = build_tokenizer(["car"], vocab_size=300)
+    loc = tok.convert_tokens_to_ids([f"<loc_{k}>" for k in range(1000)])
+    grammar = Grammar(f"{POLYGON}E", item_locations=None, inside=True)
+    proc = GrammarLogitsProcessor(tok, [grammar, grammar], loc, regions=[(100, 200, 300, 400), None])
+    start = [tok.eos_token_id, tok.bos_token_id]
+
+    def allowed(row, r=0):
+        out = proc(torch.tensor([row, row]), torch.zeros(2, len(tok)))[r]
+        return {k for k, t in enumerate(loc) if out[t] == 0}
+
+    x, y = set(range(100, 301)), set(range(200, 401))
+    assert allowed(start) == x and allowed(start, 1) == set(range(1000))
+    assert allowed(start + [loc[150]]) == y
+    assert allowed(start + [loc[150], loc[250]]) == x
+    sep = tok.convert_tokens_to_ids("<sep>")
+    row = start + [loc[150], loc[250]] * 3 + [sep]
+    assert allowed(row) == x and allowed(row + [loc[120]]) == y
 
 
 def test_a_row_before_bos_and_a_task_without_grammar_are_free(random_pipe):

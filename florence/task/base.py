@@ -63,10 +63,13 @@ class Grammar:
         item_locations: location tokens per item (boxes 4, quads 8; None: an item is every location
             token up to the next marker that is not ``<sep>``, as a polygon's); a run after ``<poly>``
             or ``<sep>`` is always a polygon's. Item scores group location tokens by it.
+        inside: the output's locations stay inside the region the prompt gives (its first four
+            location tokens): x within the region's x1..x2, y within y1..y2.
     """
     pattern: str
     boxes: bool = False
     item_locations: int | None = 4
+    inside: bool = False
 
 
 POLYGON = "(LL){3,}(S(LL){3,})*"  # a polygon: parts of three or more points, separated by <sep>
@@ -216,6 +219,18 @@ class Task:
     # items written ``label (<loc> x label_locations)+`` (boxes: 4, quads: 8); None: another form. A
     # task with it can take closed-set labels (pipe(..., classes=[...]): the labels of its grammar)
     label_locations: int | None = None
+
+    # ---- tiled inference of large images (pipe(..., tile=...), florence.tiling) ---------------------
+    # the labels of its regions are text read inside them (OCR lines): a line cut by a tile border
+    # joins its pieces' texts, and duplicates need not share a label
+    labels_read: bool = False
+    # the location task a tiled call runs instead (None: this one, when it has regions); its merged
+    # regions become this task's output through from_regions (<OCR> is read from <OCR_WITH_REGION>)
+    tiled_by: str | None = None
+
+    def from_regions(self, regions: list[Shape]):
+        """This task's output from the merged regions of ``tiled_by``'s tiles, in reading order."""
+        raise TaskError(f"{self.token} is not read from regions (it sets no tiled_by)")
 
     # ---- several inputs of one image in one call (several classes or phrases) ----------------------
     @property

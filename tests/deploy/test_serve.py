@@ -179,6 +179,17 @@ def test_multipart_upload_score_threshold_and_batch_endpoint(server, od_model, p
                     data={"task": "od", "grammar": "true", **{k: str(v) for k, v in GEN.items()}})
     assert r.status_code == 200, r.text
     _same(r.json()["result"], pipe(scene, "<OD>", grammar=True, **GEN)["<OD>"])
+    # a tiled read (JSON, or text fields in multipart): the pipeline's tiled result
+    page = Image.new("RGB", (128, 64))
+    page.paste(scene, (0, 0)), page.paste(od_model[1][1], (64, 0))
+    tiled = pipe(page, "<OD>", tile=dict(size=64, overlap=0.25), batch_size=16, **GEN)["<OD>"]
+    r = server.post("/v1/predict", json=_json_request(page, "<OD>", None, {**GEN, "tile": 64, "tile_overlap": 0.25}))
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], tiled)
+    r = server.post("/v1/predict", files={"image": ("page.png", _png(page), "image/png")},
+                    data={"task": "od", "tile": "64", "tile_overlap": "0.25", **{k: str(v) for k, v in GEN.items()}})
+    assert r.status_code == 200, r.text
+    _same(r.json()["result"], tiled)
     # several classes of one image: the pipeline's merged result
     ovd = "<OPEN_VOCABULARY_DETECTION>"
     r = server.post("/v1/predict", json=_json_request(scene, ovd, ["a red square", "circle"], GEN))
@@ -247,6 +258,10 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
     ("<OD>", None, {"classes": ["<loc_1>"]}, "a class must not contain '<'"),
     ("<OD>", None, {"classes": ["car", " "]}, "classes must be up to 1000 non-empty strings"),
     ("<OD>", None, {"grammar": "yes"}, "grammar: Input should be a valid boolean"),
+    ("<CAPTION>", None, {"tile": 32}, "tile: <CAPTION> has no regions to merge"),
+    ("<OD>", None, {"tile": 8}, "tile: tile size must be a whole number of pixels >= 16"),
+    ("<OD>", None, {"tile": 32, "tile_overlap": 1.5}, "tile: tile overlap must be a fraction in [0, 1)"),
+    ("<OD>", None, {"tile": 16, "tile_overlap": 0.9}, "more than this server's 64: use larger tiles"),
     ("<OPEN_VOCABULARY_DETECTION>", ["cat", ""], {}, "a string or a list of strings"),
     ("<CAPTION_TO_PHRASE_GROUNDING>", "a" * 1001, {}, "1001 characters, over the server's limit of 1000"),
 ])

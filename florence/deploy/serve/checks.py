@@ -29,6 +29,7 @@ class Limits:
     max_num_beams: int = 3
     max_new_tokens: int = 1024
     max_text_chars: int = 1000  # a prompt longer than the encoder's positions would fail its whole batch
+    max_tiles: int = 64  # tiles of one image a tiled request may make
 
     def __post_init__(self):
         if self.max_batch_items > self.max_queue:
@@ -54,6 +55,8 @@ class PredictRequest(BaseModel):
     nms: float | None = None  # class-aware NMS at this IoU
     classes: list[str] | None = None  # labels the output may use (detection, grounding, OCR regions)
     grammar: StrictBool | None = None  # constrain decoding to the task's grammar (the server's default otherwise)
+    tile: int | None = None  # read the image in tiles of this many pixels (florence.tiling)
+    tile_overlap: float | None = None  # their overlap, a fraction of the tile (default 0.2)
 
 
 class BatchRequest(BaseModel):
@@ -179,6 +182,8 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         except ValueError as e:
             raise fail(400, f"{what}: {e}") from None
     image = read_image(data, limits, what)
+    if fields.get("tile") not in (None, ""):
+        generation["tile"] = _tiling(fields, task, image.size, limits, what)
     try:
         for t in (text if isinstance(text, list) and task.input_kind == "text" else [text]):
             task.prompt(t, image.size)  # a region the task cannot take fails here, not in the batch
@@ -186,6 +191,25 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         raise fail(400, f"{what}: {e}") from None
     return {"id": uuid.uuid4().hex, "image": image, "task": task.token, "text": text,
             "generation": tuple(sorted(generation.items())), "selection": selection}
+
+
+def _tiling(fields: dict, task, image_size, limits: Limits, what: str) -> tuple:
+    """``(size, overlap)`` of a tiled request, or a 400 naming what is wrong."""
+    from ...task import TaskError
+    from ...tiling import check_tiling, tiled_task, windows
+
+    overlap = fields.get("tile_overlap")
+    try:
+        size = int(fields["tile"]) if isinstance(fields["tile"], str) else fields["tile"]  # multipart: text
+        tiling = check_tiling(dict(size=size, overlap=0.2 if overlap in (None, "") else float(overlap)))
+        tiled_task(task)
+    except (TypeError, ValueError) as e:  # TaskError is a ValueError
+        raise fail(400, f"{what}: tile: {e}") from None
+    n = len(windows(image_size, tiling))
+    if n > limits.max_tiles:
+        raise fail(400, f"{what}: tile {tiling.size} cuts this {image_size[0]}x{image_size[1]} image into {n} tiles, "
+                        f"more than this server's {limits.max_tiles}: use larger tiles")
+    return tiling.size, tiling.overlap
 
 
 def filter_scores(result, task, threshold=None, nms=None):

@@ -80,10 +80,11 @@ class Front:
             form = await request.form(max_files=self.limits.max_batch_items, max_fields=64)
             files = form.getlist("image")
             fields = {k: v for k, v in form.multi_items() if k != "image"}
-            unknown = set(fields) - {"task", "text", "score_threshold", "nms", "classes", "grammar", *GENERATION_OPTIONS}
+            unknown = set(fields) - {"task", "text", "score_threshold", "nms", "classes", "grammar", "tile",
+                                     "tile_overlap", *GENERATION_OPTIONS}
             if unknown:
                 raise fail(400, f"unknown field(s) {sorted(unknown)}: expected image, task, text, num_beams, "
-                                 "max_new_tokens, score_threshold, nms, classes, grammar")
+                                 "max_new_tokens, score_threshold, nms, classes, grammar, tile, tile_overlap")
             if not files or any(isinstance(f, str) for f in files):
                 raise fail(400, "no image file: send it as the multipart field 'image' (curl -F image=@photo.jpg)")
             if not batch and len(files) > 1:
@@ -223,7 +224,7 @@ def add_routes(app, front: Front):
         "text": {"type": "string"}, "num_beams": {"type": "integer"}, "max_new_tokens": {"type": "integer"},
         "score_threshold": {"type": "number"}, "nms": {"type": "number"},
         "classes": {"type": "string", "description": "comma-separated"},
-        "grammar": {"type": "boolean"}}}}}
+        "grammar": {"type": "boolean"}, "tile": {"type": "integer"}, "tile_overlap": {"type": "number"}}}}}
 
     def body(model):
         return {"requestBody": {"required": True, "content": {

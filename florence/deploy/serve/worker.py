@@ -113,8 +113,12 @@ class FlorenceAPI(ls.LitAPI):
 
     def run(self, group: list, generation: tuple) -> list[dict]:
         options = {k: list(v) if k == "classes" else v for k, v in generation if k != "task"}
+        if "tile" in options:  # (size, overlap): each image's tiles go through in batches of 16
+            options["tile"], batch = dict(zip(("size", "overlap"), options["tile"])), 16
+        else:
+            batch = len(group)
         results = self.pipe([it["image"] for it in group], [it["task"] for it in group], [it["text"] for it in group],
-                            batch_size=len(group), **options)
+                            batch_size=batch, **options)
         return [{"result": r[it["task"]]} for it, r in zip(group, results)]
 
     def _dropped(self, item) -> bool:

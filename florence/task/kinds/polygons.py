@@ -19,10 +19,12 @@ class PolygonTask(Task):
 
     @property
     def grammar(self) -> Grammar:
-        """One polygon, or several each in ``<poly>...</poly>``; labelled: ``label<poly>...</poly>`` items."""
+        """One polygon, or several each in ``<poly>...</poly>``; labelled: ``label<poly>...</poly>`` items.
+        The mask of a region (a region input) stays inside the region."""
+        inside = self.input_kind == "region"
         if self.labelled:
-            return Grammar(f"(T+P{POLYGON}Q)*E", item_locations=None)
-        return Grammar(f"({POLYGON}|(P{POLYGON}Q)+)?E", item_locations=None)
+            return Grammar(f"(T+P{POLYGON}Q)*E", item_locations=None, inside=inside)
+        return Grammar(f"({POLYGON}|(P{POLYGON}Q)+)?E", item_locations=None, inside=inside)
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "polygon", *self.region_keys["polygon"])

@@ -13,7 +13,7 @@ class QuadTask(Task):
     region_kinds = ("quad",)
     region_keys = {"quad": ("quad_boxes", "labels")}
     label_locations = 8
-    grammar = Grammar("(T+(L{8})+)*E", item_locations=8)
+    grammar = Grammar("(T+L{8})*E", item_locations=8)  # one quad per line: the parser reads no more
 
     def regions(self, output) -> list[Shape]:
         return region_list(output, "quad", *self.region_keys["quad"])
