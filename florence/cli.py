@@ -146,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     infer.add_argument("--tile", type=int, default=None, metavar="SIZE",
                        help="read large images in SIZE x SIZE pixel tiles plus the whole image, regions merged "
                             "(location tasks and <OCR>; default: the whole image only)")
-    infer.add_argument("--tile-overlap", type=float, default=0.2, metavar="F",
+    infer.add_argument("--tile-overlap", type=float, default=None, metavar="F",
                        help="how much neighbouring tiles overlap, as a fraction of SIZE (default 0.2)")
     infer.add_argument("--block-location-ngrams", action="store_true",
                        help="n-gram blocking over location tokens too (the published behaviour)")
@@ -333,11 +333,14 @@ def _infer(args) -> int:
     task = get_task(args.task)  # fail before loading the model
     selection = {"score_threshold": args.score_threshold, "nms": args.nms}
     tile = None
+    if args.tile is None and args.tile_overlap is not None:
+        raise SystemExit("florence infer: --tile-overlap needs --tile SIZE")
     if args.tile is not None:
         from .tiling import check_tiling, tiled_task
 
         try:
-            tile, _ = check_tiling(dict(size=args.tile, overlap=args.tile_overlap)), tiled_task(task)
+            overlap = 0.2 if args.tile_overlap is None else args.tile_overlap
+            tile, _ = check_tiling(dict(size=args.tile, overlap=overlap)), tiled_task(task)
         except ValueError as e:
             raise SystemExit(f"florence infer: --tile/--tile-overlap: {e}") from None
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None

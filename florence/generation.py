@@ -127,7 +127,10 @@ def _regions(grammars: list, input_ids, location_ids) -> list | None:
     out = []
     for g, row in zip(grammars, input_ids.tolist()):
         bins = [bin_of[t] for t in row if t in bin_of][:4]
-        out.append(tuple(bins) if g is not None and g.inside and len(bins) == 4 else None)
+        if g is None or not g.inside or len(bins) != 4:
+            out.append(None)
+        else:  # x1 <= x2, y1 <= y2 whichever way round the prompt gave them
+            out.append((min(bins[0], bins[2]), min(bins[1], bins[3]), max(bins[0], bins[2]), max(bins[1], bins[3])))
     return out
 
 

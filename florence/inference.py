@@ -284,7 +284,10 @@ class Pipeline:
                 raise
             return {"error": f"{_name(src)}: {e}"}, None
         boxes = windows(image.size, tiling)
-        if tiling.whole and len(boxes) > 1:
+        if len(boxes) == 1:  # no larger than a tile: read whole, as without tiles
+            out, sizes = self._batch([image], [task], [text_input], "raise", generation_kwargs, selection, constrain)
+            return out[0], sizes[0]
+        if tiling.whole:
             boxes.append(None)
         crops = [image if w is None else image.crop(w) for w in boxes]
         outputs = []
@@ -296,8 +299,9 @@ class Pipeline:
         tiles = [(run.regions(o) if w is None else [shifted(r, w[0], w[1]) for r in run.regions(o)], w)
                  for o, w in zip(outputs, boxes)]
         base = next((o for o in outputs if isinstance(o, dict) and "scores" in o), outputs[0])  # a tile with items
-        merged = select(run.with_regions(base, merge(tiles, image.size, tiling, run.labels_read)), run,
-                        **(selection or {}))
+        regions = merge(tiles, image.size, tiling, run.labels_read)
+        regions.sort(key=lambda r: run.region_kinds.index(r.kind) if r.kind in run.region_kinds else 0)  # as kept
+        merged = select(run.with_regions(base, regions), run, **(selection or {}))
         return {task.token: merged if run is task else task.from_regions(run.regions(merged))}, image.size
 
     def generate(self, images, prompts, **generation_kwargs) -> tuple[list[str], list]:

@@ -169,6 +169,16 @@ def test_the_region_mask_alternates_x_and_y_per_row():
     assert allowed(row) == x and allowed(row + [loc[120]]) == y
 
 
+def test_a_region_given_backwards_is_kept_to_forwards():
+    from florence.generation import _regions
+
+    grammar = florence.get_task("<REGION_TO_SEGMENTATION>").grammar
+    loc = list(range(100, 1100))  # the location tokens' ids, in bin order
+    ids = torch.tensor([[7, loc[500], loc[400], loc[100], loc[50], 8], [7, 8, 8, 8, 8, 8]])
+    assert _regions([grammar, grammar], ids, loc) == [(100, 50, 500, 400), None]
+    assert _regions([florence.get_task("<OD>").grammar] * 2, ids, loc) is None
+
+
 def test_a_row_before_bos_and_a_task_without_grammar_are_free(random_pipe):
     tok, loc = random_pipe.processor.tokenizer, random_pipe.processor.location_token_ids
     proc = GrammarLogitsProcessor(tok, [None, florence.get_task("<OD>").grammar], loc)

@@ -78,9 +78,55 @@ def test_a_text_line_cut_by_a_border_joins_its_text():
     assert [r.label for r in merge([part, whole], PAGE, T, labels_read=True)] == ["SUN"]
 
 
+def test_a_lone_piece_does_not_hide_the_item_its_tiles_joined():
+    """An object 650-1450 px wide across tiles starting at 0, 614 and 1228 (768 px): the first tile's
+    piece lies inside the second's, which joins the third's; the joined item stays, scored lower."""
+    page, tiling = (2000, 300), Tiling(size=768, overlap=0.2)
+    a = ([_box(650, 100, 768, 200, score=0.95)], (0, 0, 768, 300))
+    b = ([_box(650, 100, 1382, 200, score=0.6)], (614, 0, 1382, 300))
+    c = ([_box(1228, 100, 1450, 200, score=0.7)], (1228, 0, 1996, 300))
+    assert merge([a, b, c], page, tiling) == [_box(650, 100, 1450, 200, score=0.7)]
+
+
+def test_a_piece_two_tiles_read_is_joined_once():
+    """A line across a column border inside a row overlap: both tile rows read each of its pieces."""
+    page, tiling = (180, 180), Tiling(size=100, overlap=0.2)  # tiles at 0 and 80 both ways
+
+    def line(x1, x2, text, score, window):
+        return [Shape("quad", [x1, 85, x2, 85, x2, 95, x1, 95], text, score)], window
+
+    tiles = [line(50, 99.5, "THE QUICK", 0.9, (0, 0, 100, 100)), line(50, 99.5, "THE QUIOK", 0.5, (0, 80, 100, 180)),
+             line(80.5, 130, "QUICK FOX", 0.8, (80, 0, 180, 100)),
+             line(80.5, 130, "QUICK FOX", 0.7, (80, 80, 180, 180))]
+    got = merge(tiles, page, tiling, labels_read=True)
+    assert [r.label for r in got] == ["THE QUICK FOX"]
+
+
+def test_pieces_join_across_tiles_that_do_not_overlap():
+    """Without overlap the two pieces' edges are a location bin apart (bin centres), not touching."""
+    got = merge([([_box(30, 10, 63.968, 40)], (0, 0, 64, 64)), ([_box(64.032, 12, 90, 42)], (64, 0, 128, 64))],
+                (128, 64), Tiling(size=64, overlap=0))
+    assert got == [_box(30, 10, 90, 42)]
+
+
+def test_pieces_of_different_kinds_do_not_join():
+    box = ([_box(50, 10, 99.5, 40)], LEFT)
+    polygon = ([Shape("polygon", [[80.5, 12, 130, 12, 130, 42]], "red square", 0.9)], RIGHT)
+    assert sorted(r.kind for r in merge([box, polygon], PAGE, T)) == ["box", "polygon"]
+
+
+def test_join_text_needs_two_letters_in_common():
+    assert join_text("THE DOG", "GOES HOME") == "THE DOG GOES HOME"
+    assert join_text("THE DO", "DOG") == "THE DOG"
+
+
 def test_reading_order_is_lines_top_to_bottom_then_left_to_right():
     words = [_box(60, 52, 80, 62, "D"), _box(5, 10, 20, 22, "A"), _box(40, 12, 55, 21, "B"), _box(5, 50, 20, 60, "C")]
     assert [r.label for r in reading_order(words)] == ["A", "B", "C", "D"]
+    # a tall figure beside two lines does not pull the second line into the first
+    tall = [_box(0, 0, 10, 100, "FIG"), _box(20, 5, 40, 15, "A1"), _box(50, 5, 70, 15, "A2"),
+            _box(20, 55, 40, 65, "B1"), _box(50, 55, 70, 65, "B2")]
+    assert [r.label for r in reading_order(tall[::-1])] == ["FIG", "A1", "A2", "B1", "B2"]
     regions = [Shape("quad", [0, 0, 9, 0, 9, 9, 0, 9], t) for t in "AB"]
     assert florence.get_task("<OCR>").from_regions(reading_order(regions)) == "A B"
 
@@ -107,8 +153,10 @@ def test_duplicates_are_suppressed_as_supervisions_greedy_merge_groups_them():
 def test_what_tile_refuses(tiny_pipeline):
     assert check_tiling(None) is None and check_tiling(512) == Tiling(size=512)
     assert check_tiling({"size": 300, "overlap": 0.5}) == Tiling(300, 0.5)
+    assert check_tiling(np.int64(300)) == Tiling(size=300)
     for bad, what in [(0, "whole number"), ({"size": 100, "overlap": 1}, "overlap"), ({"sise": 3}, "takes size"),
-                      ("big", "tile size"), (12.5, "whole number")]:
+                      ("big", "tile size"), (100.5, "whole number"), (float("inf"), "whole number"),
+                      (float("nan"), "whole number"), ({"size": 100, "whole": "no"}, "True or False")]:
         with pytest.raises(ValueError, match=what):
             check_tiling(bad)
     for task in ("<CAPTION>", "<REGION_TO_CATEGORY>"):
@@ -163,6 +211,44 @@ def test_scores_survive_a_first_tile_without_items(pipe, monkeypatch):
     assert got == {"bboxes": [[1, 1, 20, 20], [65, 1, 84, 20]], "labels": ["cat", "cat"], "scores": [0.5, 0.5]}
 
 
+def test_ocr_of_a_tiled_page_reads_lines_across_tiles_in_reading_order(pipe, monkeypatch):
+    """<OCR> tiles through <OCR_WITH_REGION>: lines cut by the border join, then the page's lines are
+    read top to bottom, left to right, whichever tile read them."""
+    lines = {  # per tile (by its left edge), lines in the tile's pixels
+        0: [([40, 5, 63, 15], "HELLO WO", 0.9), ([5, 40, 30, 50], "LAST", 0.8)],
+        48: [([0, 5, 30, 15], "WORLD", 0.9), ([20, 25, 40, 35], "MIDDLE", 0.7)],
+    }
+
+    def batch(chunk, tasks, inputs, *args):
+        out = []
+        for image in chunk:
+            found = lines.get(0 if len(out) == 0 else 48, []) if image.size == (64, 64) else []
+            quads = [[x1, y1, x2, y1, x2, y2, x1, y2] for (x1, y1, x2, y2), _, _ in found]
+            out.append({"<OCR_WITH_REGION>": {"quad_boxes": quads, "labels": [t for _, t, _ in found],
+                                               "scores": [sc for _, _, sc in found]}})
+        return out, [image.size for image in chunk]
+
+    monkeypatch.setattr(pipe, "_batch", batch)
+    tile = dict(size=64, overlap=0.25)
+    assert windows((112, 64), Tiling(64, 0.25)) == [(0, 0, 64, 64), (48, 0, 112, 64)]
+    assert pipe(Image.new("RGB", (112, 64)), "<OCR>", tile=tile)["<OCR>"] == "HELLO WORLD MIDDLE LAST"
+
+
+def test_open_vocabulary_boxes_and_polygons_keep_their_scores(pipe, monkeypatch):
+    ovd = "<OPEN_VOCABULARY_DETECTION>"
+
+    def batch(chunk, tasks, inputs, *args):
+        out = [{ovd: {"polygons": [[[5, 5, 20, 5, 20, 20]]], "polygons_labels": ["cat"], "scores": [0.3]}},
+               {ovd: {"bboxes": [[2, 2, 10, 10]], "bboxes_labels": ["cat"], "scores": [0.9]}},
+               {ovd: {"bboxes": [], "bboxes_labels": []}}]
+        return out[:len(chunk)], [image.size for image in chunk]
+
+    monkeypatch.setattr(pipe, "_batch", batch)
+    got = pipe(Image.new("RGB", (128, 64)), ovd, "cat", tile=dict(size=64, overlap=0))[ovd]
+    assert got["bboxes"] == [[66, 2, 74, 10]] and got["polygons"] == [[[5, 5, 20, 5, 20, 20]]]
+    assert got["scores"] == [0.9, 0.3]  # boxes first, then polygons, as the keys hold them
+
+
 def test_tiles_find_each_scenes_objects_where_it_lies(pipe, mosaic):
     """The model learnt its 64 px scenes: read in 64 px tiles, the page's boxes are the scenes' own
     (IoU >= 0.5, same label) at their place, with their scores."""
@@ -188,11 +274,9 @@ def test_tiles_find_each_scenes_objects_where_it_lies(pipe, mosaic):
     assert len(result["scores"]) == len(result["bboxes"])
 
 
-def test_ocr_of_a_tiled_page_is_its_lines_in_reading_order(pipe, mosaic):
-    page = mosaic[0]
-    lines = pipe(page, "<OCR_WITH_REGION>", tile=dict(size=64, overlap=0.25), **GEN)["<OCR_WITH_REGION>"]
-    text = pipe(page, "<OCR>", tile=dict(size=64, overlap=0.25), **GEN)["<OCR>"]
-    assert text == " ".join(label for label in lines["labels"] if label)
+def test_an_image_no_larger_than_a_tile_is_read_as_without_tiles(pipe, trained_folder):
+    scene = trained_folder[1][0]["image"]
+    same_result(pipe(scene, "<OD>", tile=64, **GEN), pipe(scene, "<OD>", **GEN))
 
 
 def test_infer_tiles(pipe, mosaic, trained_folder, tmp_path):
@@ -209,3 +293,5 @@ def test_infer_tiles(pipe, mosaic, trained_folder, tmp_path):
         main([*args[:5], "<CAPTION>", *args[6:]])
     with pytest.raises(SystemExit, match="overlap"):
         main([*args[:-1], "1.5"])
+    with pytest.raises(SystemExit, match="needs --tile"):
+        main([a for a in args if a not in ("--tile", "64")])

@@ -5,6 +5,7 @@ from .engine import label, read_manifest
 from .filters import (ClassAwareNMS, KnownLabels, MinBoxSize, ScoreThreshold, TextComplexity, TooManyObjects,
                       WholeImageBoxes, apply_filters, build_filters)
 from .merge import Consensus
+from .views import Augmented, View
 
-__all__ = ["label", "read_manifest", "Consensus", "ScoreThreshold", "ClassAwareNMS", "MinBoxSize", "WholeImageBoxes",
-           "KnownLabels", "TooManyObjects", "TextComplexity", "apply_filters", "build_filters"]
+__all__ = ["label", "read_manifest", "Consensus", "View", "Augmented", "ScoreThreshold", "ClassAwareNMS", "MinBoxSize",
+           "WholeImageBoxes", "KnownLabels", "TooManyObjects", "TextComplexity", "apply_filters", "build_filters"]

@@ -61,6 +61,10 @@ def _sources(images, out_dir: Path) -> list:
 
 def _name(spec) -> str:
     """How the manifest and the labels name an annotator."""
+    if isinstance(spec, dict) and "view" in spec:  # a model read through a view (florence.label.views)
+        from .views import View
+
+        return f"{_name(spec.get('model'))} [{View.parse(spec['view'])}]"
     if isinstance(spec, (str, os.PathLike)):
         return str(spec)
     inference = sys.modules.get("florence.inference")  # not imported: spec is no Pipeline (and needs no model code)
@@ -69,13 +73,32 @@ def _name(spec) -> str:
     return getattr(spec, "__name__", type(spec).__name__)
 
 
-def _annotator(spec, generation):
-    """(name, callable(images, task) -> outputs) of a checkpoint folder / hub id, a Pipeline or a callable."""
+def _annotators(specs, generation) -> list[tuple]:
+    """(name, callable(images, task) -> outputs) of each annotator spec; a model that several specs
+    name (views of one checkpoint) loads once."""
+    loaded: dict = {}
+    return [_annotator(spec, generation, loaded) for spec in specs]
+
+
+def _annotator(spec, generation, loaded: dict | None = None):
+    """(name, callable(images, task) -> outputs) of a checkpoint folder / hub id, a Pipeline, a callable,
+    or ``dict(model=one of those, view="hflip+scale:0.75")`` (:class:`~florence.label.views.View`).
+    ``loaded``: pipelines already loaded, by folder (filled in)."""
     name = _name(spec)
+    if isinstance(spec, dict):
+        from .views import Augmented
+
+        unknown = set(spec) - {"model", "view"}
+        if unknown or "model" not in spec:
+            raise ValueError(f"an annotator dict is dict(model=..., view=...), got keys {sorted(spec)}")
+        return name, Augmented(_annotator(spec["model"], generation, loaded)[1], spec.get("view", "identity"))
     if isinstance(spec, (str, os.PathLike)):
         from ..inference import pipeline
 
-        spec = pipeline(str(spec), dtype="auto")
+        loaded = {} if loaded is None else loaded
+        if str(spec) not in loaded:
+            loaded[str(spec)] = pipeline(str(spec), dtype="auto")
+        spec = loaded[str(spec)]
     inference = sys.modules.get("florence.inference")
     if inference is not None and isinstance(spec, inference.Pipeline):
         pipe = spec
@@ -97,9 +120,11 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     ``out_dir/manifest.json``).
 
     Args:
-        annotators: one or a list of: checkpoint folder / hub id, :class:`~florence.Pipeline`, or
+        annotators: one or a list of: checkpoint folder / hub id, :class:`~florence.Pipeline`,
             ``callable(images: list of PIL images, task: str) -> list of outputs`` (one per image; an
-            output ``{"error": message}`` records that image as bad).
+            output ``{"error": message}`` records that image as bad), or ``dict(model=one of those,
+            view="hflip")``: the model reading mirrored or rescaled images, its regions mapped back
+            (:mod:`florence.label.views`; views of one model load it once).
         images: a folder, image paths, or a florence dataset (items with ``image``).
         tasks: task tokens to annotate every image for (e.g. ``["<OD>", "<MORE_DETAILED_CAPTION>"]``).
         filters: rules or their config entries (``dict(type="ScoreThreshold", min_score=0.3)``), run on
@@ -128,7 +153,7 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
     # models load only when there is something left to label
-    runners = [_annotator(a, dict(generation or {})) if todo else (_name(a), None) for a in annotators]
+    runners = _annotators(annotators, dict(generation or {})) if todo else [(_name(a), None) for a in annotators]
     labeller = _Labeller(runners=runners, tasks=tasks, rules=rules, merger=merger, keep_empty=keep_empty)
 
     for k in todo:  # a killed run's half-written shard files (florence.atomic's temporary names)

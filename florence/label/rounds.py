@@ -10,7 +10,8 @@ writes its result under ``work_dir`` and is skipped when that result is complete
 started again continues where it stopped (labels by shard, training from its last checkpoint).
 
 Config keys (``configs/data_engine/*.py``): ``images``, ``annotators`` (checkpoint folders, hub ids,
-callables, or ``dict(config=, checkpoint=)`` for a ``tools/train.py`` checkpoint), ``tasks``, ``merge``, ``filters``,
+callables, or ``dict(config=, checkpoint=)`` for a ``tools/train.py`` checkpoint; with ``view="hflip"``
+etc. the model reads mirrored or rescaled images, :mod:`florence.label.views`), ``tasks``, ``merge``, ``filters``,
 ``label`` (``batch_size``, ``shard_size``, ``generation``), ``rounds``, ``train`` (``config``,
 ``cfg_options``), ``truth_baseline``, ``evaluate`` (``dataset``, ``batch_size``).
 """
@@ -20,7 +21,7 @@ import json
 from pathlib import Path
 
 from ..atomic import write_text
-from .engine import _annotator, _name, label
+from .engine import _annotators, _name, label
 from .filters import apply_filters, build_filters, rule_name
 from .merge import build_merger
 
@@ -35,7 +36,7 @@ def _build(spec):
 
 def _outputs(annotators, merge, dataset, task, batch_size, generation) -> list:
     """Each annotator's output (merged when asked) for every item of ``dataset``, in memory."""
-    runners = [_annotator(a, dict(generation or {})) for a in annotators]
+    runners = _annotators(annotators, dict(generation or {}))
     merger = build_merger(merge)
     images = [dataset[i]["image"] for i in range(len(dataset))]
     per = [[o for s in range(0, len(images), batch_size) for o in run(images[s:s + batch_size], task)]
@@ -98,9 +99,12 @@ def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Pat
 
 def _exported(spec, folder: Path):
     """An annotator: ``dict(config=CONFIG, checkpoint=PTH or its work dir)`` (a training checkpoint)
-    exported to ``folder`` once; anything else as it is."""
-    if not isinstance(spec, dict):
+    exported to ``folder`` once, with ``view=`` the exported model read through that view
+    (``dict(model=folder, view=...)``); anything else as it is."""
+    if not isinstance(spec, dict) or "model" in spec:
         return spec
+    if "view" in spec:
+        return dict(model=_exported({k: v for k, v in spec.items() if k != "view"}, folder), view=spec["view"])
     if not (folder / "config.json").exists():
         from ..engine import export_checkpoint, load_config
 
@@ -113,6 +117,17 @@ def _exported(spec, folder: Path):
             checkpoint = Path(pointer.read_text().strip())
         export_checkpoint(load_config(spec["config"], spec.get("cfg_options")), checkpoint, folder)
     return str(folder)
+
+
+def _export_name(spec, k: int) -> str:
+    """The folder a training checkpoint annotator is exported to: one per checkpoint, which its views
+    share."""
+    if not isinstance(spec, dict) or "model" in spec:
+        return str(k)
+    import hashlib
+
+    key = json.dumps([str(spec.get("config")), str(spec.get("checkpoint")), spec.get("cfg_options")], sort_keys=True)
+    return "model-" + hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
 def _labels(out_dir: Path) -> list[Path]:
@@ -151,7 +166,7 @@ def run_data_engine(cfg, work_dir) -> dict:
                 "batch_size", 32), generation), items, t, rules) for t in tasks}))
         return json.loads(where.read_text())
 
-    annotators = [_exported(a, work_dir / "annotators" / str(k)) for k, a in enumerate(cfg["annotators"])]
+    annotators = [_exported(a, work_dir / "annotators" / _export_name(a, k)) for k, a in enumerate(cfg["annotators"])]
     for r in range(int(cfg.get("rounds", 0)) + 1):
         here = work_dir / f"round_{r}"
         if r > 0:

@@ -262,6 +262,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem(server, body, status, message
     ("<OD>", None, {"tile": 8}, "tile: tile size must be a whole number of pixels >= 16"),
     ("<OD>", None, {"tile": 32, "tile_overlap": 1.5}, "tile: tile overlap must be a fraction in [0, 1)"),
     ("<OD>", None, {"tile": 16, "tile_overlap": 0.9}, "more than this server's 64: use larger tiles"),
+    ("<OD>", None, {"tile_overlap": 0.3}, "tile_overlap needs tile"),
     ("<OPEN_VOCABULARY_DETECTION>", ["cat", ""], {}, "a string or a list of strings"),
     ("<CAPTION_TO_PHRASE_GROUNDING>", "a" * 1001, {}, "1001 characters, over the server's limit of 1000"),
 ])

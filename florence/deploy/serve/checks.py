@@ -182,8 +182,9 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
         except ValueError as e:
             raise fail(400, f"{what}: {e}") from None
     image = read_image(data, limits, what)
-    if fields.get("tile") not in (None, ""):
-        generation["tile"] = _tiling(fields, task, image.size, limits, what)
+    tiling = _tiling(fields, task, image.size, limits, what)
+    if tiling is not None:
+        generation["tile"] = tiling
     try:
         for t in (text if isinstance(text, list) and task.input_kind == "text" else [text]):
             task.prompt(t, image.size)  # a region the task cannot take fails here, not in the batch
@@ -193,14 +194,18 @@ def read_item(fields: dict, data: bytes, limits: Limits, what: str) -> dict:
             "generation": tuple(sorted(generation.items())), "selection": selection}
 
 
-def _tiling(fields: dict, task, image_size, limits: Limits, what: str) -> tuple:
-    """``(size, overlap)`` of a tiled request, or a 400 naming what is wrong."""
+def _tiling(fields: dict, task, image_size, limits: Limits, what: str) -> tuple | None:
+    """``(size, overlap)`` of a tiled request (None: not tiled), or a 400 naming what is wrong."""
     from ...task import TaskError
     from ...tiling import check_tiling, tiled_task, windows
 
     overlap = fields.get("tile_overlap")
+    if fields.get("tile") in (None, ""):
+        if overlap not in (None, ""):
+            raise fail(400, f"{what}: tile_overlap needs tile (the tile size in pixels)")
+        return None
     try:
-        size = int(fields["tile"]) if isinstance(fields["tile"], str) else fields["tile"]  # multipart: text
+        size = float(fields["tile"]) if isinstance(fields["tile"], str) else fields["tile"]  # multipart: text
         tiling = check_tiling(dict(size=size, overlap=0.2 if overlap in (None, "") else float(overlap)))
         tiled_task(task)
     except (TypeError, ValueError) as e:  # TaskError is a ValueError
