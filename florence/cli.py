@@ -198,6 +198,10 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--consensus", type=int, default=None, metavar="K",
                      help="merge the models' labels of an image: keep what at least K models agree on (fused boxes)")
     lab.add_argument("--consensus-iou", type=float, default=0.55, help="boxes this overlapping agree (default 0.55)")
+    lab.add_argument("--view", action="append", metavar="V",
+                     help="read each image through this view too: identity, hflip, scale:0.75, hflip+scale:0.75; "
+                          "repeat it: each model through each view is one annotator (test-time augmentation, "
+                          "with --consensus K)")
     lab.add_argument("--score-threshold", "--min-score", dest="min_score", type=float, default=0.3,
                      help="drop regions scored below (0: off; default 0.3)")
     lab.add_argument("--nms", "--nms-iou", dest="nms_iou", type=float, default=0.7,
@@ -398,7 +402,16 @@ def _label(args) -> int:
     gen = {k: v for k, v in (("num_beams", args.num_beams), ("max_new_tokens", args.max_new_tokens)) if v is not None}
     merge = None if args.consensus is None else dict(type="Consensus", min_votes=args.consensus,
                                                      iou_threshold=args.consensus_iou)
-    m = label(list(args.model), list(args.images), args.tasks, args.out, filters=[r for r in rules if r], merge=merge,
+    annotators = list(args.model)
+    if args.view:
+        from .label.views import View
+
+        try:
+            views = [str(View.parse(v)) for v in args.view]
+        except ValueError as e:
+            raise SystemExit(f"florence label: --view: {e}") from None
+        annotators = [dict(model=m, view=v) for m in annotators for v in views]
+    m = label(annotators, list(args.images), args.tasks, args.out, filters=[r for r in rules if r], merge=merge,
               batch_size=args.batch_size, shard_size=args.shard_size, generation=gen)
     removed = ", ".join(f"{rule} -{c['items']} regions -{c['samples']} samples" for rule, c in m["filters"].items())
     print(f"{m['labels']} labels of {m['images']} images -> {args.out} ({m['shards_done']}/{m['shards']} shards)"

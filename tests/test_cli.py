@@ -99,6 +99,19 @@ def test_label_writes_filtered_shards_and_a_manifest(photo_dir, tiny_folder, tmp
     assert f"labels of 4 images -> {tmp_path / 'labels'}" in out.out and "could not be labelled" in out.err
 
 
+def test_label_reads_through_views(photo_dir, tiny_folder, tmp_path):
+    """--view makes one annotator per model and view; their labels merge by --consensus."""
+    out = tmp_path / "views"
+    assert main(["label", "--model", str(tiny_folder), str(photo_dir), "--task", "<OD>", "--out", str(out),
+                 "--max-new-tokens", "12", "--view", "identity", "--view", "hflip", "--consensus", "1",
+                 "--min-score", "0"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["annotators"] == [f"{tiny_folder} [identity]", f"{tiny_folder} [hflip]"]
+    with pytest.raises(SystemExit, match="--view: view 'vflip': unknown part"):
+        main(["label", "--model", str(tiny_folder), str(photo_dir), "--task", "<OD>", "--out", str(out),
+              "--view", "vflip"])
+
+
 def test_shards_writes_a_configs_sources_and_the_config_that_streams_them(tmp_path, capsys):
     """``florence shards`` on the main job's config (its one synthetic source cut to 12 scenes): shards
     that read back as the source's items, and a printed dataloader config that trains from them."""
