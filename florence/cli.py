@@ -199,9 +199,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="merge the models' labels of an image: keep what at least K models agree on (fused boxes)")
     lab.add_argument("--consensus-iou", type=float, default=0.55, help="boxes this overlapping agree (default 0.55)")
     lab.add_argument("--view", action="append", metavar="V",
-                     help="read each image through this view too: identity, hflip, scale:0.75, hflip+scale:0.75; "
-                          "repeat it: each model through each view is one annotator (test-time augmentation, "
-                          "with --consensus K)")
+                     help="read each image through this view too: identity, hflip, vflip, scale:0.75, "
+                          "hflip+scale:0.75; repeat it: each model through each view is one annotator (test-time "
+                          "augmentation, with --consensus K)")
     lab.add_argument("--score-threshold", "--min-score", dest="min_score", type=float, default=0.3,
                      help="drop regions scored below (0: off; default 0.3)")
     lab.add_argument("--nms", "--nms-iou", dest="nms_iou", type=float, default=0.7,

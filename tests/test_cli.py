@@ -107,9 +107,9 @@ def test_label_reads_through_views(photo_dir, tiny_folder, tmp_path):
                  "--min-score", "0"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["annotators"] == [f"{tiny_folder} [identity]", f"{tiny_folder} [hflip]"]
-    with pytest.raises(SystemExit, match="--view: view 'vflip': unknown part"):
+    with pytest.raises(SystemExit, match="--view: view 'rotate': unknown part"):
         main(["label", "--model", str(tiny_folder), str(photo_dir), "--task", "<OD>", "--out", str(out),
-              "--view", "vflip"])
+              "--view", "rotate"])
 
 
 def test_shards_writes_a_configs_sources_and_the_config_that_streams_them(tmp_path, capsys):

@@ -17,12 +17,13 @@ other ones is an error instead of a mix of two runs.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..atomic import write_bytes, write_text
@@ -170,17 +171,18 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
 
     for k in todo:
         started = time.perf_counter()
-        lines, bad, counts = labeller.shard(shards[k], batch_size=batch_size, advance=advance)
+        lines, bad, counts, stages = labeller.shard(shards[k], batch_size=batch_size, advance=advance)
         seconds = time.perf_counter() - started
         write_text(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
         done += len(lines)
-        write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(shard=k, images=len(shards[k]), labels=len(lines),
-                                                                    filters=counts, bad_images=bad, seconds=seconds)))
+        write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(
+            shard=k, images=len(shards[k]), labels=len(lines), filters=counts, bad_images=bad, seconds=seconds,
+            stage_seconds=stages)))
     bar.close()
     return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
 
 
-@dataclass
+@dataclasses.dataclass
 class _Labeller:
     """What each shard and each image of a run go through: the annotators (``runners``: name and
     ``annotate(images, task)``), then the merge (``merger``, or one label per annotator), then the
@@ -190,27 +192,39 @@ class _Labeller:
     rules: list
     merger: object
     keep_empty: bool
+    seconds: dict = dataclasses.field(default_factory=dict)  # the current shard's seconds per stage
 
-    def shard(self, sources, *, batch_size: int, advance) -> tuple[list, list, dict]:
-        """The label lines (JSON), bad images and filter counts of one shard's ``(name, source)`` images,
-        in batches; ``advance(images, labels so far)`` after each batch."""
+    def shard(self, sources, *, batch_size: int, advance) -> tuple[list, list, dict, dict]:
+        """The label lines (JSON), bad images, filter counts and seconds per stage (reading images,
+        each annotator, the merge, each filter) of one shard's ``(name, source)`` images, in batches;
+        ``advance(images, labels so far)`` after each batch."""
         from ..processing.image import load_image
 
-        lines, bad, counts = [], [], {}
+        lines, bad, counts, self.seconds = [], [], {}, {}
         for start in range(0, len(sources), batch_size):
             chunk, loaded = sources[start:start + batch_size], []
-            for path, source in chunk:
-                try:
-                    loaded.append((path, load_image(source)))
-                except (OSError, ValueError) as e:
-                    bad.append({"image": path, "error": str(e)})
+            with self.timed("read images"):
+                for path, source in chunk:
+                    try:
+                        loaded.append((path, load_image(source)))
+                    except (OSError, ValueError) as e:
+                        bad.append({"image": path, "error": str(e)})
             for task in self.tasks:
-                given = [(name, run([im for _, im in loaded], task) if loaded else []) for name, run in self.runners]
+                given = []
+                for name, run in self.runners:
+                    with self.timed(f"annotator {name}"):
+                        given.append((name, run([im for _, im in loaded], task) if loaded else []))
                 for i, (path, image) in enumerate(loaded):
                     answers = [(name, outputs[i]) for name, outputs in given]
                     lines += self.image(path, image.size, task, answers, bad=bad, counts=counts)
             advance(len(chunk), len(lines))
-        return lines, bad, counts
+        return lines, bad, counts, self.seconds
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        started = time.perf_counter()
+        yield
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
 
     def image(self, path: str, size, task: str, answers, *, bad: list, counts: dict) -> list:
         """The label lines of one image and task from each annotator's ``(name, output)``; an output
@@ -223,11 +237,12 @@ class _Labeller:
             outputs.append(None if failed else output)
         candidates = [(name, o) for (name, _), o in zip(answers, outputs) if o is not None]
         if self.merger is not None and candidates:
-            merged = self.merger(outputs, task)
+            with self.timed("merge"):
+                merged = self.merger(outputs, task)
             candidates = [("consensus", merged)] if merged is not None else []
         lines = []
         for name, output in candidates:
-            kept = apply_filters(self.rules, output, task, size, counts)
+            kept = apply_filters(self.rules, output, task, size, counts, self.seconds)
             if kept is None or (not self.keep_empty and _empty(kept, task)):
                 continue
             lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
@@ -266,10 +281,15 @@ def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
             total["samples"] += c["samples"]
     seconds = sum(s["seconds"] for s in stats)
     images = sum(s["images"] for s in stats)
+    stages: dict = {}  # seconds per stage, over the shards (older shards have none)
+    for s in stats:
+        for stage, t in s.get("stage_seconds", {}).items():
+            stages[stage] = stages.get(stage, 0.0) + t
     manifest = dict(tasks=tasks, annotators=annotators, shards=n_shards, shards_done=len(stats), images=images,
                     labels=sum(s["labels"] for s in stats), filters=filters,
                     bad_images=[b for s in stats for b in s["bad_images"]],
-                    images_per_second=images / seconds if seconds else None,
+                    images_per_second=images / seconds if seconds else None, seconds=seconds,
+                    stage_seconds=stages,
                     files=[f"shard-{s['shard']:05d}.jsonl" for s in stats])
     write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest

@@ -10,6 +10,7 @@ counts, per rule, the items (boxes, quads, polygons) and whole samples each remo
 from __future__ import annotations
 
 import re
+import time
 
 import numpy as np
 
@@ -202,15 +203,20 @@ def rule_name(rule) -> str:
     return getattr(rule, "name", type(rule).__name__)
 
 
-def apply_filters(rules, output, task, image_size, counts: dict):
+def apply_filters(rules, output, task, image_size, counts: dict, seconds: dict | None = None):
     """``output`` through every rule in turn (``None`` once a rule drops the sample); ``counts``
-    (rule name -> {"items": items removed, "samples": samples dropped}) is updated."""
+    (rule name -> {"items": items removed, "samples": samples dropped}) is updated, and ``seconds``
+    (rule name -> seconds spent) when given."""
     for rule in rules:
         if output is None:
             return None
-        c = counts.setdefault(rule_name(rule), {"items": 0, "samples": 0})
+        name = rule_name(rule)
+        c = counts.setdefault(name, {"items": 0, "samples": 0})
         before = _n_items(output, task)
+        started = time.perf_counter()
         output = rule(output, task, image_size)
+        if seconds is not None:
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - started
         if output is None:
             c["samples"] += 1
         else:

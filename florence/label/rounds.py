@@ -13,17 +13,27 @@ Config keys (``configs/data_engine/*.py``): ``images``, ``annotators`` (checkpoi
 callables, or ``dict(config=, checkpoint=)`` for a ``tools/train.py`` checkpoint; with ``view="hflip"``
 etc. the model reads mirrored or rescaled images, :mod:`florence.label.views`), ``tasks``, ``merge``, ``filters``,
 ``label`` (``batch_size``, ``shard_size``, ``generation``), ``rounds``, ``train`` (``config``,
-``cfg_options``), ``truth_baseline``, ``evaluate`` (``dataset``, ``batch_size``).
+``cfg_options``, ``objects_from_boxes``; ``views``: the student reads each sample through one of these
+views drawn at random, :class:`~florence.label.views.RandomViews`), ``relabel`` (how round r >= 1's
+student labels: ``views``, each one annotator, and ``merge``; default: the student alone),
+``truth_baseline``, ``evaluate`` (``dataset``, ``batch_size``), ``label_final_round`` (default True; False:
+the last round's model is measured but does not label ``images``).
+
+The report gives, per round: each annotator's label quality on the held-out images, the merged
+labels', and after each filter; the config of the round; and the seconds of each step (labelling,
+with its stages, training with the export, measuring).
 """
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from ..atomic import write_text
 from .engine import _annotators, _name, label
 from .filters import apply_filters, build_filters, rule_name
 from .merge import build_merger
+from .views import RandomViews
 
 __all__ = ["run_data_engine", "label_quality", "format_report"]
 
@@ -34,16 +44,30 @@ def _build(spec):
     return DATASETS.build(spec) if isinstance(spec, dict) else spec
 
 
-def _outputs(annotators, merge, dataset, task, batch_size, generation) -> list:
-    """Each annotator's output (merged when asked) for every item of ``dataset``, in memory."""
+def _outputs(annotators, dataset, task, batch_size, generation) -> list[tuple[str, list]]:
+    """Each annotator's name and outputs for every item of ``dataset``, in memory."""
     runners = _annotators(annotators, dict(generation or {}))
-    merger = build_merger(merge)
     images = [dataset[i]["image"] for i in range(len(dataset))]
-    per = [[o for s in range(0, len(images), batch_size) for o in run(images[s:s + batch_size], task)]
-           for _, run in runners]
+    return [(name, [o for s in range(0, len(images), batch_size) for o in run(images[s:s + batch_size], task)])
+            for name, run in runners]
+
+
+def _quality(per: list, merge, dataset, task, rules) -> list[dict]:
+    """The rows of :func:`label_quality` for annotators' outputs ``per`` (from :func:`_outputs`):
+    with several, each annotator's first; then the merged labels (with ``merge``; else all of them
+    pooled), unfiltered and after each rule."""
+    rows = []
+    if len(per) > 1:
+        for name, outputs in per:
+            rows.append(dict(label_quality(outputs, dataset, task)[0], stage=f"annotator {name}"))
+    merger = build_merger(merge)
     if merger is None:
-        return per[0] if len(per) == 1 else [o for outputs in zip(*per) for o in outputs]
-    return [merger(list(outputs), task) for outputs in zip(*per)]
+        pooled = per[0][1] if len(per) == 1 else [o for outputs in zip(*(o for _, o in per)) for o in outputs]
+        return rows + label_quality(pooled, dataset, task, rules)
+    merged = label_quality([merger(list(outputs), task) for outputs in zip(*(o for _, o in per))], dataset, task,
+                           rules)
+    merged[0]["stage"] = f"merged: {_describe(merge)}"
+    return rows + merged
 
 
 def label_quality(outputs, dataset, task, filters=()) -> list[dict]:
@@ -69,11 +93,14 @@ def label_quality(outputs, dataset, task, filters=()) -> list[dict]:
 
 
 def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Path:
-    """A fresh model trained by ``train["config"]`` on ``label_files`` (florence JSON Lines), exported to
-    ``out/model``; resumes a killed training, skips a finished one."""
+    """A fresh model trained by ``train["config"]`` on ``label_files`` (florence JSON Lines), each sample
+    through a random one of ``train["views"]`` when given, exported to ``out/model``; resumes a killed
+    training, skips a finished one. ``out/train.json`` keeps the seconds it took (training and export;
+    a resumed training: its last part's)."""
     model_dir = out / "model"
     if (model_dir / "config.json").exists():
         return model_dir
+    started, resumed = time.perf_counter(), (out / "train" / "last_checkpoint").exists()
     from mmengine.runner import Runner
 
     from ..engine import load_config, trained_image_size
@@ -83,17 +110,21 @@ def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Pat
                          "every label was filtered out (see its manifest.json) or no image was labelled")
     cfg = load_config(train["config"], train.get("cfg_options"))
     size = trained_image_size(cfg)
-    cfg.train_dataloader.dataset = dict(type="florence.MultiTaskDataset", image_size=size, datasets=[
-        dict(type="florence.JsonlDataset", ann_file=str(f), objects_from_boxes=objects_from_boxes)
-        for f in label_files])
+    sources = [dict(type="florence.JsonlDataset", ann_file=str(f), objects_from_boxes=objects_from_boxes)
+               for f in label_files]
+    if train.get("views"):  # input noise: RandomViews is registered by importing florence.label.views
+        sources = [dict(type="florence.RandomViews", dataset=d, views=list(train["views"])) for d in sources]
+    cfg.train_dataloader.dataset = dict(type="florence.MultiTaskDataset", image_size=size, datasets=sources)
     for key in ("val_dataloader", "val_cfg", "val_evaluator", "test_dataloader", "test_cfg", "test_evaluator"):
         cfg[key] = None  # measured on the held-out set below, as every annotator is
     cfg.work_dir = str(out / "train")
-    cfg.resume = (out / "train" / "last_checkpoint").exists()
+    cfg.resume = resumed
     runner = Runner.from_cfg(cfg)
     runner.train()
     model = runner.model.module if hasattr(runner.model, "module") else runner.model
     model.export(model_dir, image_size=size)
+    write_text(out / "train.json", json.dumps(dict(seconds=time.perf_counter() - started, resumed=resumed,
+                                                   iterations=runner.iter)))
     return model_dir
 
 
@@ -134,6 +165,35 @@ def _labels(out_dir: Path) -> list[Path]:
     return [out_dir / f for f in json.loads((out_dir / "manifest.json").read_text())["files"]]
 
 
+def _describe(cfg) -> str:
+    """A merge or filter config entry (or object) in a few words, for the report."""
+    if cfg is None:
+        return "none"
+    if isinstance(cfg, dict):
+        kind = cfg.get("type")
+        kind = getattr(kind, "__name__", kind)
+        return f"{kind}(" + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type") + ")"
+    return getattr(cfg, "__name__", type(cfg).__name__)
+
+
+def _config(images, annotators, merge, filters, train=None) -> dict:
+    """What produced a round's labels, as the report names it."""
+    out = dict(images=len(images), annotators=[_name(a) for a in annotators], merge=_describe(merge),
+               filters=[_describe(f) for f in filters])
+    if train is not None:
+        out["train"] = _train_config(train)
+    return out
+
+
+def _train_config(train: dict) -> dict:
+    return dict(config=str(train.get("config")), views=list(train.get("views") or []) or None,
+                cfg_options=dict(train.get("cfg_options") or {}))
+
+
+def _seconds(path: Path):
+    return json.loads(path.read_text())["seconds"] if path.exists() else None
+
+
 def run_data_engine(cfg, work_dir) -> dict:
     """Run the rounds of ``cfg`` (a dict or mmengine Config) under ``work_dir``; returns the report
     (also ``work_dir/report.json`` and ``report.md``)."""
@@ -146,6 +206,10 @@ def run_data_engine(cfg, work_dir) -> dict:
     opts = dict(cfg.get("label") or {})
     generation = opts.pop("generation", None)
     filters, merge = list(cfg.get("filters") or []), cfg.get("merge")
+    relabel = dict(cfg.get("relabel") or {})
+    unknown = set(relabel) - {"views", "merge"}
+    if unknown:
+        raise ValueError(f"relabel takes views and merge, got {sorted(unknown)}")
     evaluate = cfg.get("evaluate") or {}
     heldout = _build(evaluate["dataset"]) if evaluate.get("dataset") else None
     train = cfg.get("train")
@@ -157,35 +221,50 @@ def run_data_engine(cfg, work_dir) -> dict:
     items = []  # the held-out items, read (or drawn) once for every measurement
 
     def measure(annotators, merge_cfg, rules, where: Path):
-        """The annotators' label quality on the held-out images (kept in ``where``: measured once)."""
+        """The annotators' label quality on the held-out images (kept in ``where``: measured once), and
+        the seconds it took."""
         if heldout is None:
-            return None
+            return None, None
         if not where.exists():
+            started = time.perf_counter()
             items[:] = items or [heldout[i] for i in range(len(heldout))]
-            write_text(where, json.dumps({t: label_quality(_outputs(annotators, merge_cfg, items, t, evaluate.get(
-                "batch_size", 32), generation), items, t, rules) for t in tasks}))
-        return json.loads(where.read_text())
+            quality = {t: _quality(_outputs(annotators, items, t, evaluate.get("batch_size", 32), generation),
+                                   merge_cfg, items, t, rules) for t in tasks}
+            write_text(where, json.dumps(dict(tasks=quality, seconds=time.perf_counter() - started)))
+        done = json.loads(where.read_text())
+        return done["tasks"], done["seconds"]
 
     annotators = [_exported(a, work_dir / "annotators" / _export_name(a, k)) for k, a in enumerate(cfg["annotators"])]
-    for r in range(int(cfg.get("rounds", 0)) + 1):
+    rounds = int(cfg.get("rounds", 0))
+    for r in range(rounds + 1):
         here = work_dir / f"round_{r}"
         if r > 0:
             model = _train(train, _labels(work_dir / f"round_{r - 1}" / "labels"), here, objects)
-            annotators, merge = [str(model)], None
-        manifest = label(annotators, images, tasks, here / "labels", filters=filters, merge=merge, **opts,
-                         generation=generation)
-        report["rounds"].append(dict(round=r, annotators=[_name(a) for a in annotators],
-                                     labels=manifest["labels"], filters=manifest["filters"],
-                                     bad_images=len(manifest["bad_images"]),
-                                     heldout=measure(annotators, merge, filters, here / "heldout.json")))
+            views = relabel.get("views") or []
+            annotators = [dict(model=str(model), view=v) for v in views] if views else [str(model)]
+            merge = relabel.get("merge")
+        quality, measured = measure(annotators, merge, filters, here / "heldout.json")  # first: the quick number
+        if r == rounds and not cfg.get("label_final_round", True):  # a run that measures: the last model's labels
+            manifest = dict(labels=None, filters=None, bad_images=[])  # would train no one
+        else:
+            manifest = label(annotators, images, tasks, here / "labels", filters=filters, merge=merge, **opts,
+                             generation=generation)
+        report["rounds"].append(dict(
+            round=r, annotators=[_name(a) for a in annotators], labels=manifest["labels"],
+            filters=manifest["filters"], bad_images=len(manifest["bad_images"]), heldout=quality,
+            config=_config(images, annotators, merge, filters, train if r > 0 else None),
+            seconds=dict(label=manifest.get("seconds"), label_stages=manifest.get("stage_seconds"),
+                         train=_seconds(here / "train.json") if r > 0 else None, measure=measured)))
         _save(work_dir, report)
     if cfg.get("truth_baseline"):
         truth = work_dir / "truth"
         if not (truth / "labels.jsonl").exists():
             write_jsonl(images, truth / "labels.jsonl")
         model = _train(train, [truth / "labels.jsonl"], truth, objects)
-        report["truth_baseline"] = dict(model=str(model),
-                                        heldout=measure([str(model)], None, (), truth / "heldout.json"))
+        quality, measured = measure([str(model)], None, (), truth / "heldout.json")
+        report["truth_baseline"] = dict(model=str(model), heldout=quality,
+                                        config=dict(images=len(images), train=_train_config(train)),
+                                        seconds=dict(train=_seconds(truth / "train.json"), measure=measured))
     _save(work_dir, report)
     return report
 
@@ -196,17 +275,42 @@ def _save(work_dir: Path, report: dict) -> None:
 
 
 def format_report(report: dict) -> str:
-    """The report as markdown: per round and task, the label quality on the held-out images by stage;
-    the truth baseline's model last."""
+    """The report as markdown: per round and task, the label quality on the held-out images by stage
+    (the truth baseline's model last); then what produced each round's labels, and the seconds of
+    each step."""
     lines = ["| labels of | task | stage | boxes | precision@0.5 | recall@0.5 | mAP@0.5 | mAP |",
              "|---|---|---|---|---|---|---|---|"]
-    runs = [(f"round {r['round']} ({', '.join('/'.join(Path(a).parts[-2:]) or a for a in r['annotators'])})",
-             r["heldout"]) for r in report["rounds"]]
+    runs = [(f"round {r['round']}", r) for r in report["rounds"]]
     if report.get("truth_baseline"):
-        runs.append(("trained on the truth", report["truth_baseline"]["heldout"]))
-    for who, heldout in runs:
-        for task, rows in (heldout or {}).items():
+        runs.append(("trained on the truth", report["truth_baseline"]))
+    for who, run in runs:
+        for task, rows in (run["heldout"] or {}).items():
             for row in rows:
                 lines.append(f"| {who} | {task} | {row['stage']} | {row['boxes']} | {row['precision@0.5']:.3f} | "
                              f"{row['recall@0.5']:.3f} | {row['bbox_mAP_50']:.3f} | {row['bbox_mAP']:.3f} |")
+    lines += ["", "Config of each row:", ""]
+    for who, run in runs:
+        config = run.get("config") or {}
+        parts = [f"{config.get('images')} images"]
+        if "annotators" in config:
+            parts += [f"annotators {', '.join(config['annotators'])}", f"merge {config['merge']}",
+                      f"filters {', '.join(config['filters']) or 'none'}"]
+        if config.get("train"):
+            t = config["train"]
+            parts.append(f"trained by {t['config']}" + (f", input views {', '.join(t['views'])}" if t["views"] else "")
+                         + (f", {t['cfg_options']}" if t["cfg_options"] else ""))
+        lines.append(f"- {who}: " + "; ".join(parts))
+    lines += ["", TIMES, "", "| labels of | label | of which | train + export | measure |", "|---|---|---|---|---|"]
+    for who, run in runs:
+        s = run.get("seconds") or {}
+        stages = sorted((s.get("label_stages") or {}).items(), key=lambda kv: -kv[1])
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in stages)
+        lines.append(f"| {who} | {_s(s.get('label'))} | {stages} | {_s(s.get('train'))} | {_s(s.get('measure'))} |")
     return "\n".join(lines) + "\n"
+
+
+TIMES = "Seconds per step (a step resumed after a kill: its last part):"
+
+
+def _s(seconds) -> str:
+    return "" if seconds is None else f"{seconds:.1f}"

@@ -44,7 +44,7 @@ def contents(folder: Path) -> dict:
         data = path.read_text()
         if path.suffix == ".json":
             data = json.loads(data)
-            data.pop("seconds", None), data.pop("images_per_second", None)
+            data = {k: v for k, v in data.items() if "second" not in k}
         files[path.name] = data
     return files
 

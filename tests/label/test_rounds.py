@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from florence.data import SyntheticScenes
-from florence.label.rounds import format_report, label_quality, run_data_engine
+from florence.label.rounds import TIMES, format_report, label_quality, run_data_engine
 
 MAIN = "configs/florence2/florence2_tiny_synthetic.py"
 
@@ -62,7 +62,9 @@ def toy(annotator):
                 filters=[dict(type="KnownLabels", labels="florence.data.synthetic:category_names"),
                          dict(type="ScoreThreshold", min_score=0.0)],
                 label=dict(batch_size=3, shard_size=3, generation=dict(num_beams=1, max_new_tokens=20)),
-                rounds=1, train=dict(config=MAIN, objects_from_boxes=True, cfg_options=train_options),
+                rounds=1, train=dict(config=MAIN, objects_from_boxes=True, cfg_options=train_options,
+                                     views=["identity", "hflip"]),
+                relabel=dict(views=["identity", "hflip"], merge=dict(type="Consensus", min_votes=1)),
                 truth_baseline=True, evaluate=dict(dataset=dict(scenes, seed=2024, length=4), batch_size=4))
 
 
@@ -70,12 +72,32 @@ def test_the_loop_runs_end_to_end_and_a_restart_redoes_nothing(tmp_path, monkeyp
     report = run_data_engine(toy(annotator), tmp_path)
     assert [r["round"] for r in report["rounds"]] == [0, 1]
     assert report["rounds"][0]["annotators"] == ["annotator"] and report["rounds"][0]["labels"] == 6
-    for r in report["rounds"]:
-        assert [row["stage"] for row in r["heldout"]["<OD>"]] == ["unfiltered", "+ KnownLabels", "+ ScoreThreshold"]
+    assert [row["stage"] for row in report["rounds"][0]["heldout"]["<OD>"]] == [
+        "unfiltered", "+ KnownLabels", "+ ScoreThreshold"]
     manifest = json.loads((tmp_path / "round_0" / "labels" / "manifest.json").read_text())
     assert report["rounds"][0]["labels"] == manifest["labels"] and manifest["images"] == 6
-    # round 1's annotator is the model trained on round 0's labels, exported for 64 px images
-    assert report["rounds"][1]["annotators"] == [str(tmp_path / "round_1" / "model")]
+    # round 1's annotators are the model trained on round 0's labels (exported for 64 px images), read
+    # through the relabel views and merged; each view measured on its own, then the merge and the filters
+    model = str(tmp_path / "round_1" / "model")
+    assert report["rounds"][1]["annotators"] == [f"{model} [identity]", f"{model} [hflip]"]
+    assert [row["stage"] for row in report["rounds"][1]["heldout"]["<OD>"]] == [
+        f"annotator {model} [identity]", f"annotator {model} [hflip]", "merged: Consensus(min_votes=1)",
+        "+ KnownLabels", "+ ScoreThreshold"]
+    config = report["rounds"][1]["config"]
+    assert config["images"] == 6 and config["merge"] == "Consensus(min_votes=1)"
+    assert config["train"]["views"] == ["identity", "hflip"]
+    assert config["train"]["cfg_options"]["train_cfg.max_iters"] == 2
+    # every step's seconds: labelling by stage, training with its export, measuring
+    seconds = report["rounds"][1]["seconds"]
+    assert {"read images", f"annotator {model} [hflip]", "merge", "KnownLabels"} <= set(seconds["label_stages"])
+    assert all(seconds[k] > 0 for k in ("label", "train", "measure"))
+    assert report["rounds"][0]["seconds"]["train"] is None
+    assert report["truth_baseline"]["seconds"]["train"] > 0
+    assert json.loads((tmp_path / "round_1" / "train.json").read_text())["iterations"] == 2
+    # the student's training data: round 0's label shards, each through RandomViews' mirrors
+    dumped = next((tmp_path / "round_1" / "train").glob("*.py")).read_text()
+    assert dumped.count("florence.RandomViews") == 2 and "round_0/labels/shard-00001.jsonl" in dumped
+    assert "'hflip'" in dumped
     assert json.loads((tmp_path / "round_1" / "model" / "preprocessor_config.json").read_text())["size"]["height"] == 64
     assert (tmp_path / "round_1" / "train" / "iter_2.pth").exists()
     truth_lines = (tmp_path / "truth" / "labels.jsonl").read_text().splitlines()
@@ -92,6 +114,12 @@ def test_the_loop_runs_end_to_end_and_a_restart_redoes_nothing(tmp_path, monkeyp
     monkeypatch.setattr("florence.inference.pipeline", lambda *a, **k: pytest.fail("a model loaded again"))
     again = run_data_engine(toy(annotator), tmp_path)  # every step's result is there: nothing is redone
     assert again == report
+
+
+def test_a_run_that_measures_leaves_the_last_rounds_labels_out(tmp_path):
+    report = run_data_engine(dict(toy(annotator), truth_baseline=False, label_final_round=False), tmp_path)
+    assert report["rounds"][1]["labels"] is None and report["rounds"][1]["heldout"]["<OD>"]
+    assert (tmp_path / "round_1" / "model" / "config.json").exists() and not (tmp_path / "round_1" / "labels").exists()
 
 
 def test_a_round_without_labels_stops_with_the_reason(tmp_path):
@@ -121,7 +149,7 @@ def kill(proc):
 
 def results(work_dir: Path) -> dict:
     """Every result file of a data-engine run (labels, exported models, measurements, report) by its
-    path, bytes compared; the work dir's own path and the labelling speed left out."""
+    path, bytes compared; the work dir's own path and the seconds each step took left out."""
     files = {}
     for pattern in RESULTS:
         for path in sorted(work_dir.glob(pattern)):
@@ -129,12 +157,16 @@ def results(work_dir: Path) -> dict:
                 data = path.read_bytes()
                 if path.suffix in (".json", ".md"):
                     data = data.decode().replace(str(work_dir), "WORK")
-                    if path.suffix == ".json":
-                        data = json.loads(data)
-                        for key in ("seconds", "images_per_second"):
-                            data.pop(key, None) if isinstance(data, dict) else None
+                    data = untimed(json.loads(data)) if path.suffix == ".json" else data.split(TIMES)[0]
                 files[str(path.relative_to(work_dir))] = data
     return files
+
+
+def untimed(data):
+    """``data`` (parsed JSON) without the seconds and speeds in it, at any depth."""
+    if isinstance(data, dict):
+        return {k: untimed(v) for k, v in data.items() if "second" not in k}
+    return [untimed(v) for v in data] if isinstance(data, list) else data
 
 
 def test_rounds_killed_at_random_moments_end_with_the_uninterrupted_runs_results(tmp_path):

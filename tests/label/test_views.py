@@ -10,7 +10,7 @@ from PIL import Image
 from florence.label import Consensus, label
 from florence.label.engine import _annotators
 from florence.label.rounds import _export_name, _exported
-from florence.label.views import Augmented, View
+from florence.label.views import Augmented, RandomViews, View
 from florence.task import Shape
 
 RED = [(20, 10, 60, 30), (84, 44, 112, 72)]  # (x1, y1, x2, y2), x2 and y2 the first pixel past the box
@@ -38,7 +38,8 @@ def red_boxes(images, task):
     return out
 
 
-@pytest.mark.parametrize("view", ["identity", "hflip", "scale:0.5", "hflip+scale:0.5", "scale:2", "hflip+scale:2"])
+@pytest.mark.parametrize("view", ["identity", "hflip", "scale:0.5", "hflip+scale:0.5", "scale:2", "hflip+scale:2",
+                                  "vflip", "hflip+vflip", "vflip+scale:0.5"])
 def test_boxes_read_through_a_view_come_back_exactly(view):
     got = Augmented(red_boxes, view)([page()], "<OD>")[0]
     assert sorted(map(tuple, got["bboxes"])) == sorted(RED)
@@ -52,8 +53,16 @@ def test_quads_and_polygons_come_back_in_the_images_pixels():
     assert quad == [80, 0, 100, 0, 100, 10, 80, 10]  # top-left first, clockwise, as the parsers give
     poly = view.back(Shape("polygon", [[0, 0, 10, 0, 10, 5]]), size).coords
     assert poly == [[100, 0, 80, 0, 80, 10]]
+    # upside down: the corner that was bottom-left is top-left; both mirrors: a half turn
+    quad = Shape("quad", [10, 5, 30, 5, 30, 15, 10, 15])
+    assert View(vflip=True).back(quad, (100, 50)).coords == [10, 35, 30, 35, 30, 45, 10, 45]
+    slanted = Shape("quad", [10, 5, 30, 8, 28, 15, 9, 12])  # corners: top-left, top-right, bottom-right, bottom-left
+    assert View(flip=True, vflip=True).back(slanted, (100, 50)).coords == [72, 35, 91, 38, 90, 45, 70, 42]
+    for view in (View(flip=True), View(vflip=True), View(True, 0.5, True)):  # forward undoes back
+        assert view.forward(view.back(slanted, (100, 50)), (100, 50)).coords == pytest.approx(slanted.coords)
     assert View.parse("hflip+scale:0.75") == View(True, 0.75) and str(View(True, 0.75)) == "hflip+scale:0.75"
-    for bad in ("vflip", "scale:big", "scale:9", 3):
+    assert View.parse("vflip+hflip") == View(True, 1.0, True) and str(View(vflip=True)) == "vflip"
+    for bad in ("rotate", "scale:big", "scale:9", 3):
         with pytest.raises(ValueError, match="view|scale"):
             View.parse(bad)
 
@@ -101,3 +110,29 @@ def test_views_of_a_training_checkpoint_share_one_export(tmp_path):
     (folder / "config.json").write_text("{}")  # exported already: not exported again
     assert _exported(dict(spec, view="hflip"), folder) == dict(model=str(folder), view="hflip")
     assert _export_name(str(tmp_path), 3) == "3"
+
+
+def test_random_views_move_the_boxes_with_the_pixels():
+    """A student's input noise: each sample through a random mirror, its boxes (and objects) where the
+    red pixels now are; samples a mirror would make wrong stay as they are."""
+    import random
+
+    boxes = [list(map(float, b)) for b in RED]
+    od = dict(image=page(), image_size=(120, 80), task="<OD>", text_input=None,
+              annotation={"bboxes": boxes, "labels": ["red"] * 2}, objects={"bboxes": boxes, "labels": ["red"] * 2})
+    caption = dict(image=page(), image_size=(120, 80), task="<CAPTION>", text_input=None, annotation="two red boxes")
+    ocr = dict(od, task="<OCR_WITH_REGION>", annotation={"quad_boxes": [[20, 10, 60, 10, 60, 30, 20, 30]],
+                                                         "labels": ["TEXT"]})
+    data = RandomViews([od, caption, ocr], views=["hflip", "vflip", "hflip+vflip"])
+    random.seed(3)
+    seen = set()
+    for _ in range(12):
+        item = data[0]
+        truth = sorted(map(tuple, red_boxes([item["image"]], "<OD>")[0]["bboxes"]))
+        assert sorted(map(tuple, item["annotation"]["bboxes"])) == truth != sorted(RED)
+        assert sorted(map(tuple, item["objects"]["bboxes"])) == truth and item["image_size"] == (120, 80)
+        seen.add(tuple(truth))
+        assert data[1] == caption and data[2] == ocr  # a caption, and read text, are not mirrored
+    assert len(seen) == 3  # every view was drawn
+    assert od["annotation"]["bboxes"] == boxes  # the source item is not changed
+    assert RandomViews([od], views=["identity"])[0] is od
