@@ -232,6 +232,8 @@ def run_data_engine(cfg, work_dir) -> dict:
                                    merge_cfg, items, t, rules) for t in tasks}
             write_text(where, json.dumps(dict(tasks=quality, seconds=time.perf_counter() - started)))
         done = json.loads(where.read_text())
+        if "tasks" not in done:  # measured by an earlier florence, which kept no seconds
+            return done, None
         return done["tasks"], done["seconds"]
 
     annotators = [_exported(a, work_dir / "annotators" / _export_name(a, k)) for k, a in enumerate(cfg["annotators"])]

@@ -114,6 +114,11 @@ def test_the_loop_runs_end_to_end_and_a_restart_redoes_nothing(tmp_path, monkeyp
     monkeypatch.setattr("florence.inference.pipeline", lambda *a, **k: pytest.fail("a model loaded again"))
     again = run_data_engine(toy(annotator), tmp_path)  # every step's result is there: nothing is redone
     assert again == report
+    held = tmp_path / "round_0" / "heldout.json"  # as an earlier florence wrote it: no seconds
+    held.write_text(json.dumps(json.loads(held.read_text())["tasks"]))
+    older = run_data_engine(toy(annotator), tmp_path)
+    assert older["rounds"][0]["heldout"] == report["rounds"][0]["heldout"]
+    assert older["rounds"][0]["seconds"]["measure"] is None
 
 
 def test_a_run_that_measures_leaves_the_last_rounds_labels_out(tmp_path):
