@@ -33,7 +33,6 @@ from ..atomic import write_text
 from .engine import _annotators, _name, label
 from .filters import apply_filters, build_filters, rule_name
 from .merge import build_merger
-from .views import RandomViews
 
 __all__ = ["run_data_engine", "label_quality", "format_report"]
 
@@ -112,7 +111,7 @@ def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Pat
     size = trained_image_size(cfg)
     sources = [dict(type="florence.JsonlDataset", ann_file=str(f), objects_from_boxes=objects_from_boxes)
                for f in label_files]
-    if train.get("views"):  # input noise: RandomViews is registered by importing florence.label.views
+    if train.get("views"):  # input noise (florence.label.views.RandomViews, registered by florence.label)
         sources = [dict(type="florence.RandomViews", dataset=d, views=list(train["views"])) for d in sources]
     cfg.train_dataloader.dataset = dict(type="florence.MultiTaskDataset", image_size=size, datasets=sources)
     for key in ("val_dataloader", "val_cfg", "val_evaluator", "test_dataloader", "test_cfg", "test_evaluator"):
@@ -212,8 +211,8 @@ def run_data_engine(cfg, work_dir) -> dict:
         raise ValueError(f"relabel takes views and merge, got {sorted(unknown)}")
     evaluate = cfg.get("evaluate") or {}
     heldout = _build(evaluate["dataset"]) if evaluate.get("dataset") else None
-    train = cfg.get("train")
-    if (int(cfg.get("rounds", 0)) > 0 or cfg.get("truth_baseline")) and not (train or {}).get("config"):
+    train, rounds = cfg.get("train"), int(cfg.get("rounds", 0))
+    if (rounds > 0 or cfg.get("truth_baseline")) and not (train or {}).get("config"):
         raise ValueError("rounds > 0 and truth_baseline train a model: the config needs train=dict(config=PATH, ...)")
     objects = bool((train or {}).get("objects_from_boxes", False))
     report = dict(tasks=tasks, rounds=[], truth_baseline=None)
@@ -237,7 +236,6 @@ def run_data_engine(cfg, work_dir) -> dict:
         return done["tasks"], done["seconds"]
 
     annotators = [_exported(a, work_dir / "annotators" / _export_name(a, k)) for k, a in enumerate(cfg["annotators"])]
-    rounds = int(cfg.get("rounds", 0))
     for r in range(rounds + 1):
         here = work_dir / f"round_{r}"
         if r > 0:

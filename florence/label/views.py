@@ -142,8 +142,8 @@ class RandomViews:
     """``dataset`` with each sample read through one of ``views`` drawn at random (default: as it is,
     mirrored left-right, upside down, both): a student's input noise (Noisy Student). The image and
     the regions of its annotation (and ``objects``) move together; samples a mirror would make wrong
-    (text outputs, read text, region inputs, verbatim targets) stay as they are. Draws come from
-    Python's ``random``, which the trainer seeds.
+    (text outputs, read text, region inputs, verbatim targets, an image's several tasks) stay as they
+    are. Draws come from Python's ``random``, which the trainer seeds.
 
     Args:
         dataset: the dataset or its config.
@@ -162,8 +162,10 @@ class RandomViews:
     def __getitem__(self, index: int) -> dict:
         item = self.dataset[index]
         view = random.choice(self.views)
-        task = get_task(item.get("task", "<CAPTION>"))
-        if (view == View() or not task.region_kinds or task.labels_read or item.get("text_input") is not None
+        if view == View() or "task" not in item:  # as it is, or several tasks of one image: not mirrored
+            return item
+        task = get_task(item["task"])
+        if (not task.region_kinds or task.labels_read or item.get("text_input") is not None
                 or "target_text" in item or "prompt" in item or not isinstance(item.get("annotation"), dict)):
             return item
         from ..processing.image import load_image
