@@ -36,6 +36,9 @@ EXTRAS = {
     # florence serve (florence.deploy.serve): LitServe (FastAPI + uvicorn) does the dynamic batching and
     # the model workers; pinned, as florence's front submits to its queue; multipart uploads; /metrics
     "serve": ["litserve==0.2.19", "python-multipart>=0.0.9", "prometheus-client>=0.20"],
+    # labelling on a cluster (florence label --engine ray, florence.label.ray_engine): Ray Data's streaming
+    # stages, actor pools of model replicas and task retries
+    "ray": ["ray[data]==2.60.0"],
     # the documentation site (docs/, mkdocs.yml): mkdocs build --strict, API pages from the docstrings
     "docs": ["mkdocs==1.6.1", "mkdocs-material==9.8.2", "mkdocstrings==1.0.8", "mkdocstrings-python==2.0.11"],
     # scikit-image ships the real photographs the preprocessing tests run on

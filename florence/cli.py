@@ -213,6 +213,14 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--min-complexity", type=int, default=None,
                      help="drop texts with fewer content words (default off)")
     lab.add_argument("--batch-size", type=int, default=8)
+    lab.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process (or its torchrun share); ray: Ray Data over a cluster, model replicas "
+                          "as actors (the ray extra). Either continues a killed run when started again")
+    lab.add_argument("--address", default=None,
+                     help="with --engine ray: the cluster (auto, ray://HOST:10001; default: a local Ray)")
+    lab.add_argument("--replicas", type=int, default=1, help="with --engine ray: model replicas (default 1)")
+    lab.add_argument("--cpus-per-replica", type=float, default=1, help="with --engine ray (default 1)")
+    lab.add_argument("--gpus-per-replica", type=float, default=0, help="with --engine ray (default 0)")
     lab.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
     _generation(lab)
 
@@ -412,7 +420,9 @@ def _label(args) -> int:
             raise SystemExit(f"florence label: --view: {e}") from None
         annotators = [dict(model=m, view=v) for m in annotators for v in views]
     m = label(annotators, list(args.images), args.tasks, args.out, filters=[r for r in rules if r], merge=merge,
-              batch_size=args.batch_size, shard_size=args.shard_size, generation=gen)
+              batch_size=args.batch_size, shard_size=args.shard_size, generation=gen, engine=args.engine,
+              address=args.address, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
+              gpus_per_replica=args.gpus_per_replica)
     removed = ", ".join(f"{rule} -{c['items']} regions -{c['samples']} samples" for rule, c in m["filters"].items())
     print(f"{m['labels']} labels of {m['images']} images -> {args.out} ({m['shards_done']}/{m['shards']} shards)"
           + (f"; filters: {removed}" if removed else ""))

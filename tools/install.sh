@@ -7,6 +7,7 @@
 #   bash tools/install.sh --onnx        # + onnx / onnxruntime (florence export-onnx, backend="onnxruntime")
 #   bash tools/install.sh --serve       # + LitServe / FastAPI / uvicorn (florence serve)
 #   bash tools/install.sh --docs        # + mkdocs (Material, mkdocstrings): the site in docs/, mkdocs serve
+#   bash tools/install.sh --ray         # + Ray Data (florence label --engine ray)
 #   bash tools/install.sh --test        # + the test suite's own dependencies; with node/npm on the machine,
 #                                       #   transformers.js for the ONNX folder test (tests/deploy/js, no download step);
 #                                       #   with apt-get as root, Debian's Chromium for the serve page's browser test
@@ -30,10 +31,11 @@ for arg in "$@"; do
     --onnx) extras+=(onnx) ;;
     --serve) extras+=(serve) ;;
     --docs) extras+=(docs) ;;
+    --ray) extras+=(ray) ;;
     --test) extras+=(test) js=1 ;;
-    --all) extras+=(test deepspeed onnx serve docs) downstream=1 js=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | cut -c3-; exit 0 ;;
-    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --onnx --serve --docs --test --all)" >&2
+    --all) extras+=(test deepspeed onnx serve docs ray) downstream=1 js=1 ;;
+    -h|--help) sed -n '2,14p' "$0" | cut -c3-; exit 0 ;;
+    *) echo "tools/install.sh: unknown option $arg (valid: --deepspeed --downstream --onnx --serve --docs --ray --test --all)" >&2
        exit 2 ;;
   esac
 done

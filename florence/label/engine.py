@@ -9,7 +9,9 @@ and writes the kept labels as shards: ``shard-00000.jsonl`` (florence JSON Lines
 training) and, written after it, ``shard-00000.json`` (the shard's counts and its bad images). Both
 are written atomically (temporary name, then rename), so a shard with a ``.json`` is complete: a run
 killed at any moment and started again skips the finished shards and loses nothing already written.
-With N processes (``torchrun``; or ``rank`` / ``world_size``) shard k is process k mod N's.
+With N processes (``torchrun``; or ``rank`` / ``world_size``) shard k is process k mod N's; with
+``engine="ray"`` the same pipeline runs on Ray Data, model replicas as actors and the shards written
+by the driver (:mod:`florence.label.ray_engine`).
 ``manifest.json`` sums every finished shard: images, labels written, items and samples each rule
 removed, bad images with their errors, throughput. An image that cannot be read is recorded there
 and never stops the run. ``plan.json`` keeps the run's images, tasks and shard size: restarting with
@@ -17,18 +19,17 @@ other ones is an error instead of a mix of two runs.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import io
 import json
 import os
-import sys
+import socket
 import time
 from pathlib import Path
 
 from ..atomic import write_bytes, write_text
-from .filters import apply_filters, build_filters
+from .filters import build_filters
 from .merge import build_merger
+from .stages import _Labeller, _annotators, _name
 
 __all__ = ["label", "read_manifest"]
 
@@ -60,63 +61,10 @@ def _sources(images, out_dir: Path) -> list:
     return out
 
 
-def _name(spec) -> str:
-    """How the manifest and the labels name an annotator."""
-    if isinstance(spec, dict) and "view" in spec:  # a model read through a view (florence.label.views)
-        from .views import View
-
-        return f"{_name(spec.get('model'))} [{View.parse(spec['view'])}]"
-    if isinstance(spec, (str, os.PathLike)):
-        return str(spec)
-    inference = sys.modules.get("florence.inference")  # not imported: spec is no Pipeline (and needs no model code)
-    if inference is not None and isinstance(spec, inference.Pipeline):
-        return "florence"
-    return getattr(spec, "__name__", type(spec).__name__)
-
-
-def _annotators(specs, generation) -> list[tuple]:
-    """(name, callable(images, task) -> outputs) of each annotator spec; a model that several specs
-    name (views of one checkpoint) loads once."""
-    loaded: dict = {}
-    return [_annotator(spec, generation, loaded) for spec in specs]
-
-
-def _annotator(spec, generation, loaded: dict | None = None):
-    """(name, callable(images, task) -> outputs) of a checkpoint folder / hub id, a Pipeline, a callable,
-    or ``dict(model=one of those, view="hflip+scale:0.75")`` (:class:`~florence.label.views.View`).
-    ``loaded``: pipelines already loaded, by folder (filled in)."""
-    name = _name(spec)
-    if isinstance(spec, dict):
-        from .views import Augmented
-
-        unknown = set(spec) - {"model", "view"}
-        if unknown or "model" not in spec:
-            raise ValueError(f"an annotator dict is dict(model=..., view=...), got keys {sorted(spec)}")
-        return name, Augmented(_annotator(spec["model"], generation, loaded)[1], spec.get("view", "identity"))
-    if isinstance(spec, (str, os.PathLike)):
-        from ..inference import pipeline
-
-        loaded = {} if loaded is None else loaded
-        if str(spec) not in loaded:
-            loaded[str(spec)] = pipeline(str(spec), dtype="auto")
-        spec = loaded[str(spec)]
-    inference = sys.modules.get("florence.inference")
-    if inference is not None and isinstance(spec, inference.Pipeline):
-        pipe = spec
-
-        def run(images, task):
-            results = pipe(images, task, errors="record", batch_size=len(images), **generation)
-            return [r.get(task, r) if "error" not in r else r for r in results]
-
-        return name, run
-    if callable(spec):
-        return name, spec
-    raise TypeError(f"an annotator is a checkpoint folder, a hub id, a florence Pipeline or a callable, got {spec!r}")
-
-
 def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,
           merge=None, keep_empty: bool = False, generation: dict | None = None, rank: int | None = None,
-          world_size: int | None = None, progress: bool = True) -> dict:
+          world_size: int | None = None, progress: bool = True, engine: str = "local", address: str | None = None,
+          replicas: int = 1, cpus_per_replica: float = 1, gpus_per_replica: float = 0) -> dict:
     """Label ``images`` for ``tasks`` with ``annotators``; returns the manifest (also written as
     ``out_dir/manifest.json``).
 
@@ -139,23 +87,36 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
         rank: this process's share: every ``world_size``-th shard from ``rank`` (default:
             torchrun's ``RANK``).
         world_size: the number of processes sharing the run (default: torchrun's ``WORLD_SIZE``).
+        engine: ``"local"`` (this process, or its torchrun share) or ``"ray"``: the same pipeline on Ray
+            Data (:mod:`florence.label.ray_engine`; the ``ray`` extra), writing the same shards.
+        address: the Ray cluster (``"auto"``, ``"ray://host:10001"``); default: the one this process is
+            connected to, else a local one.
+        replicas: the Ray engine's model replicas (actors, each loading the annotators once).
+        cpus_per_replica: the CPUs each replica holds (its torch threads).
+        gpus_per_replica: the GPUs each replica holds.
     """
     from ..task import get_task
 
     tasks = [get_task(t).token for t in ([tasks] if isinstance(tasks, str) else tasks)]  # unknown: an error now
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if engine not in ("local", "ray"):
+        raise ValueError(f"label: engine is 'local' or 'ray', got {engine!r}")
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
+    if engine == "ray" and not (replicas >= 1 and cpus_per_replica >= 0 and gpus_per_replica >= 0):
+        raise ValueError(f"label: engine='ray' needs replicas >= 1 and CPUs / GPUs per replica >= 0, got {replicas} "
+                         f"replicas of {cpus_per_replica} CPUs and {gpus_per_replica} GPUs")
+    if engine == "ray" and world_size > 1:
+        raise ValueError("label: engine='ray' schedules the whole run from one driver; start it once, not under "
+                         f"torchrun (world_size {world_size})")
     rules, merger = build_filters(filters), build_merger(merge)
     sources = _sources(images, out_dir)
     _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
     annotators = annotators if isinstance(annotators, list) else [annotators]
     shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
-    # models load only when there is something left to label
-    runners = _annotators(annotators, dict(generation or {})) if todo else [(_name(a), None) for a in annotators]
-    labeller = _Labeller(runners=runners, tasks=tasks, rules=rules, merger=merger, keep_empty=keep_empty)
+    names = [_name(a) for a in annotators]
 
     for k in todo:  # a killed run's half-written shard files (florence.atomic's temporary names)
         for stale in out_dir.glob(f".shard-{k:05d}.*.tmp"):
@@ -169,84 +130,30 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
         bar.update(images)
         bar.set_postfix(labels=done + labels, refresh=False)
 
-    for k in todo:
-        started = time.perf_counter()
-        lines, bad, counts, stages = labeller.shard(shards[k], batch_size=batch_size, advance=advance)
-        seconds = time.perf_counter() - started
+    def write_shard(k, lines, bad, counts, seconds, stages, nodes):
+        nonlocal done
         write_text(out_dir / f"shard-{k:05d}.jsonl", "".join(line + "\n" for line in lines))
         done += len(lines)
         write_text(out_dir / f"shard-{k:05d}.json", json.dumps(dict(
             shard=k, images=len(shards[k]), labels=len(lines), filters=counts, bad_images=bad, seconds=seconds,
-            stage_seconds=stages)))
+            stage_seconds=stages, nodes=nodes)))
+
+    if engine == "ray":
+        from . import ray_engine
+
+        ray_engine.run({k: shards[k] for k in todo}, write_shard, annotators=annotators, tasks=tasks, filters=filters,
+                       merge=merge, keep_empty=keep_empty, batch_size=batch_size, generation=generation,
+                       address=address, replicas=replicas, cpus_per_replica=cpus_per_replica,
+                       gpus_per_replica=gpus_per_replica, advance=advance)
+    elif todo:  # models load only when there is something left to label
+        labeller = _Labeller(runners=_annotators(annotators, dict(generation or {})), tasks=tasks, rules=rules,
+                             merger=merger, keep_empty=keep_empty)
+        for k in todo:
+            started = time.perf_counter()
+            lines, bad, counts, stages = labeller.shard(shards[k], batch_size=batch_size, advance=advance)
+            write_shard(k, lines, bad, counts, time.perf_counter() - started, stages, [socket.gethostname()])
     bar.close()
-    return _write_manifest(out_dir, len(shards), tasks, [n for n, _ in runners])
-
-
-@dataclasses.dataclass
-class _Labeller:
-    """What each shard and each image of a run go through: the annotators (``runners``: name and
-    ``annotate(images, task)``), then the merge (``merger``, or one label per annotator), then the
-    filter ``rules``; region labels left empty are dropped unless ``keep_empty``."""
-    runners: list
-    tasks: list
-    rules: list
-    merger: object
-    keep_empty: bool
-    seconds: dict = dataclasses.field(default_factory=dict)  # the current shard's seconds per stage
-
-    def shard(self, sources, *, batch_size: int, advance) -> tuple[list, list, dict, dict]:
-        """The label lines (JSON), bad images, filter counts and seconds per stage (reading images,
-        each annotator, the merge, each filter) of one shard's ``(name, source)`` images, in batches;
-        ``advance(images, labels so far)`` after each batch."""
-        from ..processing.image import load_image
-
-        lines, bad, counts, self.seconds = [], [], {}, {}
-        for start in range(0, len(sources), batch_size):
-            chunk, loaded = sources[start:start + batch_size], []
-            with self.timed("read images"):
-                for path, source in chunk:
-                    try:
-                        loaded.append((path, load_image(source)))
-                    except (OSError, ValueError) as e:
-                        bad.append({"image": path, "error": str(e)})
-            for task in self.tasks:
-                given = []
-                for name, run in self.runners:
-                    with self.timed(f"annotator {name}"):
-                        given.append((name, run([im for _, im in loaded], task) if loaded else []))
-                for i, (path, image) in enumerate(loaded):
-                    answers = [(name, outputs[i]) for name, outputs in given]
-                    lines += self.image(path, image.size, task, answers, bad=bad, counts=counts)
-            advance(len(chunk), len(lines))
-        return lines, bad, counts, self.seconds
-
-    @contextlib.contextmanager
-    def timed(self, stage: str):
-        started = time.perf_counter()
-        yield
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - started
-
-    def image(self, path: str, size, task: str, answers, *, bad: list, counts: dict) -> list:
-        """The label lines of one image and task from each annotator's ``(name, output)``; an output
-        ``{"error": ...}`` is recorded in ``bad``, the filters count what they remove in ``counts``."""
-        outputs = []  # one per annotator, None where it failed on the image
-        for name, output in answers:
-            failed = isinstance(output, dict) and "error" in output
-            if failed:
-                bad.append({"image": path, "error": str(output["error"]), "annotator": name})
-            outputs.append(None if failed else output)
-        candidates = [(name, o) for (name, _), o in zip(answers, outputs) if o is not None]
-        if self.merger is not None and candidates:
-            with self.timed("merge"):
-                merged = self.merger(outputs, task)
-            candidates = [("consensus", merged)] if merged is not None else []
-        lines = []
-        for name, output in candidates:
-            kept = apply_filters(self.rules, output, task, size, counts, self.seconds)
-            if kept is None or (not self.keep_empty and _empty(kept, task)):
-                continue
-            lines.append(json.dumps({"image": path, "task": task, "annotation": kept, "annotator": name}))
-        return lines
+    return _write_manifest(out_dir, len(shards), tasks, names)
 
 
 def _check_plan(out_dir: Path, plan: dict) -> None:
@@ -261,14 +168,6 @@ def _check_plan(out_dir: Path, plan: dict) -> None:
                              "with the same images, tasks and shard size, or write to a new folder")
     else:
         write_text(path, json.dumps(plan))
-
-
-def _empty(output, task) -> bool:
-    """A region output without regions (a text output is never empty here)."""
-    from ..task import get_task
-
-    task = get_task(task)
-    return bool(task.region_kinds) and isinstance(output, dict) and not task.regions(output)
 
 
 def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
@@ -290,6 +189,8 @@ def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
                     bad_images=[b for s in stats for b in s["bad_images"]],
                     images_per_second=images / seconds if seconds else None, seconds=seconds,
                     stage_seconds=stages,
+                    shard_seconds={str(s["shard"]): s["seconds"] for s in stats},
+                    shard_nodes={str(s["shard"]): s.get("nodes") for s in stats},  # the machines that labelled it
                     files=[f"shard-{s['shard']:05d}.jsonl" for s in stats])
     write_text(out_dir / "manifest.json", json.dumps(manifest, indent=1))
     return manifest

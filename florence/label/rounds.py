@@ -14,10 +14,12 @@ callables, or ``dict(config=, checkpoint=)`` for a ``tools/train.py`` checkpoint
 etc. the model reads mirrored or rescaled images, :mod:`florence.label.views`), ``tasks``, ``merge``, ``filters``,
 ``label`` (``batch_size``, ``shard_size``, ``generation``), ``rounds``, ``train`` (``config``,
 ``cfg_options``, ``objects_from_boxes``; ``views``: the student reads each sample through one of these
-views drawn at random, :class:`~florence.label.views.RandomViews`), ``relabel`` (how round r >= 1's
-student labels: ``views``, each one annotator, and ``merge``; default: the student alone),
-``truth_baseline``, ``evaluate`` (``dataset``, ``batch_size``), ``label_final_round`` (default True; False:
-the last round's model is measured but does not label ``images``).
+views drawn at random, :class:`~florence.label.views.RandomViews`; ``labelled``: datasets with true
+labels the student trains on beside the pseudo-labels, Noisy Student's recipe), ``relabel`` (how round
+r >= 1's student labels: ``views``, each one annotator, and ``merge``; default: the student alone),
+``truth_baseline``, ``labelled_baseline`` (the same training on ``train["labelled"]`` alone: what the
+pseudo-labels add), ``evaluate`` (``dataset``, ``batch_size``), ``label_final_round`` (default True;
+False: the last round's model is measured but does not label ``images``).
 
 The report gives, per round: each annotator's label quality on the held-out images, the merged
 labels', and after each filter; the config of the round; and the seconds of each step (labelling,
@@ -30,7 +32,8 @@ import time
 from pathlib import Path
 
 from ..atomic import write_text
-from .engine import _annotators, _name, label
+from .engine import label
+from .stages import _annotators, _name
 from .filters import apply_filters, build_filters, rule_name
 from .merge import build_merger
 
@@ -104,13 +107,13 @@ def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Pat
 
     from ..engine import load_config, trained_image_size
 
-    if not any(f.stat().st_size for f in label_files):
+    if label_files and not any(f.stat().st_size for f in label_files):
         raise ValueError(f"no labels to train on in {', '.join(sorted({str(f.parent) for f in label_files}))}: "
                          "every label was filtered out (see its manifest.json) or no image was labelled")
     cfg = load_config(train["config"], train.get("cfg_options"))
     size = trained_image_size(cfg)
     sources = [dict(type="florence.JsonlDataset", ann_file=str(f), objects_from_boxes=objects_from_boxes)
-               for f in label_files]
+               for f in label_files] + list(train.get("labelled") or [])  # Noisy Student: labelled data too
     if train.get("views"):  # input noise (florence.label.views.RandomViews, registered by florence.label)
         sources = [dict(type="florence.RandomViews", dataset=d, views=list(train["views"])) for d in sources]
     cfg.train_dataloader.dataset = dict(type="florence.MultiTaskDataset", image_size=size, datasets=sources)
@@ -186,7 +189,17 @@ def _config(images, annotators, merge, filters, train=None) -> dict:
 
 def _train_config(train: dict) -> dict:
     return dict(config=str(train.get("config")), views=list(train.get("views") or []) or None,
-                cfg_options=dict(train.get("cfg_options") or {}))
+                cfg_options=dict(train.get("cfg_options") or {}),
+                labelled=[_dataset_name(d) for d in train.get("labelled") or []] or None)
+
+
+def _dataset_name(spec) -> str:
+    """A labelled dataset config in a few words: its type and size."""
+    if not isinstance(spec, dict):
+        return type(spec).__name__
+    kind = spec.get("type")
+    kind = getattr(kind, "__name__", kind)
+    return f"{kind}(" + ", ".join(f"{k}={spec[k]}" for k in ("seed", "length", "ann_file") if k in spec) + ")"
 
 
 def _seconds(path: Path):
@@ -214,8 +227,11 @@ def run_data_engine(cfg, work_dir) -> dict:
     train, rounds = cfg.get("train"), int(cfg.get("rounds", 0))
     if (rounds > 0 or cfg.get("truth_baseline")) and not (train or {}).get("config"):
         raise ValueError("rounds > 0 and truth_baseline train a model: the config needs train=dict(config=PATH, ...)")
+    if cfg.get("labelled_baseline") and not (train or {}).get("labelled"):
+        raise ValueError("labelled_baseline trains on train['labelled'] alone: the config needs "
+                         "train=dict(config=PATH, labelled=[dataset, ...])")
     objects = bool((train or {}).get("objects_from_boxes", False))
-    report = dict(tasks=tasks, rounds=[], truth_baseline=None)
+    report = dict(tasks=tasks, rounds=[], truth_baseline=None, labelled_baseline=None)
 
     items = []  # the held-out items, read (or drawn) once for every measurement
 
@@ -256,15 +272,21 @@ def run_data_engine(cfg, work_dir) -> dict:
             seconds=dict(label=manifest.get("seconds"), label_stages=manifest.get("stage_seconds"),
                          train=_seconds(here / "train.json") if r > 0 else None, measure=measured)))
         _save(work_dir, report)
+
+    def baseline(key: str, folder: Path, label_files: list, count: int):
+        model = _train(train, label_files, folder, objects)
+        quality, measured = measure([str(model)], None, (), folder / "heldout.json")
+        report[key] = dict(model=str(model), heldout=quality, config=dict(images=count, train=_train_config(train)),
+                           seconds=dict(train=_seconds(folder / "train.json"), measure=measured))
+        _save(work_dir, report)
+
     if cfg.get("truth_baseline"):
         truth = work_dir / "truth"
         if not (truth / "labels.jsonl").exists():
             write_jsonl(images, truth / "labels.jsonl")
-        model = _train(train, [truth / "labels.jsonl"], truth, objects)
-        quality, measured = measure([str(model)], None, (), truth / "heldout.json")
-        report["truth_baseline"] = dict(model=str(model), heldout=quality,
-                                        config=dict(images=len(images), train=_train_config(train)),
-                                        seconds=dict(train=_seconds(truth / "train.json"), measure=measured))
+        baseline("truth_baseline", truth, [truth / "labels.jsonl"], len(images))
+    if cfg.get("labelled_baseline"):  # what the student learns from the labelled data alone
+        baseline("labelled_baseline", work_dir / "labelled", [], 0)
     _save(work_dir, report)
     return report
 
@@ -283,6 +305,8 @@ def format_report(report: dict) -> str:
     runs = [(f"round {r['round']}", r) for r in report["rounds"]]
     if report.get("truth_baseline"):
         runs.append(("trained on the truth", report["truth_baseline"]))
+    if report.get("labelled_baseline"):
+        runs.append(("trained on the labelled data alone", report["labelled_baseline"]))
     for who, run in runs:
         for task, rows in (run["heldout"] or {}).items():
             for row in rows:
@@ -298,7 +322,8 @@ def format_report(report: dict) -> str:
         if config.get("train"):
             t = config["train"]
             parts.append(f"trained by {t['config']}" + (f", input views {', '.join(t['views'])}" if t["views"] else "")
-                         + (f", {t['cfg_options']}" if t["cfg_options"] else ""))
+                         + (f", {t['cfg_options']}" if t["cfg_options"] else "")
+                         + (f", with labelled data {', '.join(t['labelled'])}" if t.get("labelled") else ""))
         lines.append(f"- {who}: " + "; ".join(parts))
     lines += ["", TIMES, "", "| labels of | label | of which | train + export | measure |", "|---|---|---|---|---|"]
     for who, run in runs:

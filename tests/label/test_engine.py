@@ -112,3 +112,13 @@ def test_a_florence_model_annotates(images, tmp_path):
     assert {r["task"] for r in lines} == {"<OD>", "<CAPTION>"} and len(lines) == 18  # untrained: whatever it says
     with pytest.raises(florence.TaskError):
         label(pipe, images, ["<NOT_A_TASK>"], tmp_path / "x", progress=False)
+
+
+def test_an_unknown_engine_or_no_replicas_is_an_error_before_anything_runs(images, tmp_path):
+    with pytest.raises(ValueError, match="engine is 'local' or 'ray', got 'spark'"):
+        label(Scripted(), images, ["<OD>"], tmp_path / "a", engine="spark")
+    with pytest.raises(ValueError, match="needs replicas >= 1 .* got 0 replicas"):
+        label(Scripted(), images, ["<OD>"], tmp_path / "b", engine="ray", replicas=0)
+    with pytest.raises(ValueError, match="not under torchrun"):
+        label(Scripted(), images, ["<OD>"], tmp_path / "c", engine="ray", world_size=2, rank=0)
+    assert not [p for d in "abc" for p in (tmp_path / d).glob("*")]  # nothing written

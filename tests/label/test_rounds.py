@@ -127,6 +127,34 @@ def test_a_run_that_measures_leaves_the_last_rounds_labels_out(tmp_path):
     assert (tmp_path / "round_1" / "model" / "config.json").exists() and not (tmp_path / "round_1" / "labels").exists()
 
 
+def test_the_student_trains_on_labelled_data_beside_the_labels_and_alone_for_the_baseline(tmp_path):
+    from florence.engine import load_config
+    from florence.registry import DATASETS
+
+    cfg = toy(annotator)
+    labelled = dict(cfg["images"], seed=0, length=4)
+    cfg = dict(cfg, train=dict(cfg["train"], labelled=[labelled]), truth_baseline=False, labelled_baseline=True,
+               label_final_round=False)
+    report = run_data_engine(cfg, tmp_path)
+
+    def trained_on(folder):
+        dumped = next((tmp_path / folder / "train").glob("*.py"))
+        return DATASETS.build(load_config(str(dumped)).train_dataloader.dataset)
+
+    student = trained_on("round_1")  # round 0's 6 labels (2 shards) and the 4 labelled scenes, each mirrored at random
+    assert len(student) == 6 + 4 and [type(d.dataset).__name__ for d in student.datasets] == [
+        "JsonlDataset", "JsonlDataset", "SyntheticScenes"]
+    assert student.datasets[2].dataset[1]["annotation"] == SyntheticScenes(**{
+        k: v for k, v in labelled.items() if k != "type"})[1]["annotation"]
+    alone = trained_on("labelled")
+    assert len(alone) == 4 and [type(d.dataset).__name__ for d in alone.datasets] == ["SyntheticScenes"]
+    assert report["labelled_baseline"]["heldout"]["<OD>"][0]["stage"] == "unfiltered"
+    assert report["labelled_baseline"]["config"]["train"]["labelled"] == ["SyntheticScenes(seed=0, length=4)"]
+    assert "- trained on the labelled data alone: 0 images; " in (tmp_path / "report.md").read_text()
+    with pytest.raises(ValueError, match="labelled_baseline trains on train\\['labelled'\\] alone"):
+        run_data_engine(dict(toy(annotator), labelled_baseline=True), tmp_path / "none")
+
+
 def test_a_round_without_labels_stops_with_the_reason(tmp_path):
     cfg = toy(lambda images, task: [{"bboxes": [[0, 0, 9, 9]], "labels": ["moon"], "scores": [0.9]}] * len(images))
     with pytest.raises(ValueError, match="no labels to train on in .*round_0/labels: every label was filtered out"):

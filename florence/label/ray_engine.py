@@ -1,0 +1,139 @@
+"""Labelling on Ray Data (``label(..., engine="ray")``): the local engine's pipeline as streaming stages
+over a Ray cluster, writing the same shards and manifest.
+
+Each row is one of the local engine's batches (shard k's images ``j * batch_size`` on), so every model
+sees the batches it sees locally and the labels equal a local run's. The stages:
+
+1. read: decode the batch's images (an unreadable image is recorded, as locally);
+2. annotate: an actor pool of ``replicas`` model replicas, each loading the annotators once;
+3. merge and filters.
+
+Reading and filtering run in actors holding no CPU of their own, as many as the replicas (each process
+imports florence once).
+
+The driver collects each shard's batches as they stream in and writes the shard (labels, then its
+counts) once its last batch has come, atomically, as the local engine does. Ray Data restarts a replica
+whose process dies and runs its batch again; the driver keeps one result per batch, so every image is
+labelled exactly once. A driver killed and started again skips the finished shards. Images are read by
+path: on several machines they must be on a file system every node sees (so must ``out_dir``, where
+dataset items are saved as PNG files before labelling).
+"""
+from __future__ import annotations
+
+import pickle
+import socket
+
+__all__ = ["run"]
+
+# decoding a batch and filtering its labels are light next to the models: they hold no CPU of their own,
+# so they run beside replicas that hold every CPU of a machine (with any share, those replicas starve them)
+LIGHT_CPUS = 0
+
+
+def _stage(runners=(), tasks=(), rules=(), merger=None, keep_empty=False):
+    from .stages import _Labeller
+
+    return _Labeller(runners=list(runners), tasks=list(tasks), rules=list(rules), merger=merger,
+                     keep_empty=keep_empty)
+
+
+class _Read:
+    """Stage 1: the batch's images decoded."""
+
+    def __call__(self, row: dict) -> dict:
+        stage, bad = _stage(), []
+        loaded = stage.read(pickle.loads(row["sources"]), bad)
+        return dict(shard=row["shard"], batch=row["batch"], images=row["images"],
+                    payload=pickle.dumps(dict(loaded=loaded, bad=bad, seconds=stage.seconds)))
+
+
+class _Annotate:
+    """Stage 2: one model replica (the annotators, loaded once per actor)."""
+
+    def __init__(self, annotators, tasks, generation):
+        from .stages import _annotators
+
+        self.stage = _stage(_annotators(annotators, dict(generation or {})), tasks)
+        self.node = socket.gethostname()
+
+    def __call__(self, row: dict) -> dict:
+        got = pickle.loads(row["payload"])
+        self.stage.seconds = dict(got["seconds"])
+        given = self.stage.annotate([image for _, image in got["loaded"]])
+        sized = [(path, image.size) for path, image in got["loaded"]]  # the pixels stop here
+        return dict(row, payload=pickle.dumps(dict(sized=sized, bad=got["bad"], given=given,
+                                                   seconds=self.stage.seconds, node=self.node)))
+
+
+class _Finish:
+    """Stage 3: the merge and the filters."""
+
+    def __init__(self, tasks, filters, merge, keep_empty):
+        from .filters import build_filters
+        from .merge import build_merger
+
+        self.stage = _stage((), tasks, build_filters(filters), build_merger(merge), keep_empty)
+
+    def __call__(self, row: dict) -> dict:
+        got = pickle.loads(row["payload"])
+        self.stage.seconds = dict(got["seconds"])
+        bad, counts = list(got["bad"]), {}
+        lines = self.stage.finish(got["sized"], got["given"], bad, counts)
+        return dict(row, payload=pickle.dumps(dict(lines=lines, bad=bad, counts=counts, seconds=self.stage.seconds,
+                                                   node=got["node"])))
+
+
+def run(shards: dict, write_shard, *, annotators, tasks, filters, merge, keep_empty, batch_size, generation,
+        address=None, replicas: int = 1, cpus_per_replica: float = 1, gpus_per_replica: float = 0,
+        advance=None) -> None:
+    """Label ``shards`` (shard index -> its ``(name, source)`` images) on Ray; ``write_shard(k, lines,
+    bad, counts, seconds, stage_seconds, nodes)`` is called once per shard, on the driver, when its
+    last batch is done; ``advance(images, labels)`` after each batch."""
+    rows = [dict(shard=k, batch=j, images=len(images[s:s + batch_size]),
+                 sources=pickle.dumps(images[s:s + batch_size]))
+            for k, images in shards.items() for j, s in enumerate(range(0, len(images), batch_size))]
+    if not rows:  # every shard is written: nothing to start Ray for
+        return
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("label(engine='ray') needs Ray Data: bash tools/install.sh --ray "
+                          "(pip install 'florence-vision[ray]')") from None
+    if not ray.is_initialized():
+        ray.init(address=address, log_to_driver=False)
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False  # florence's own bar, on the driver
+    context.print_on_execution_start = False
+    batches = {k: -(-len(images) // batch_size) for k, images in shards.items()}
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per batch: streamed and retried alone
+    # the light stages are actors too, as many as the replicas: each process imports florence (and torch) once
+    ds = ds.map(_Read, concurrency=replicas, num_cpus=LIGHT_CPUS)
+    ds = ds.map(_Annotate, fn_constructor_args=(annotators, tasks, generation), concurrency=replicas,
+                num_cpus=cpus_per_replica, num_gpus=gpus_per_replica or None)
+    ds = ds.map(_Finish, fn_constructor_args=(tasks, filters, merge, keep_empty), concurrency=replicas,
+                num_cpus=LIGHT_CPUS)
+    pending: dict = {k: {} for k in shards}
+    unwritten = 0  # labels of batches whose shard is not written yet
+    for row in ds.iter_rows():
+        k, j = int(row["shard"]), int(row["batch"])
+        pending[k][j] = pickle.loads(row["payload"])  # a batch run again after a replica died: one result
+        unwritten += len(pending[k][j]["lines"])
+        if len(pending[k]) == batches[k]:
+            done = pending.pop(k)
+            parts = [done[b] for b in range(batches[k])]
+            unwritten -= sum(len(part["lines"]) for part in parts)
+            lines, bad, counts, stages = [], [], {}, {}
+            for part in parts:  # in batch order: the local engine's order of lines, bad images and counts
+                lines += part["lines"]
+                bad += part["bad"]
+                for rule, c in part["counts"].items():
+                    total = counts.setdefault(rule, {"items": 0, "samples": 0})
+                    total["items"] += c["items"]
+                    total["samples"] += c["samples"]
+                for stage, t in part["seconds"].items():
+                    stages[stage] = stages.get(stage, 0.0) + t
+            write_shard(k, lines, bad, counts, sum(stages.values()), stages, sorted({p["node"] for p in parts}))
+        if advance is not None:
+            advance(int(row["images"]), unwritten)
