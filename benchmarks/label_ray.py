@@ -6,14 +6,15 @@ CPU) on one machine, side by side in one run.
 Random weights (no download) at the published vocabulary size (51289 rows; ids the offline tokenizer
 lacks are suppressed), saved as model folders; every image generates exactly ``--tokens`` new tokens for
 ``<OD>``, so every engine does the same work; 640x480 images of noise. The dtype is florence's "auto"
-(bf16 where the CPU has native bf16, else float32). Wall seconds of the whole ``label(...)`` call,
-model loading and Ray's actor start included (a local Ray of all the machine's CPUs is started before
-the clock); prints images/s and the ratio to the local engine, and checks that every engine wrote the
-same labels.
+(bf16 where the CPU has native bf16, else float32). Two rates: the whole ``label(...)`` call (model
+loading and Ray's actor start included; a local Ray of all the machine's CPUs is started before the
+clock), and the steady rate between the first and the last shard written (a shard is one batch); the
+ratio of each to the local engine's, and a check that every engine wrote the same labels.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
@@ -31,6 +32,13 @@ TEXTS = ["Locate the objects with category name in the image.", "a red car next 
 VOCAB = 51289
 
 
+def steady(folder: Path) -> float:
+    """Images per second between the first and the last shard written (each shard's counts file is
+    saved when it is done): the rate once models are loaded and replicas started."""
+    done = sorted((f.stat().st_mtime, json.loads(f.read_text())["images"]) for f in folder.glob("shard-*.json"))
+    return sum(n for _, n in done[1:]) / (done[-1][0] - done[0][0])
+
+
 def labels(folder: Path) -> list:
     return [line for f in sorted(folder.glob("shard-*.jsonl")) for line in f.read_text().splitlines()]
 
@@ -38,9 +46,9 @@ def labels(folder: Path) -> list:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
-    parser.add_argument("--images", nargs="+", type=int, default=[64, 16], help="images per preset")
+    parser.add_argument("--images", nargs="+", type=int, default=[96, 16], help="images per preset")
     parser.add_argument("--tokens", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     args = parser.parse_args()
     import ray
 
@@ -53,8 +61,9 @@ def main():
                (f"ray, {cpus} replicas", dict(engine="ray", replicas=cpus, cpus_per_replica=1))]
     print(f"CPU {cpu_capability()}, native bf16: {native_bf16()}; {cpus} CPUs, <OD>, {args.tokens} new tokens "
           f"per image, batch {args.batch_size}")
-    print(f"{'preset':8s} {'images':>6s} " + " ".join(f"{name + ' img/s':>22s}" for name, _ in engines)
-          + "  ray / local")
+    print("img/s: whole run (models loaded, replicas started) / steady (first to last shard); a shard = a batch")
+    print(f"{'preset':8s} {'images':>6s} " + " ".join(f"{name:>22s}" for name, _ in engines)
+          + "  ray / local (whole / steady)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for preset, n in zip(args.presets, args.images * len(args.presets)):
@@ -74,12 +83,13 @@ def main():
                 out = tmp / f"{preset}-{name.replace(' ', '').replace(',', '-')}"
                 started = time.perf_counter()
                 label(str(folder), str(images), ["<OD>"], out, filters=[], batch_size=args.batch_size,
-                      shard_size=args.batch_size * 2, generation=gen, progress=False, **kwargs)
-                rates.append(n / (time.perf_counter() - started))
+                      shard_size=args.batch_size, generation=gen, progress=False, **kwargs)
+                rates.append((n / (time.perf_counter() - started), steady(out)))
                 written.append(labels(out))
             same = all(w == written[0] for w in written[1:])
-            print(f"{preset:8s} {n:6d} " + " ".join(f"{r:22.2f}" for r in rates) + "  "
-                  + " ".join(f"{r / rates[0]:.2f}" for r in rates[1:]) + ("" if same else "  (labels differ!)"))
+            print(f"{preset:8s} {n:6d} " + " ".join(f"{w:9.2f} / {r:<10.2f}" for w, r in rates) + "  "
+                  + " ".join(f"{w / rates[0][0]:.2f} / {r / rates[0][1]:.2f}" for w, r in rates[1:])
+                  + ("" if same else "  (labels differ!)"))
 
 
 if __name__ == "__main__":
