@@ -29,7 +29,7 @@ from pathlib import Path
 from ..atomic import write_bytes, write_text
 from .filters import build_filters
 from .merge import build_merger
-from .stages import _Labeller, _annotators, _name
+from .stages import _Labeller, _annotators, _name, add_counts, add_seconds
 
 __all__ = ["label", "read_manifest"]
 
@@ -110,7 +110,7 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     if engine == "ray" and world_size > 1:
         raise ValueError("label: engine='ray' schedules the whole run from one driver; start it once, not under "
                          f"torchrun (world_size {world_size})")
-    rules, merger = build_filters(filters), build_merger(merge)
+    rules, merger = build_filters(filters), build_merger(merge)  # a bad config fails here, before any engine starts
     sources = _sources(images, out_dir)
     _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
     annotators = annotators if isinstance(annotators, list) else [annotators]
@@ -172,18 +172,12 @@ def _check_plan(out_dir: Path, plan: dict) -> None:
 
 def _write_manifest(out_dir: Path, n_shards: int, tasks, annotators) -> dict:
     stats = [json.loads(p.read_text()) for p in sorted(out_dir.glob("shard-*.json"))]
-    filters: dict = {}
+    filters, stages = {}, {}  # counts per rule and seconds per stage, over the shards (older shards have no stages)
     for s in stats:
-        for rule, c in s["filters"].items():
-            total = filters.setdefault(rule, {"items": 0, "samples": 0})
-            total["items"] += c["items"]
-            total["samples"] += c["samples"]
+        add_counts(filters, s["filters"])
+        add_seconds(stages, s.get("stage_seconds", {}))
     seconds = sum(s["seconds"] for s in stats)
     images = sum(s["images"] for s in stats)
-    stages: dict = {}  # seconds per stage, over the shards (older shards have none)
-    for s in stats:
-        for stage, t in s.get("stage_seconds", {}).items():
-            stages[stage] = stages.get(stage, 0.0) + t
     manifest = dict(tasks=tasks, annotators=annotators, shards=n_shards, shards_done=len(stats), images=images,
                     labels=sum(s["labels"] for s in stats), filters=filters,
                     bad_images=[b for s in stats for b in s["bad_images"]],

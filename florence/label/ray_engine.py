@@ -23,6 +23,10 @@ from __future__ import annotations
 import pickle
 import socket
 
+from .filters import build_filters
+from .merge import build_merger
+from .stages import _Labeller, _annotators, add_counts, add_seconds
+
 __all__ = ["run"]
 
 # decoding a batch and filtering its labels are light next to the models: they hold no CPU of their own,
@@ -31,8 +35,6 @@ LIGHT_CPUS = 0
 
 
 def _stage(runners=(), tasks=(), rules=(), merger=None, keep_empty=False):
-    from .stages import _Labeller
-
     return _Labeller(runners=list(runners), tasks=list(tasks), rules=list(rules), merger=merger,
                      keep_empty=keep_empty)
 
@@ -51,8 +53,6 @@ class _Annotate:
     """Stage 2: one model replica (the annotators, loaded once per actor)."""
 
     def __init__(self, annotators, tasks, generation):
-        from .stages import _annotators
-
         self.stage = _stage(_annotators(annotators, dict(generation or {})), tasks)
         self.node = socket.gethostname()
 
@@ -69,9 +69,6 @@ class _Finish:
     """Stage 3: the merge and the filters."""
 
     def __init__(self, tasks, filters, merge, keep_empty):
-        from .filters import build_filters
-        from .merge import build_merger
-
         self.stage = _stage((), tasks, build_filters(filters), build_merger(merge), keep_empty)
 
     def __call__(self, row: dict) -> dict:
@@ -128,12 +125,8 @@ def run(shards: dict, write_shard, *, annotators, tasks, filters, merge, keep_em
             for part in parts:  # in batch order: the local engine's order of lines, bad images and counts
                 lines += part["lines"]
                 bad += part["bad"]
-                for rule, c in part["counts"].items():
-                    total = counts.setdefault(rule, {"items": 0, "samples": 0})
-                    total["items"] += c["items"]
-                    total["samples"] += c["samples"]
-                for stage, t in part["seconds"].items():
-                    stages[stage] = stages.get(stage, 0.0) + t
+                add_counts(counts, part["counts"])
+                add_seconds(stages, part["seconds"])
             write_shard(k, lines, bad, counts, sum(stages.values()), stages, sorted({p["node"] for p in parts}))
         if advance is not None:
             advance(int(row["images"]), unwritten)

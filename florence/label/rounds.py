@@ -167,14 +167,16 @@ def _labels(out_dir: Path) -> list[Path]:
     return [out_dir / f for f in json.loads((out_dir / "manifest.json").read_text())["files"]]
 
 
-def _describe(cfg) -> str:
-    """A merge or filter config entry (or object) in a few words, for the report."""
+def _describe(cfg, keys=None) -> str:
+    """A merge or filter config entry (or object) in a few words, for the report: its type and its
+    arguments (only ``keys``, when given)."""
     if cfg is None:
         return "none"
     if isinstance(cfg, dict):
         kind = cfg.get("type")
         kind = getattr(kind, "__name__", kind)
-        return f"{kind}(" + ", ".join(f"{k}={v}" for k, v in cfg.items() if k != "type") + ")"
+        shown = [k for k in cfg if k != "type"] if keys is None else [k for k in keys if k in cfg]
+        return f"{kind}(" + ", ".join(f"{k}={cfg[k]}" for k in shown) + ")"
     return getattr(cfg, "__name__", type(cfg).__name__)
 
 
@@ -190,16 +192,8 @@ def _config(images, annotators, merge, filters, train=None) -> dict:
 def _train_config(train: dict) -> dict:
     return dict(config=str(train.get("config")), views=list(train.get("views") or []) or None,
                 cfg_options=dict(train.get("cfg_options") or {}),
-                labelled=[_dataset_name(d) for d in train.get("labelled") or []] or None)
-
-
-def _dataset_name(spec) -> str:
-    """A labelled dataset config in a few words: its type and size."""
-    if not isinstance(spec, dict):
-        return type(spec).__name__
-    kind = spec.get("type")
-    kind = getattr(kind, "__name__", kind)
-    return f"{kind}(" + ", ".join(f"{k}={spec[k]}" for k in ("seed", "length", "ann_file") if k in spec) + ")"
+                labelled=[_describe(d, keys=("seed", "length", "ann_file")) for d in train.get("labelled") or []]
+                or None)
 
 
 def _seconds(path: Path):

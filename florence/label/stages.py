@@ -162,3 +162,20 @@ def _empty(output, task) -> bool:
 
     task = get_task(task)
     return bool(task.region_kinds) and isinstance(output, dict) and not task.regions(output)
+
+
+def add_counts(total: dict, counts: dict) -> dict:
+    """Add filter counts (rule -> ``{"items", "samples"}`` removed) into ``total``, keeping its rules'
+    order of first appearance; returns ``total``."""
+    for rule, c in counts.items():
+        into = total.setdefault(rule, {"items": 0, "samples": 0})
+        into["items"] += c["items"]
+        into["samples"] += c["samples"]
+    return total
+
+
+def add_seconds(total: dict, seconds: dict) -> dict:
+    """Add seconds per stage into ``total``; returns ``total``."""
+    for stage, t in seconds.items():
+        total[stage] = total.get(stage, 0.0) + t
+    return total
