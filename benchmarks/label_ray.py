@@ -1,15 +1,17 @@
 """Labelling throughput: the local engine vs Ray Data (1 replica holding every CPU, then one replica per
 CPU) on one machine, side by side in one run.
 
-    python benchmarks/label_ray.py [--presets tiny base] [--images 64 16] [--tokens 20]
+    python benchmarks/label_ray.py [--presets tiny base] [--images 800 64] [--tokens 20] [--split]
 
 Random weights (no download) at the published vocabulary size (51289 rows; ids the offline tokenizer
 lacks are suppressed), saved as model folders; every image generates exactly ``--tokens`` new tokens for
 ``<OD>``, so every engine does the same work; 640x480 images of noise. The dtype is florence's "auto"
-(bf16 where the CPU has native bf16, else float32). Two rates: the whole ``label(...)`` call (model
-loading and Ray's actor start included; a local Ray of all the machine's CPUs is started before the
-clock), and the steady rate between the first and the last shard written (a shard is one batch); the
-ratio of each to the local engine's, and a check that every engine wrote the same labels.
+(bf16 where the CPU has native bf16, else float32). Per engine: images/s of the whole ``label(...)``
+call (model loading and Ray's actor start included; a local Ray of all the machine's CPUs is started
+before the clock) and its ratio to the local engine's, and the seconds to the first shard written (a
+shard is one batch): the start-up. ``--split`` adds Ray with the read and filter stages in actors of
+their own (as for GPU replicas) beside one replica per CPU. The last column checks that every engine
+wrote the same labels.
 """
 from __future__ import annotations
 
@@ -26,17 +28,15 @@ from PIL import Image
 
 from florence import Florence2Config, Florence2ForConditionalGeneration, build_tokenizer
 from florence.hardware import cpu_capability, native_bf16
-from florence.label import label
+from florence.label import label, ray_engine
 
 TEXTS = ["Locate the objects with category name in the image.", "a red car next to a green tree"]
 VOCAB = 51289
 
 
-def steady(folder: Path) -> float:
-    """Images per second between the first and the last shard written (each shard's counts file is
-    saved when it is done): the rate once models are loaded and replicas started."""
-    done = sorted((f.stat().st_mtime, json.loads(f.read_text())["images"]) for f in folder.glob("shard-*.json"))
-    return sum(n for _, n in done[1:]) / (done[-1][0] - done[0][0])
+def first_shard(folder: Path, started: float) -> float:
+    """Seconds from the start of the call to the first shard's counts file (saved when it is done)."""
+    return min(f.stat().st_mtime for f in folder.glob("shard-*.json")) - started
 
 
 def labels(folder: Path) -> list:
@@ -46,9 +46,10 @@ def labels(folder: Path) -> list:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--presets", nargs="+", default=["tiny", "base"])
-    parser.add_argument("--images", nargs="+", type=int, default=[96, 16], help="images per preset")
+    parser.add_argument("--images", nargs="+", type=int, default=[800, 64], help="images per preset")
     parser.add_argument("--tokens", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--split", action="store_true", help="also Ray with reading and filtering in actors")
     args = parser.parse_args()
     import ray
 
@@ -59,11 +60,13 @@ def main():
                suppress_tokens=list(range(len(tok), VOCAB)))
     engines = [("local", {}), ("ray, 1 replica", dict(engine="ray", replicas=1, cpus_per_replica=cpus)),
                (f"ray, {cpus} replicas", dict(engine="ray", replicas=cpus, cpus_per_replica=1))]
+    if args.split:
+        engines.append((f"{cpus} replicas, split", dict(engine="ray", replicas=cpus, cpus_per_replica=1)))
     print(f"CPU {cpu_capability()}, native bf16: {native_bf16()}; {cpus} CPUs, <OD>, {args.tokens} new tokens "
           f"per image, batch {args.batch_size}")
-    print("img/s: whole run (models loaded, replicas started) / steady (first to last shard); a shard = a batch")
-    print(f"{'preset':8s} {'images':>6s} " + " ".join(f"{name:>22s}" for name, _ in engines)
-          + "  ray / local (whole / steady)")
+    print("per engine: img/s of the whole run (models loaded, replicas started), its ratio to local, "
+          "and seconds to the first shard")
+    print(f"{'preset':8s} {'images':>6s} " + " ".join(f"{name:>24s}" for name, _ in engines))
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for preset, n in zip(args.presets, args.images * len(args.presets)):
@@ -81,15 +84,15 @@ def main():
             rates, written = [], []
             for name, kwargs in engines:
                 out = tmp / f"{preset}-{name.replace(' ', '').replace(',', '-')}"
-                started = time.perf_counter()
+                ray_engine.SPLIT_STAGES = True if name.endswith("split") else None
+                started = time.time()
                 label(str(folder), str(images), ["<OD>"], out, filters=[], batch_size=args.batch_size,
                       shard_size=args.batch_size, generation=gen, progress=False, **kwargs)
-                rates.append((n / (time.perf_counter() - started), steady(out)))
+                rates.append((n / (time.time() - started), first_shard(out, started)))
                 written.append(labels(out))
             same = all(w == written[0] for w in written[1:])
-            print(f"{preset:8s} {n:6d} " + " ".join(f"{w:9.2f} / {r:<10.2f}" for w, r in rates) + "  "
-                  + " ".join(f"{w / rates[0][0]:.2f} / {r / rates[0][1]:.2f}" for w, r in rates[1:])
-                  + ("" if same else "  (labels differ!)"))
+            print(f"{preset:8s} {n:6d} " + " ".join(f"{w:7.2f} ({w / rates[0][0]:.2f}x) {f:6.1f} s" for w, f in rates)
+                  + ("  same labels" if same else "  (labels differ!)"), flush=True)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("checkpoint", help="a .pth written by florence train")
     test.add_argument("--out", help="write the metric table here as JSON")
     test.add_argument("--work-dir", help="where the logs go (default: work_dirs/<config name>)")
+    _engine(test, "local: this process; ray: the generation on Ray Data, model replicas as actors (the ray extra), "
+                  "the same table")
     _cfg_options(test)
 
     infer = _verb(sub, "infer", "run a task on images, write JSON Lines (and drawings)",
@@ -213,14 +215,8 @@ def _parser() -> argparse.ArgumentParser:
     lab.add_argument("--min-complexity", type=int, default=None,
                      help="drop texts with fewer content words (default off)")
     lab.add_argument("--batch-size", type=int, default=8)
-    lab.add_argument("--engine", choices=("local", "ray"), default="local",
-                     help="local: this process (or its torchrun share); ray: Ray Data over a cluster, model replicas "
-                          "as actors (the ray extra). Either continues a killed run when started again")
-    lab.add_argument("--address", default=None,
-                     help="with --engine ray: the cluster (auto, ray://HOST:10001; default: a local Ray)")
-    lab.add_argument("--replicas", type=int, default=1, help="with --engine ray: model replicas (default 1)")
-    lab.add_argument("--cpus-per-replica", type=float, default=1, help="with --engine ray (default 1)")
-    lab.add_argument("--gpus-per-replica", type=float, default=0, help="with --engine ray (default 0)")
+    _engine(lab, "local: this process (or its torchrun share); ray: Ray Data over a cluster, model replicas as "
+                 "actors (the ray extra). Either continues a killed run when started again")
     lab.add_argument("--shard-size", type=int, default=256, help="images per shard (the unit of resuming)")
     _generation(lab)
 
@@ -321,11 +317,27 @@ def _train(args) -> int:
     return 0
 
 
+def _engine(parser, help: str) -> None:
+    """The options of a job that runs here or on Ray (``--engine ray``)."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help=help)
+    parser.add_argument("--address", default=None,
+                        help="with --engine ray: the cluster (auto, ray://HOST:10001; default: a local Ray)")
+    parser.add_argument("--replicas", type=int, default=1, help="with --engine ray: model replicas (default 1)")
+    parser.add_argument("--cpus-per-replica", type=float, default=1, help="with --engine ray (default 1)")
+    parser.add_argument("--gpus-per-replica", type=float, default=0, help="with --engine ray (default 0)")
+
+
+def _engine_options(args) -> dict:
+    return dict(engine=args.engine, address=args.address, replicas=args.replicas,
+                cpus_per_replica=args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica)
+
+
 def _test(args) -> int:
     from .engine import evaluate
     from .evaluation.task_metric import format_table
 
-    rows = evaluate(args.config, args.checkpoint, out=args.out, work_dir=args.work_dir, cfg_options=args.cfg_options)
+    rows = evaluate(args.config, args.checkpoint, out=args.out, work_dir=args.work_dir, cfg_options=args.cfg_options,
+                    **_engine_options(args))
     if rows:
         print(format_table(rows))
     if args.out:
@@ -420,9 +432,7 @@ def _label(args) -> int:
             raise SystemExit(f"florence label: --view: {e}") from None
         annotators = [dict(model=m, view=v) for m in annotators for v in views]
     m = label(annotators, list(args.images), args.tasks, args.out, filters=[r for r in rules if r], merge=merge,
-              batch_size=args.batch_size, shard_size=args.shard_size, generation=gen, engine=args.engine,
-              address=args.address, replicas=args.replicas, cpus_per_replica=args.cpus_per_replica,
-              gpus_per_replica=args.gpus_per_replica)
+              batch_size=args.batch_size, shard_size=args.shard_size, generation=gen, **_engine_options(args))
     removed = ", ".join(f"{rule} -{c['items']} regions -{c['samples']} samples" for rule, c in m["filters"].items())
     print(f"{m['labels']} labels of {m['images']} images -> {args.out} ({m['shards_done']}/{m['shards']} shards)"
           + (f"; filters: {removed}" if removed else ""))

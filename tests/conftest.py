@@ -185,3 +185,12 @@ def trained_folder(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("trained") / "model"
     return folder, train_tiny(folder, ("<OD>", "<OPEN_VOCABULARY_DETECTION>"), scenes=8)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray of 2 CPUs (the ``ray`` extra) for a module's tests of ``--engine ray``: its address."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (bash tools/install.sh --ray)")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

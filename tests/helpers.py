@@ -82,3 +82,14 @@ def same_result(a, b):
             same_result(x, y)
     else:
         assert a == b
+
+
+def one_thread(fn):
+    """``fn()`` on one thread, as a Ray replica of one CPU runs (Ray sets its OMP_NUM_THREADS to 1): the
+    same float sums, so the same scores to the last bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return fn()
+    finally:
+        torch.set_num_threads(threads)

@@ -24,7 +24,7 @@ from transformers import BartForConditionalGeneration, DynamicCache, EncoderDeco
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput
 from transformers.models.bart.modeling_bart import BartDecoderLayer
 
-from .attention import ATTENTION, SharedCrossAttentionCache, attention
+from .attention import ATTENTION, SharedCrossAttentionCache, attention, register_attention
 from .linear import FastLinear, linear, release_packed_weights_, use_fast_linear_
 from .processors import fast_logits_processors
 from .replace import take_over
@@ -50,6 +50,10 @@ class DecodingBart(BartForConditionalGeneration):
         new.__dict__["_plain_attn_implementation"] = bart.config._attn_implementation
         new.set_attn_implementation(ATTENTION)
         return new
+
+    def __setstate__(self, state):
+        register_attention()  # unpickled in another process (a Ray replica): the attention it reads, there too
+        super().__setstate__(state)
 
     def to_bart(self) -> BartForConditionalGeneration:
         """transformers' BART again, holding this one's state, with the attention it had before."""

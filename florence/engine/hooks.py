@@ -108,7 +108,7 @@ class EvaluationReportHook(Hook):
     before_val_epoch = before_test_epoch = lambda self, runner: self._reset()
 
     def _draw(self, runner, data_batch, outputs):
-        if not is_main_process():
+        if not is_main_process() or data_batch is None:  # None: the Ray test loop keeps the pixels it draws only
             return
         out_dir = Path(runner.work_dir) / "predictions"
         for pixels, sample in zip(data_batch["inputs"], outputs):

@@ -180,10 +180,15 @@ def train(config: str, *, work_dir: str | None = None, resume: str | None = None
 
 
 def evaluate(config: str, checkpoint: str, *, out: str | None = None, work_dir: str | None = None,
-         cfg_options: dict | None = None) -> list[dict]:
+             cfg_options: dict | None = None, engine: str = "local", address: str | None = None,
+             replicas: int = 1, cpus_per_replica: float = 1, gpus_per_replica: float = 0) -> list[dict]:
     """Evaluate ``checkpoint`` on the config's test set; returns the metric table, one row per
     (task, metric) with its value, samples and invalid outputs (the run's log prints it), and
-    writes ``{"metrics", "table"}`` as JSON to ``out`` when given."""
+    writes ``{"metrics", "table"}`` as JSON to ``out`` when given. With ``engine="ray"`` the model's
+    generation runs on Ray Data (:class:`~florence.engine.loops.RayTestLoop`: ``replicas`` copies of
+    the model on the cluster at ``address``), giving the same table."""
+    if engine not in ("local", "ray"):
+        raise ValueError(f"evaluate: engine is 'local' or 'ray', got {engine!r}")
     from mmengine.runner import Runner
 
     from .runtime import register
@@ -193,6 +198,10 @@ def evaluate(config: str, checkpoint: str, *, out: str | None = None, work_dir: 
         cfg = load_config(config, cfg_options)
         cfg.work_dir = _work_dir(cfg, config, work_dir)
         cfg.load_from, cfg.resume = checkpoint, False
+        if engine == "ray":
+            cfg.test_cfg = dict(type="florence.RayTestLoop", fp16=(cfg.get("test_cfg") or {}).get("fp16", False),
+                                address=address, replicas=replicas, cpus_per_replica=cpus_per_replica,
+                                gpus_per_replica=gpus_per_replica)
         runner = Runner.from_cfg(cfg)
         metrics = runner.test()
     rows = [row for m in runner.test_evaluator.metrics for row in getattr(m, "table", [])]

@@ -8,8 +8,11 @@ sees the batches it sees locally and the labels equal a local run's. The stages:
 2. annotate: an actor pool of ``replicas`` model replicas, each loading the annotators once;
 3. merge and filters.
 
-Reading and filtering run in actors holding no CPU of their own, as many as the replicas (each process
-imports florence once).
+Replicas on GPUs (``gpus_per_replica > 0``) run these as three Ray Data stages: reading and filtering in
+actors holding no CPU of their own, as many as the replicas, so the GPU never waits for a decode. Replicas
+on CPUs run all three in the replica's own process: decoding there competes for the same cores either way,
+and each extra actor is a process that imports florence and torch (on 2 CPUs, 2 replicas: the split
+stages took 8-12% longer and 9-10 s more to the first shard, ``benchmarks/label_ray.py``).
 
 The driver collects each shard's batches as they stream in and writes the shard (labels, then its
 counts) once its last batch has come, atomically, as the local engine does. Ray Data restarts a replica
@@ -23,6 +26,7 @@ from __future__ import annotations
 import pickle
 import socket
 
+from ..cluster import ray_data
 from .filters import build_filters
 from .merge import build_merger
 from .stages import _Labeller, _annotators, add_counts, add_seconds
@@ -80,6 +84,22 @@ class _Finish:
                                                    node=got["node"])))
 
 
+class _Label:
+    """The three stages in one actor: a replica on CPUs decodes, annotates and filters its own batches."""
+
+    def __init__(self, annotators, tasks, generation, filters, merge, keep_empty):
+        self.stages = [_Read(), _Annotate(annotators, tasks, generation), _Finish(tasks, filters, merge, keep_empty)]
+
+    def __call__(self, row: dict) -> dict:
+        for stage in self.stages:
+            row = stage(row)
+        return row
+
+
+# None: split the stages where the replicas hold GPUs (True / False: always, for tests and measurements)
+SPLIT_STAGES = None
+
+
 def run(shards: dict, write_shard, *, annotators, tasks, filters, merge, keep_empty, batch_size, generation,
         address=None, replicas: int = 1, cpus_per_replica: float = 1, gpus_per_replica: float = 0,
         advance=None) -> None:
@@ -91,26 +111,19 @@ def run(shards: dict, write_shard, *, annotators, tasks, filters, merge, keep_em
             for k, images in shards.items() for j, s in enumerate(range(0, len(images), batch_size))]
     if not rows:  # every shard is written: nothing to start Ray for
         return
-    try:
-        import ray
-    except ImportError:
-        raise ImportError("label(engine='ray') needs Ray Data: bash tools/install.sh --ray "
-                          "(pip install 'florence-vision[ray]')") from None
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False)
-    from ray.data import DataContext
-
-    context = DataContext.get_current()
-    context.enable_progress_bars = False  # florence's own bar, on the driver
-    context.print_on_execution_start = False
+    ray = ray_data(address, job="label(engine='ray')")
     batches = {k: -(-len(images) // batch_size) for k, images in shards.items()}
     ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per batch: streamed and retried alone
-    # the light stages are actors too, as many as the replicas: each process imports florence (and torch) once
-    ds = ds.map(_Read, concurrency=replicas, num_cpus=LIGHT_CPUS)
-    ds = ds.map(_Annotate, fn_constructor_args=(annotators, tasks, generation), concurrency=replicas,
-                num_cpus=cpus_per_replica, num_gpus=gpus_per_replica or None)
-    ds = ds.map(_Finish, fn_constructor_args=(tasks, filters, merge, keep_empty), concurrency=replicas,
-                num_cpus=LIGHT_CPUS)
+    pool = ray.data.ActorPoolStrategy(size=replicas)
+    replica = dict(compute=pool, num_cpus=cpus_per_replica, num_gpus=gpus_per_replica or None)
+    if bool(gpus_per_replica) if SPLIT_STAGES is None else SPLIT_STAGES:
+        # the light stages are actors too, as many as the replicas: each process imports florence (and torch) once
+        ds = ds.map(_Read, compute=pool, num_cpus=LIGHT_CPUS)
+        ds = ds.map(_Annotate, fn_constructor_args=(annotators, tasks, generation), **replica)
+        ds = ds.map(_Finish, fn_constructor_args=(tasks, filters, merge, keep_empty), compute=pool,
+                    num_cpus=LIGHT_CPUS)
+    else:
+        ds = ds.map(_Label, fn_constructor_args=(annotators, tasks, generation, filters, merge, keep_empty), **replica)
     pending: dict = {k: {} for k in shards}
     unwritten = 0  # labels of batches whose shard is not written yet
     for row in ds.iter_rows():

@@ -1,7 +1,8 @@
 """The Ray engine (``label(..., engine="ray")``) on a local Ray of 2 CPUs started here: it writes the local
-engine's shards byte for byte (a real model through two views, merged and filtered); a model replica
-killed with SIGKILL mid-run is restarted, its batch run again, and every image labelled exactly once; a
-driver killed mid-run and started again keeps the shards it wrote and labels only the rest."""
+engine's shards byte for byte (a real model through two views, merged and filtered; each replica reading and
+filtering its own batches, as on CPUs, or in stages of their own, as for GPUs); a model replica killed with
+SIGKILL mid-run is restarted, its batch run again, and every image labelled exactly once; a driver killed
+mid-run and started again keeps the shards it wrote and labels only the rest."""
 import json
 import os
 import random
@@ -16,7 +17,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (bash tools/install.sh --ray)")
 
 import ray_run  # noqa: E402  (tests/label, on the path as pytest imports this file)
-import torch  # noqa: E402
+from helpers import one_thread  # noqa: E402
 
 from florence.data.synthetic import make_scene  # noqa: E402
 from florence.label import label, read_manifest  # noqa: E402
@@ -25,11 +26,9 @@ SCRIPT = Path(__file__).with_name("ray_run.py")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+def cluster(ray_cluster):
     ray.cloudpickle.register_pickle_by_value(ray_run)  # the replicas unpickle its annotators without importing it
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +51,11 @@ def contents(folder: Path) -> dict:
     return files
 
 
-def one_thread(fn):
-    """``fn()`` on one thread, as a replica of one CPU runs (Ray sets its OMP_NUM_THREADS to 1): the same
-    float sums, so the same scores to the last bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return fn()
-    finally:
-        torch.set_num_threads(threads)
+@pytest.mark.parametrize("split", [False, True], ids=["one-stage", "split-stages"])
+def test_ray_writes_the_local_engines_labels(cluster, images, trained_folder, tmp_path, monkeypatch, split):
+    from florence.label import ray_engine
 
-
-def test_ray_writes_the_local_engines_labels(cluster, images, trained_folder, tmp_path):
+    monkeypatch.setattr(ray_engine, "SPLIT_STAGES", split)  # CPU replicas read and filter themselves, or not
     folder, _ = trained_folder
     kwargs = dict(annotators=[dict(model=str(folder), view="identity"), dict(model=str(folder), view="hflip")],
                   images=str(images), tasks=["<OD>"], batch_size=2, shard_size=3,
