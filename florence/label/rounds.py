@@ -10,8 +10,10 @@ writes its result under ``work_dir`` and is skipped when that result is complete
 started again continues where it stopped (labels by shard, training from its last checkpoint).
 
 Config keys (``configs/data_engine/*.py``): ``images``, ``annotators`` (checkpoint folders, hub ids,
-callables, or ``dict(config=, checkpoint=)`` for a ``tools/train.py`` checkpoint; with ``view="hflip"``
-etc. the model reads mirrored or rescaled images, :mod:`florence.label.views`), ``tasks``, ``merge``, ``filters``,
+callables, ``dict(config=, checkpoint=)`` for a ``tools/train.py`` checkpoint, or ``dict(teacher="labelled")``:
+Noisy Student's teacher, the model trained first on ``train["labelled"]`` alone, the labelled baseline's; with
+``view="hflip"`` etc. the model reads mirrored or rescaled images, :mod:`florence.label.views`), ``tasks``,
+``merge``, ``filters``,
 ``label`` (``batch_size``, ``shard_size``, ``generation``), ``rounds``, ``train`` (``config``,
 ``cfg_options``, ``objects_from_boxes``; ``views``: the student reads each sample through one of these
 views drawn at random, :class:`~florence.label.views.RandomViews`; ``labelled``: datasets with true
@@ -152,6 +154,16 @@ def _exported(spec, folder: Path):
     return str(folder)
 
 
+def _is_teacher(spec) -> bool:
+    return isinstance(spec, dict) and "teacher" in spec
+
+
+def _teacher(spec: dict, model: str):
+    """``dict(teacher="labelled", view=...)``: the model trained on ``train["labelled"]`` alone (``model``),
+    through that view."""
+    return dict(model=model, view=spec["view"]) if spec.get("view") else model
+
+
 def _export_name(spec, k: int) -> str:
     """The folder a training checkpoint annotator is exported to: one per checkpoint, which its views
     share."""
@@ -245,7 +257,13 @@ def run_data_engine(cfg, work_dir) -> dict:
             return done, None
         return done["tasks"], done["seconds"]
 
-    annotators = [_exported(a, work_dir / "annotators" / _export_name(a, k)) for k, a in enumerate(cfg["annotators"])]
+    teachers = [a for a in cfg["annotators"] if _is_teacher(a)]  # Noisy Student: trained first, on labelled data
+    if teachers and (any(a["teacher"] != "labelled" for a in teachers) or not (train or {}).get("labelled")):
+        raise ValueError("an annotator dict(teacher='labelled') is the model trained on train['labelled'] alone: "
+                         "the config needs train=dict(config=PATH, labelled=[dataset, ...])")
+    teacher = str(_train(train, [], work_dir / "labelled", objects)) if teachers else None
+    annotators = [_teacher(a, teacher) if _is_teacher(a) else _exported(a, work_dir / "annotators" / _export_name(a, k))
+                  for k, a in enumerate(cfg["annotators"])]
     for r in range(rounds + 1):
         here = work_dir / f"round_{r}"
         if r > 0:

@@ -155,6 +155,22 @@ def test_the_student_trains_on_labelled_data_beside_the_labels_and_alone_for_the
         run_data_engine(dict(toy(annotator), labelled_baseline=True), tmp_path / "none")
 
 
+def test_the_teacher_can_be_trained_on_the_labelled_data_first(tmp_path):
+    cfg = toy(annotator)
+    labelled = dict(cfg["images"], seed=0, length=4)
+    cfg = dict(cfg, annotators=[dict(teacher="labelled", view=v) for v in ("identity", "hflip")],
+               train=dict(cfg["train"], labelled=[labelled]), rounds=0, truth_baseline=False, labelled_baseline=True)
+    report = run_data_engine(cfg, tmp_path)
+    teacher = str(tmp_path / "labelled" / "model")  # trained once: round 0's annotator and the labelled baseline
+    assert report["rounds"][0]["annotators"] == [f"{teacher} [identity]", f"{teacher} [hflip]"]
+    assert report["labelled_baseline"]["model"] == teacher
+    assert json.loads((tmp_path / "labelled" / "train.json").read_text())["iterations"] == 2
+    assert report["rounds"][0]["labels"] == json.loads(
+        (tmp_path / "round_0" / "labels" / "manifest.json").read_text())["labels"]
+    with pytest.raises(ValueError, match="dict\\(teacher='labelled'\\) is the model trained on"):
+        run_data_engine(dict(cfg, train=toy(annotator)["train"], labelled_baseline=False), tmp_path / "none")
+
+
 def test_a_round_without_labels_stops_with_the_reason(tmp_path):
     cfg = toy(lambda images, task: [{"bboxes": [[0, 0, 9, 9]], "labels": ["moon"], "scores": [0.9]}] * len(images))
     with pytest.raises(ValueError, match="no labels to train on in .*round_0/labels: every label was filtered out"):
