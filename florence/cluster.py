@@ -3,7 +3,7 @@ cluster joined, or a local one started, once per process, and Ray Data set to st
 florence's own progress. Ray is the ``ray`` extra, imported only here."""
 from __future__ import annotations
 
-__all__ = ["ray_data"]
+__all__ = ["ray_data", "check_engine"]
 
 
 def ray_data(address=None, job="--engine ray"):
@@ -23,3 +23,14 @@ def ray_data(address=None, job="--engine ray"):
     context.enable_progress_bars = False  # florence's own bar, on the driver
     context.print_on_execution_start = False
     return ray
+
+
+def check_engine(job: str, engine: str, replicas: int = 1, cpus_per_replica: float = 1,
+                 gpus_per_replica: float = 0) -> None:
+    """A ``ValueError`` naming ``job`` for an engine other than ``"local"`` / ``"ray"``, or for Ray
+    resources no replica can have; before anything starts."""
+    if engine not in ("local", "ray"):
+        raise ValueError(f"{job}: engine is 'local' or 'ray', got {engine!r}")
+    if engine == "ray" and not (replicas >= 1 and cpus_per_replica >= 0 and gpus_per_replica >= 0):
+        raise ValueError(f"{job}: engine='ray' needs replicas >= 1 and CPUs / GPUs per replica >= 0, got {replicas} "
+                         f"replicas of {cpus_per_replica} CPUs and {gpus_per_replica} GPUs")

@@ -187,8 +187,9 @@ def evaluate(config: str, checkpoint: str, *, out: str | None = None, work_dir: 
     writes ``{"metrics", "table"}`` as JSON to ``out`` when given. With ``engine="ray"`` the model's
     generation runs on Ray Data (:class:`~florence.engine.loops.RayTestLoop`: ``replicas`` copies of
     the model on the cluster at ``address``), giving the same table."""
-    if engine not in ("local", "ray"):
-        raise ValueError(f"evaluate: engine is 'local' or 'ray', got {engine!r}")
+    from ..cluster import check_engine
+
+    check_engine("evaluate", engine, replicas, cpus_per_replica, gpus_per_replica)
     from mmengine.runner import Runner
 
     from .runtime import register

@@ -17,6 +17,7 @@ from mmengine.runner import IterBasedTrainLoop, TestLoop
 from mmengine.runner.amp import autocast
 from mmengine.runner.loops import _InfiniteDataloaderIterator, _parse_losses, _update_losses
 
+from ..cluster import check_engine, ray_data
 from ..registry import LOOPS
 
 __all__ = ["TrainLoop", "RayTestLoop"]
@@ -96,16 +97,13 @@ class RayTestLoop(TestLoop):
     def __init__(self, runner, dataloader, evaluator, fp16: bool = False, address=None, replicas: int = 1,
                  cpus_per_replica: float = 1, gpus_per_replica: float = 0):
         super().__init__(runner, dataloader, evaluator, fp16)
-        if not (replicas >= 1 and cpus_per_replica >= 0 and gpus_per_replica >= 0):
-            raise ValueError(f"the Ray test loop needs replicas >= 1 and CPUs / GPUs per replica >= 0, got "
-                             f"{replicas}, {cpus_per_replica}, {gpus_per_replica}")
+        check_engine("RayTestLoop", "ray", replicas, cpus_per_replica, gpus_per_replica)
         self.address, self.replicas = address, int(replicas)
         self.cpus, self.gpus = cpus_per_replica, gpus_per_replica
 
     def run(self) -> dict:
         from mmengine.model import is_model_wrapper
 
-        from ..cluster import ray_data
         from .hooks import EvaluationReportHook
 
         runner = self.runner

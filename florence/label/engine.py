@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from ..atomic import write_bytes, write_text
+from ..cluster import check_engine
 from .filters import build_filters
 from .merge import build_merger
 from .stages import _Labeller, _annotators, _name, add_counts, add_seconds
@@ -100,13 +101,9 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
     tasks = [get_task(t).token for t in ([tasks] if isinstance(tasks, str) else tasks)]  # unknown: an error now
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if engine not in ("local", "ray"):
-        raise ValueError(f"label: engine is 'local' or 'ray', got {engine!r}")
+    check_engine("label", engine, replicas, cpus_per_replica, gpus_per_replica)
     rank = int(os.environ.get("RANK", 0)) if rank is None else rank
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
-    if engine == "ray" and not (replicas >= 1 and cpus_per_replica >= 0 and gpus_per_replica >= 0):
-        raise ValueError(f"label: engine='ray' needs replicas >= 1 and CPUs / GPUs per replica >= 0, got {replicas} "
-                         f"replicas of {cpus_per_replica} CPUs and {gpus_per_replica} GPUs")
     if engine == "ray" and world_size > 1:
         raise ValueError("label: engine='ray' schedules the whole run from one driver; start it once, not under "
                          f"torchrun (world_size {world_size})")

@@ -43,57 +43,61 @@ def _stage(runners=(), tasks=(), rules=(), merger=None, keep_empty=False):
                      keep_empty=keep_empty)
 
 
-class _Read:
-    """Stage 1: the batch's images decoded."""
+class _Stage:
+    """A stage as a Ray Data row function: the row's payload (pickled: Ray Data would turn images and
+    nested lists into columns) through :meth:`step`, a dict in and a dict out."""
 
     def __call__(self, row: dict) -> dict:
+        return dict(row, payload=pickle.dumps(self.step(pickle.loads(row["payload"]))))
+
+
+class _Read(_Stage):
+    """Stage 1: the batch's images decoded."""
+
+    def step(self, got: dict) -> dict:
         stage, bad = _stage(), []
-        loaded = stage.read(pickle.loads(row["sources"]), bad)
-        return dict(shard=row["shard"], batch=row["batch"], images=row["images"],
-                    payload=pickle.dumps(dict(loaded=loaded, bad=bad, seconds=stage.seconds)))
+        loaded = stage.read(got["sources"], bad)
+        return dict(loaded=loaded, bad=bad, seconds=stage.seconds)
 
 
-class _Annotate:
+class _Annotate(_Stage):
     """Stage 2: one model replica (the annotators, loaded once per actor)."""
 
     def __init__(self, annotators, tasks, generation):
         self.stage = _stage(_annotators(annotators, dict(generation or {})), tasks)
         self.node = socket.gethostname()
 
-    def __call__(self, row: dict) -> dict:
-        got = pickle.loads(row["payload"])
+    def step(self, got: dict) -> dict:
         self.stage.seconds = dict(got["seconds"])
         given = self.stage.annotate([image for _, image in got["loaded"]])
         sized = [(path, image.size) for path, image in got["loaded"]]  # the pixels stop here
-        return dict(row, payload=pickle.dumps(dict(sized=sized, bad=got["bad"], given=given,
-                                                   seconds=self.stage.seconds, node=self.node)))
+        return dict(sized=sized, bad=got["bad"], given=given, seconds=self.stage.seconds, node=self.node)
 
 
-class _Finish:
+class _Finish(_Stage):
     """Stage 3: the merge and the filters."""
 
     def __init__(self, tasks, filters, merge, keep_empty):
         self.stage = _stage((), tasks, build_filters(filters), build_merger(merge), keep_empty)
 
-    def __call__(self, row: dict) -> dict:
-        got = pickle.loads(row["payload"])
+    def step(self, got: dict) -> dict:
         self.stage.seconds = dict(got["seconds"])
         bad, counts = list(got["bad"]), {}
         lines = self.stage.finish(got["sized"], got["given"], bad, counts)
-        return dict(row, payload=pickle.dumps(dict(lines=lines, bad=bad, counts=counts, seconds=self.stage.seconds,
-                                                   node=got["node"])))
+        return dict(lines=lines, bad=bad, counts=counts, seconds=self.stage.seconds, node=got["node"])
 
 
-class _Label:
-    """The three stages in one actor: a replica on CPUs decodes, annotates and filters its own batches."""
+class _Label(_Stage):
+    """The three stages in one actor: a replica on CPUs decodes, annotates and filters its own batches
+    (the batch passes between them as it is, unpickled)."""
 
     def __init__(self, annotators, tasks, generation, filters, merge, keep_empty):
         self.stages = [_Read(), _Annotate(annotators, tasks, generation), _Finish(tasks, filters, merge, keep_empty)]
 
-    def __call__(self, row: dict) -> dict:
+    def step(self, got: dict) -> dict:
         for stage in self.stages:
-            row = stage(row)
-        return row
+            got = stage.step(got)
+        return got
 
 
 # None: split the stages where the replicas hold GPUs (True / False: always, for tests and measurements)
@@ -107,7 +111,7 @@ def run(shards: dict, write_shard, *, annotators, tasks, filters, merge, keep_em
     bad, counts, seconds, stage_seconds, nodes)`` is called once per shard, on the driver, when its
     last batch is done; ``advance(images, labels)`` after each batch."""
     rows = [dict(shard=k, batch=j, images=len(images[s:s + batch_size]),
-                 sources=pickle.dumps(images[s:s + batch_size]))
+                 payload=pickle.dumps(dict(sources=images[s:s + batch_size])))
             for k, images in shards.items() for j, s in enumerate(range(0, len(images), batch_size))]
     if not rows:  # every shard is written: nothing to start Ray for
         return
