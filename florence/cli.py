@@ -191,7 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     lab = _verb(sub, "label", "the data engine: annotate images, filter, write resumable label shards",
                 'florence label photos/ --model microsoft/Florence-2-large --task "<OD>" "<MORE_DETAILED_CAPTION>" '
                 "--out labels/")
-    lab.add_argument("images", nargs="+", help="image files and/or folders")
+    lab.add_argument("images", nargs="+", help="image files and/or folders, or tar shard folders (florence shards: "
+                     "one label shard per tar, read where it is labelled)")
     lab.add_argument("--model", required=True, action="append",
                      help="checkpoint folder or hub id of an annotator (repeat for several)")
     lab.add_argument("--task", "--tasks", dest="tasks", required=True, nargs="+", action="extend",

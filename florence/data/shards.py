@@ -42,7 +42,8 @@ from ..atomic import open_atomic, write_text
 from ..processing.image import load_image, to_rgb
 from ..registry import DATASETS
 
-__all__ = ["ShardedDataset", "epoch_part", "read_manifest", "reader_placement", "worker_slot", "write_shards"]
+__all__ = ["ShardedDataset", "epoch_part", "image_member", "read_manifest", "reader_placement", "shard_urls",
+           "tar_samples", "worker_slot", "write_shards"]
 
 MANIFEST = "manifest.json"
 FORMAT = "florence-shards"
@@ -142,6 +143,27 @@ def read_manifest(path) -> tuple[Path, dict]:
     return file.parent, manifest
 
 
+def shard_urls(folder: Path, manifest: dict) -> list[tuple[str, int]]:
+    """(url, samples) of each tar a shard folder's manifest lists: a file's path, or the URL as written."""
+    return [(s["name"] if "://" in s["name"] or s["name"].startswith("pipe:") else str(folder / s["name"]),
+             int(s["samples"])) for s in manifest["shards"]]
+
+
+def tar_samples(url: str):
+    """The samples of one tar (a path, or any URL webdataset's ``gopen`` opens), front to back: its
+    members grouped by key (``{"__key__": KEY, "json": bytes, "png": bytes, ...}``), not decoded."""
+    from webdataset.gopen import gopen
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    with gopen(url, "rb") as stream:
+        yield from group_by_keys(tar_file_expander([dict(url=url, stream=stream)]))
+
+
+def image_member(sample: dict) -> str:
+    """The name of a raw sample's image member (``"png"``, ``"jpg"``, ...); StopIteration if it has none."""
+    return next(k for k in sample if k in _EXTENSIONS.values())
+
+
 def worker_slot(batches: int = 0) -> tuple[int, int, int]:
     """(worker, workers, batches made) of the calling dataloader worker (the main process: worker 0 of
     1) in a run that resumes after ``batches`` batches of this rank. A dataloader takes batches from
@@ -200,6 +222,7 @@ class ShardedDataset(torch.utils.data.IterableDataset):
         self.folder, manifest = read_manifest(path)
         self.shards = [(s["name"], int(s["samples"])) for s in manifest["shards"]]
         self._sizes = dict(self.shards)
+        self._urls = {s["name"]: url for s, (url, _) in zip(manifest["shards"], shard_urls(self.folder, manifest))}
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {buffer_size}")
         self.shuffle, self.buffer_size, self.seed = bool(shuffle), int(buffer_size), int(seed)
@@ -214,19 +237,11 @@ class ShardedDataset(torch.utils.data.IterableDataset):
     def __repr__(self) -> str:
         return f"ShardedDataset({str(self.folder)!r}: {self.samples} samples in {len(self.shards)} shards)"
 
-    def _url(self, name: str) -> str:
-        return name if "://" in name or name.startswith("pipe:") else str(self.folder / name)
-
     def _records(self, names: list[str]):
         """(source, raw sample) of the named shards in order: the tar members grouped by key, not decoded."""
-        from webdataset.gopen import gopen
-        from webdataset.tariterators import group_by_keys, tar_file_expander
-
         for name in names:
-            url = self._url(name)
-            with gopen(url, "rb") as stream:
-                for sample in group_by_keys(tar_file_expander([dict(url=url, stream=stream)])):
-                    yield f"{name}:{sample['__key__']}", sample
+            for sample in tar_samples(self._urls[name]):
+                yield f"{name}:{sample['__key__']}", sample
 
     def raw(self, reader: int, readers: int, skip: int = 0):
         """This reader's endless stream of (source, raw sample), epoch after epoch, shuffled, past its
@@ -278,8 +293,7 @@ class ShardedDataset(torch.utils.data.IterableDataset):
         """The item of a raw sample: its json, the image decoded, ``source`` set."""
         try:
             item = json.loads(sample["json"])
-            ext = next(k for k in sample if k in _EXTENSIONS.values())
-            item["image"] = load_image(io.BytesIO(sample[ext]))  # EXIF orientation applied, as for files
+            item["image"] = load_image(io.BytesIO(sample[image_member(sample)]))  # EXIF applied, as for files
         except (StopIteration, KeyError):
             raise ValueError(f"shard sample {source}: expected a .json and an image member, got "
                              f"{sorted(k for k in sample if not k.startswith('__'))}") from None

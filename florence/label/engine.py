@@ -30,7 +30,7 @@ from ..atomic import write_bytes, write_text
 from ..cluster import check_engine
 from .filters import build_filters
 from .merge import build_merger
-from .stages import _Labeller, _annotators, _name, add_counts, add_seconds
+from .stages import TarPart, _Labeller, _annotators, _name, add_counts, add_seconds
 
 __all__ = ["label", "read_manifest"]
 
@@ -62,6 +62,34 @@ def _sources(images, out_dir: Path) -> list:
     return out
 
 
+def _tar_parts(images) -> list[TarPart] | None:
+    """The tars of ``images`` when it names florence shard folders (:func:`florence.data.write_shards`:
+    a folder, its ``manifest.json``, or a list of them); None when it names none."""
+    items = [images] if isinstance(images, (str, os.PathLike)) else images
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
+        return None
+    folders = [i for i in items if _is_shard_folder(i)]
+    if not folders:
+        return None
+    if len(folders) < len(items):
+        raise ValueError(f"label: images mix tar shard folders ({folders[0]}) with image files or folders "
+                         f"({next(i for i in items if i not in folders)}): label them in separate runs")
+    from ..data.shards import read_manifest, shard_urls
+
+    return [TarPart(url, n) for folder in folders for url, n in shard_urls(*read_manifest(folder))]
+
+
+def _is_shard_folder(path) -> bool:
+    from ..data.shards import FORMAT, MANIFEST
+
+    path = Path(path)
+    file = path / MANIFEST if path.is_dir() else path
+    try:
+        return file.name == MANIFEST and json.loads(file.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,
           merge=None, keep_empty: bool = False, generation: dict | None = None, rank: int | None = None,
           world_size: int | None = None, progress: bool = True, engine: str = "local", address: str | None = None,
@@ -75,7 +103,9 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
             output ``{"error": message}`` records that image as bad), or ``dict(model=one of those,
             view="hflip")``: the model reading mirrored or rescaled images, its regions mapped back
             (:mod:`florence.label.views`; views of one model load it once).
-        images: a folder, image paths, or a florence dataset (items with ``image``).
+        images: a folder, image paths, or a florence dataset (items with ``image``); or tar shard
+            folders (:func:`florence.data.write_shards`, ``florence shards``): each tar one label
+            shard, streamed where it is labelled, its images named ``TAR:KEY``.
         tasks: task tokens to annotate every image for (e.g. ``["<OD>", "<MORE_DETAILED_CAPTION>"]``).
         filters: rules or their config entries (``dict(type="ScoreThreshold", min_score=0.3)``), run on
             each label (after ``merge``).
@@ -108,10 +138,14 @@ def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, s
         raise ValueError("label: engine='ray' schedules the whole run from one driver; start it once, not under "
                          f"torchrun (world_size {world_size})")
     rules, merger = build_filters(filters), build_merger(merge)  # a bad config fails here, before any engine starts
-    sources = _sources(images, out_dir)
-    _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
+    shards = _tar_parts(images)  # tar shard folders: one label shard per tar, read as a stream where it is labelled
+    if shards is None:
+        sources = _sources(images, out_dir)
+        _check_plan(out_dir, dict(images=[path for path, _ in sources], tasks=tasks, shard_size=shard_size))
+        shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
+    else:
+        _check_plan(out_dir, dict(images=[p.url for p in shards], samples=[p.samples for p in shards], tasks=tasks))
     annotators = annotators if isinstance(annotators, list) else [annotators]
-    shards = [sources[i:i + shard_size] for i in range(0, len(sources), shard_size)]
     todo = [k for k in range(len(shards)) if k % world_size == rank and not (out_dir / f"shard-{k:05d}.json").exists()]
     names = [_name(a) for a in annotators]
 

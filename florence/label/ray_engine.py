@@ -2,7 +2,9 @@
 over a Ray cluster, writing the same shards and manifest.
 
 Each row is one of the local engine's batches (shard k's images ``j * batch_size`` on), so every model
-sees the batches it sees locally and the labels equal a local run's. The stages:
+sees the batches it sees locally and the labels equal a local run's; or a whole tar of a shard folder (a
+label shard), read where it is labelled and cut into the same batches there: the driver never reads its
+images and holds a row per tar, not per batch. The stages:
 
 1. read: decode the batch's images (an unreadable image is recorded, as locally);
 2. annotate: an actor pool of ``replicas`` model replicas, each loading the annotators once;
@@ -17,9 +19,10 @@ stages took 8-12% longer and 9-10 s more to the first shard, ``benchmarks/label_
 The driver collects each shard's batches as they stream in and writes the shard (labels, then its
 counts) once its last batch has come, atomically, as the local engine does. Ray Data restarts a replica
 whose process dies and runs its batch again; the driver keeps one result per batch, so every image is
-labelled exactly once. A driver killed and started again skips the finished shards. Images are read by
-path: on several machines they must be on a file system every node sees (so must ``out_dir``, where
-dataset items are saved as PNG files before labelling).
+labelled exactly once (a tar: all its batches run again, the same way). A driver killed and started again
+skips the finished shards. Images and tars are read by path (tars also by any URL webdataset opens): on
+several machines they must be on a file system every node sees (so must ``out_dir``, where dataset items
+are saved as PNG files before labelling).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import socket
 from ..cluster import ray_data
 from .filters import build_filters
 from .merge import build_merger
-from .stages import _Labeller, _annotators, add_counts, add_seconds
+from .stages import TarPart, _Labeller, _annotators, add_counts, add_seconds, batches
 
 __all__ = ["run"]
 
@@ -51,8 +54,21 @@ class _Stage:
         return dict(row, payload=pickle.dumps(self.step(pickle.loads(row["payload"]))))
 
 
-class _Read(_Stage):
+class _First(_Stage):
+    """The first stage, a Ray Data ``flat_map``: a row's images (a batch, or a tar read here as a stream) in
+    batches of ``batch_size``, a row each."""
+
+    def __call__(self, row: dict):
+        for i, chunk in enumerate(batches(pickle.loads(row["payload"])["sources"], self.batch_size)):
+            yield dict(shard=row["shard"], batch=row["batch"] + i, images=len(chunk),
+                       payload=pickle.dumps(self.step(dict(sources=chunk))))
+
+
+class _Read(_First):
     """Stage 1: the batch's images decoded."""
+
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
 
     def step(self, got: dict) -> dict:
         stage, bad = _stage(), []
@@ -87,17 +103,26 @@ class _Finish(_Stage):
         return dict(lines=lines, bad=bad, counts=counts, seconds=self.stage.seconds, node=got["node"])
 
 
-class _Label(_Stage):
+class _Label(_First):
     """The three stages in one actor: a replica on CPUs decodes, annotates and filters its own batches
     (the batch passes between them as it is, unpickled)."""
 
-    def __init__(self, annotators, tasks, generation, filters, merge, keep_empty):
-        self.stages = [_Read(), _Annotate(annotators, tasks, generation), _Finish(tasks, filters, merge, keep_empty)]
+    def __init__(self, batch_size, annotators, tasks, generation, filters, merge, keep_empty):
+        self.batch_size = batch_size
+        self.stages = [_Read(batch_size), _Annotate(annotators, tasks, generation),
+                       _Finish(tasks, filters, merge, keep_empty)]
 
     def step(self, got: dict) -> dict:
         for stage in self.stages:
             got = stage.step(got)
         return got
+
+
+def _parts(images, batch_size: int):
+    """(first batch, images) of each row of a shard: a row per batch, a tar (:class:`TarPart`) whole."""
+    if isinstance(images, TarPart):
+        return [(0, images)]
+    return [(j, images[s:s + batch_size]) for j, s in enumerate(range(0, len(images), batch_size))]
 
 
 # None: split the stages where the replicas hold GPUs (True / False: always, for tests and measurements)
@@ -107,36 +132,36 @@ SPLIT_STAGES = None
 def run(shards: dict, write_shard, *, annotators, tasks, filters, merge, keep_empty, batch_size, generation,
         address=None, replicas: int = 1, cpus_per_replica: float = 1, gpus_per_replica: float = 0,
         advance=None) -> None:
-    """Label ``shards`` (shard index -> its ``(name, source)`` images) on Ray; ``write_shard(k, lines,
-    bad, counts, seconds, stage_seconds, nodes)`` is called once per shard, on the driver, when its
-    last batch is done; ``advance(images, labels)`` after each batch."""
-    rows = [dict(shard=k, batch=j, images=len(images[s:s + batch_size]),
-                 payload=pickle.dumps(dict(sources=images[s:s + batch_size])))
-            for k, images in shards.items() for j, s in enumerate(range(0, len(images), batch_size))]
+    """Label ``shards`` (shard index -> its ``(name, source)`` images, or a :class:`TarPart`) on Ray;
+    ``write_shard(k, lines, bad, counts, seconds, stage_seconds, nodes)`` is called once per shard, on the
+    driver, when its last batch is done; ``advance(images, labels)`` after each batch."""
+    rows = [dict(shard=k, batch=j, payload=pickle.dumps(dict(sources=part)))
+            for k, images in shards.items() for j, part in _parts(images, batch_size)]
     if not rows:  # every shard is written: nothing to start Ray for
         return
     ray = ray_data(address, job="label(engine='ray')")
-    batches = {k: -(-len(images) // batch_size) for k, images in shards.items()}
-    ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per batch: streamed and retried alone
+    n_batches = {k: -(-len(images) // batch_size) for k, images in shards.items()}
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))  # a block per row: streamed and retried alone
     pool = ray.data.ActorPoolStrategy(size=replicas)
     replica = dict(compute=pool, num_cpus=cpus_per_replica, num_gpus=gpus_per_replica or None)
     if bool(gpus_per_replica) if SPLIT_STAGES is None else SPLIT_STAGES:
         # the light stages are actors too, as many as the replicas: each process imports florence (and torch) once
-        ds = ds.map(_Read, compute=pool, num_cpus=LIGHT_CPUS)
+        ds = ds.flat_map(_Read, fn_constructor_args=(batch_size,), compute=pool, num_cpus=LIGHT_CPUS)
         ds = ds.map(_Annotate, fn_constructor_args=(annotators, tasks, generation), **replica)
         ds = ds.map(_Finish, fn_constructor_args=(tasks, filters, merge, keep_empty), compute=pool,
                     num_cpus=LIGHT_CPUS)
     else:
-        ds = ds.map(_Label, fn_constructor_args=(annotators, tasks, generation, filters, merge, keep_empty), **replica)
+        ds = ds.flat_map(_Label, fn_constructor_args=(batch_size, annotators, tasks, generation, filters, merge,
+                                                      keep_empty), **replica)
     pending: dict = {k: {} for k in shards}
     unwritten = 0  # labels of batches whose shard is not written yet
     for row in ds.iter_rows():
         k, j = int(row["shard"]), int(row["batch"])
         pending[k][j] = pickle.loads(row["payload"])  # a batch run again after a replica died: one result
         unwritten += len(pending[k][j]["lines"])
-        if len(pending[k]) == batches[k]:
+        if len(pending[k]) == n_batches[k]:
             done = pending.pop(k)
-            parts = [done[b] for b in range(batches[k])]
+            parts = [done[b] for b in range(n_batches[k])]
             unwritten -= sum(len(part["lines"]) for part in parts)
             lines, bad, counts, stages = [], [], {}, {}
             for part in parts:  # in batch order: the local engine's order of lines, bad images and counts

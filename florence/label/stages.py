@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
+import itertools
 import json
 import os
 import sys
@@ -68,6 +70,42 @@ def _annotator(spec, generation, loaded: dict | None = None):
     raise TypeError(f"an annotator is a checkpoint folder, a hub id, a florence Pipeline or a callable, got {spec!r}")
 
 
+@dataclasses.dataclass(frozen=True)
+class TarPart:
+    """The images of one tar of a florence shard folder (:mod:`florence.data.shards`), labelled as one
+    label shard: read front to back as ``(URL:KEY, the image file's bytes)`` (``b""``: a sample without
+    an image), a stream that checks the tar holds the ``samples`` its manifest says."""
+    url: str
+    samples: int
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def __iter__(self):
+        from ..data.shards import image_member, tar_samples
+
+        n = 0
+        for n, sample in enumerate(tar_samples(self.url), 1):
+            if n > self.samples:
+                break
+            try:
+                data = sample[image_member(sample)]
+            except StopIteration:
+                data = b""
+            yield f"{self.url}:{sample['__key__']}", data
+        if n != self.samples:  # more: before the extra image is labelled; fewer: before the shard is complete
+            found = f"more than {self.samples}" if n > self.samples else n
+            raise ValueError(f"{self.url} holds {found} samples where its manifest says {self.samples}: "
+                             "write the shard folder again (florence.data.write_shards)")
+
+
+def batches(sources, batch_size: int):
+    """``sources`` (a list of ``(name, source)`` pairs, or a :class:`TarPart`) in lists of ``batch_size``."""
+    stream = iter(sources)
+    while chunk := list(itertools.islice(stream, batch_size)):
+        yield chunk
+
+
 @dataclasses.dataclass
 class _Labeller:
     """What each shard and each image of a run go through: the annotators (``runners``: name and
@@ -85,8 +123,7 @@ class _Labeller:
         each annotator, the merge, each filter) of one shard's ``(name, source)`` images, in batches;
         ``advance(images, labels so far)`` after each batch."""
         lines, bad, counts, self.seconds = [], [], {}, {}
-        for start in range(0, len(sources), batch_size):
-            chunk = sources[start:start + batch_size]
+        for chunk in batches(sources, batch_size):
             loaded = self.read(chunk, bad)
             given = self.annotate([image for _, image in loaded])
             lines += self.finish([(path, image.size) for path, image in loaded], given, bad, counts)
@@ -94,17 +131,20 @@ class _Labeller:
         return lines, bad, counts, self.seconds
 
     def read(self, chunk, bad: list) -> list:
-        """``(name, image)`` of each readable image of ``chunk`` (``(name, source)`` pairs); the others
-        are recorded in ``bad``."""
+        """``(name, image)`` of each readable image of ``chunk`` (``(name, source)`` pairs, a source a path
+        or a file's bytes); the others are recorded in ``bad``."""
         from ..processing.image import load_image
 
         loaded = []
         with self.timed("read images"):
             for path, source in chunk:
+                opened = io.BytesIO(source) if isinstance(source, bytes) else source  # a tar sample's image
                 try:
-                    loaded.append((path, load_image(source)))
+                    if isinstance(source, bytes) and not source:
+                        raise ValueError("its tar sample has no image member")
+                    loaded.append((path, load_image(opened)))
                 except (OSError, ValueError) as e:
-                    bad.append({"image": path, "error": str(e)})
+                    bad.append({"image": path, "error": str(e).replace(str(opened), path)})
         return loaded
 
     def annotate(self, images: list) -> dict:

@@ -122,3 +122,48 @@ def test_an_unknown_engine_or_no_replicas_is_an_error_before_anything_runs(image
     with pytest.raises(ValueError, match="not under torchrun"):
         label(Scripted(), images, ["<OD>"], tmp_path / "c", engine="ray", world_size=2, rank=0)
     assert not [p for d in "abc" for p in (tmp_path / d).glob("*")]  # nothing written
+
+
+def test_tar_shards_are_labelled_as_their_images_are_one_label_shard_per_tar(images, tmp_path):
+    from florence.data import write_shards
+
+    files = sorted(images.iterdir())
+    tars = tmp_path / "shards"
+    write_shards([dict(image=str(f)) for f in files], tars, samples_per_shard=4)  # tars of 4, 4 and 2 images
+    kwargs = dict(tasks=["<OD>", "<CAPTION>"], filters=FILTERS, batch_size=3, progress=False)
+    from_files = label(Scripted(), images, out_dir=tmp_path / "files", shard_size=4, **kwargs)
+    from_tars = label(Scripted(), str(tars), out_dir=tmp_path / "tars", **kwargs)
+    # the same labels and counts, each image named by its tar and key instead of its path
+    name = {str(f.resolve()): f"{tars / f'shard-{i // 4:06d}.tar'}:{i:09d}" for i, f in enumerate(files)}
+    bad = name[str(images.resolve() / "05.png")]
+    assert from_tars["bad_images"] == [dict(image=bad, error=from_tars["bad_images"][0]["error"])]
+    assert from_tars["bad_images"][0]["error"].startswith(f"cannot read image {bad}: ")
+    assert dict(without_speed(from_tars), bad_images=None) == dict(without_speed(from_files), bad_images=None)
+    for k in range(3):
+        want = [dict(json.loads(line), image=name[json.loads(line)["image"]])
+                for line in (tmp_path / "files" / f"shard-{k:05d}.jsonl").read_text().splitlines()]
+        got = [json.loads(line) for line in (tmp_path / "tars" / f"shard-{k:05d}.jsonl").read_text().splitlines()]
+        assert got == want and got
+    # resumed: only the unfinished tar is read and labelled again
+    (tmp_path / "tars" / "shard-00001.json").unlink()
+    again = Scripted()
+    assert without_speed(label(again, tars / "manifest.json", out_dir=tmp_path / "tars", **kwargs)) == \
+        without_speed(from_tars)
+    assert len(again.seen) == 2 * 3  # tar 1: images 4-7, 05.png unreadable; two tasks
+    with pytest.raises(ValueError, match="mix tar shard folders"):
+        label(Scripted(), [tars, files[0]], out_dir=tmp_path / "mixed", **kwargs)
+
+
+@pytest.mark.parametrize("says, found", [(5, "4"), (3, "more than 3")])
+def test_a_tar_that_does_not_hold_what_its_manifest_says_is_an_error_before_its_shard_is_written(
+        images, tmp_path, says, found):
+    from florence.data import write_shards
+
+    tars = tmp_path / "shards"
+    write_shards([dict(image=str(f)) for f in sorted(images.iterdir())], tars, samples_per_shard=4)
+    manifest = json.loads((tars / "manifest.json").read_text())
+    manifest["shards"][0]["samples"] = says
+    (tars / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"shard-000000.tar holds {found} samples where its manifest says {says}"):
+        label(Scripted(), tars, ["<OD>"], tmp_path / "labels", batch_size=2, progress=False)
+    assert not list((tmp_path / "labels").glob("shard-00000.*"))

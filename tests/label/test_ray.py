@@ -1,8 +1,9 @@
 """The Ray engine (``label(..., engine="ray")``) on a local Ray of 2 CPUs started here: it writes the local
 engine's shards byte for byte (a real model through two views, merged and filtered; each replica reading and
-filtering its own batches, as on CPUs, or in stages of their own, as for GPUs); a model replica killed with
-SIGKILL mid-run is restarted, its batch run again, and every image labelled exactly once; a driver killed
-mid-run and started again keeps the shards it wrote and labels only the rest."""
+filtering its own batches, as on CPUs, or in stages of their own, as for GPUs; images as files, or in tar
+shards read in Ray); a model replica killed with SIGKILL mid-run is restarted, its batch run again, and every
+image labelled exactly once; a driver killed mid-run and started again keeps the shards it wrote and labels
+only the rest."""
 import json
 import os
 import random
@@ -51,14 +52,25 @@ def contents(folder: Path) -> dict:
     return files
 
 
-@pytest.mark.parametrize("split", [False, True], ids=["one-stage", "split-stages"])
-def test_ray_writes_the_local_engines_labels(cluster, images, trained_folder, tmp_path, monkeypatch, split):
+@pytest.fixture(scope="module")
+def tars(images, tmp_path_factory):
+    from florence.data import write_shards
+
+    folder = tmp_path_factory.mktemp("tars")
+    write_shards([dict(image=str(f)) for f in sorted(images.iterdir())], folder, samples_per_shard=3)
+    return folder
+
+
+@pytest.mark.parametrize("split, given", [(False, "images"), (True, "images"), (False, "tars")],
+                         ids=["one-stage", "split-stages", "tar-shards"])
+def test_ray_writes_the_local_engines_labels(cluster, images, tars, trained_folder, tmp_path, monkeypatch, split,
+                                             given):
     from florence.label import ray_engine
 
     monkeypatch.setattr(ray_engine, "SPLIT_STAGES", split)  # CPU replicas read and filter themselves, or not
     folder, _ = trained_folder
     kwargs = dict(annotators=[dict(model=str(folder), view="identity"), dict(model=str(folder), view="hflip")],
-                  images=str(images), tasks=["<OD>"], batch_size=2, shard_size=3,
+                  images=str(images if given == "images" else tars), tasks=["<OD>"], batch_size=2, shard_size=3,
                   merge=dict(type="Consensus", min_votes=1), progress=False,
                   filters=[dict(type="ScoreThreshold", min_score=0.05),
                            dict(type="ClassAwareNMS", iou_threshold=0.5)],
