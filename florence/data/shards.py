@@ -42,7 +42,7 @@ from ..atomic import open_atomic, write_text
 from ..processing.image import load_image, to_rgb
 from ..registry import DATASETS
 
-__all__ = ["ShardedDataset", "epoch_part", "image_member", "read_manifest", "reader_placement", "shard_urls",
+__all__ = ["ShardedDataset", "epoch_part", "image_member", "is_shard_folder", "read_manifest", "reader_placement", "shard_urls",
            "tar_samples", "worker_slot", "write_shards"]
 
 MANIFEST = "manifest.json"
@@ -122,10 +122,24 @@ def write_shards(dataset, folder, samples_per_shard: int = 1000, progress: bool 
     return manifest
 
 
+def _manifest_file(path) -> Path:
+    path = Path(path)
+    return path / MANIFEST if path.is_dir() else path
+
+
+def is_shard_folder(path) -> bool:
+    """Whether ``path`` is a shard folder (or its ``manifest.json``): a manifest of this format, not yet
+    checked (:func:`read_manifest` checks it)."""
+    file = _manifest_file(path)
+    try:
+        return file.name == MANIFEST and json.loads(file.read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def read_manifest(path) -> tuple[Path, dict]:
     """(folder, manifest) of a shard folder or its ``manifest.json``, checked."""
-    path = Path(path)
-    file = path / MANIFEST if path.is_dir() else path
+    file = _manifest_file(path)
     if not file.is_file():
         raise FileNotFoundError(f"{file}: no shard manifest (write shards with florence.data.write_shards)")
     try:

@@ -68,26 +68,15 @@ def _tar_parts(images) -> list[TarPart] | None:
     items = [images] if isinstance(images, (str, os.PathLike)) else images
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
         return None
-    folders = [i for i in items if _is_shard_folder(i)]
+    from ..data.shards import is_shard_folder, read_manifest, shard_urls
+
+    folders = [i for i in items if is_shard_folder(i)]
     if not folders:
         return None
     if len(folders) < len(items):
         raise ValueError(f"label: images mix tar shard folders ({folders[0]}) with image files or folders "
                          f"({next(i for i in items if i not in folders)}): label them in separate runs")
-    from ..data.shards import read_manifest, shard_urls
-
     return [TarPart(url, n) for folder in folders for url, n in shard_urls(*read_manifest(folder))]
-
-
-def _is_shard_folder(path) -> bool:
-    from ..data.shards import FORMAT, MANIFEST
-
-    path = Path(path)
-    file = path / MANIFEST if path.is_dir() else path
-    try:
-        return file.name == MANIFEST and json.loads(file.read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,

@@ -58,6 +58,9 @@ class _First(_Stage):
     """The first stage, a Ray Data ``flat_map``: a row's images (a batch, or a tar read here as a stream) in
     batches of ``batch_size``, a row each."""
 
+    def __init__(self, batch_size: int):
+        self.batch_size = batch_size
+
     def __call__(self, row: dict):
         for i, chunk in enumerate(batches(pickle.loads(row["payload"])["sources"], self.batch_size)):
             yield dict(shard=row["shard"], batch=row["batch"] + i, images=len(chunk),
@@ -66,9 +69,6 @@ class _First(_Stage):
 
 class _Read(_First):
     """Stage 1: the batch's images decoded."""
-
-    def __init__(self, batch_size: int):
-        self.batch_size = batch_size
 
     def step(self, got: dict) -> dict:
         stage, bad = _stage(), []
@@ -108,7 +108,7 @@ class _Label(_First):
     (the batch passes between them as it is, unpickled)."""
 
     def __init__(self, batch_size, annotators, tasks, generation, filters, merge, keep_empty):
-        self.batch_size = batch_size
+        super().__init__(batch_size)
         self.stages = [_Read(batch_size), _Annotate(annotators, tasks, generation),
                        _Finish(tasks, filters, merge, keep_empty)]
 
