@@ -42,8 +42,8 @@ from ..atomic import open_atomic, write_text
 from ..processing.image import load_image, to_rgb
 from ..registry import DATASETS
 
-__all__ = ["ShardedDataset", "epoch_part", "image_member", "is_shard_folder", "read_manifest", "reader_placement", "shard_urls",
-           "tar_samples", "worker_slot", "write_shards"]
+__all__ = ["ShardedDataset", "epoch_part", "image_member", "is_shard_folder", "read_manifest", "reader_placement",
+           "shard_urls", "tar_samples", "worker_slot", "write_shards"]
 
 MANIFEST = "manifest.json"
 FORMAT = "florence-shards"
