@@ -123,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
 
     infer = _verb(sub, "infer", "run a task on images, write JSON Lines (and drawings)",
                   'florence infer photos/ --model microsoft/Florence-2-base --task "<OD>" --out od.jsonl --vis drawn/')
-    infer.add_argument("images", nargs="+", help="image files and/or folders")
+    infer.add_argument("images", nargs="+", help="image files, folders and/or listings (.txt: one path a line)")
     _model(infer, required=True, help="model folder (either layout; an ONNX folder with --backend onnxruntime) "
                                       "or hub id")
     infer.add_argument("--task", required=True, help='task token or name, e.g. "<OD>" or od')
@@ -191,8 +191,8 @@ def _parser() -> argparse.ArgumentParser:
     lab = _verb(sub, "label", "the data engine: annotate images, filter, write resumable label shards",
                 'florence label photos/ --model microsoft/Florence-2-large --task "<OD>" "<MORE_DETAILED_CAPTION>" '
                 "--out labels/")
-    lab.add_argument("images", nargs="+", help="image files and/or folders, or tar shard folders (florence shards: "
-                     "one label shard per tar, read where it is labelled)")
+    lab.add_argument("images", nargs="+", help="image files, folders and/or listings (.txt: one path a line), or tar "
+                     "shard folders (florence shards: one label shard per tar, read where it is labelled)")
     lab.add_argument("--model", required=True, action="append",
                      help="checkpoint folder or hub id of an annotator (repeat for several)")
     lab.add_argument("--task", "--tasks", dest="tasks", required=True, nargs="+", action="extend",

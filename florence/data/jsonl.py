@@ -29,7 +29,8 @@ class JsonlDataset(_Adapter):
     """Generic JSON Lines (or a JSON list): one sample a record, any registered task; also the
     maestro / Roboflow export (``{"image", "prefix", "suffix"}`` lines).
 
-    A record has ``image`` (relative to ``img_dir``, default the file's folder), ``task`` and/or
+    A record has ``image`` (relative to ``img_dir``, default the file's folder; or ``TAR:KEY``, an image
+    in a local tar shard, as the data engine names images it read from tars), ``task`` and/or
     ``prefix``, optional ``text_input``, and either ``target`` (or maestro's ``suffix``: the raw
     target text, used verbatim; its parse by the task is the ground truth for evaluation) or
     ``annotation`` (in the task's output format). A ``prefix`` that is or starts with a task token

@@ -36,6 +36,7 @@ from collections import Counter
 
 from PIL import Image
 
+from ..processing.image import tar_member
 from ..task import TaskError, get_task
 
 __all__ = ["BadRecord", "check_annotation", "check_box", "check_item", "check_polygon", "check_quad", "check_text",
@@ -172,7 +173,7 @@ def _item(path: str, size, task: str, text_input, annotation) -> dict:
     return dict(image=path, image_size=tuple(size), task=task, text_input=text_input, annotation=annotation)
 
 
-def _header_size(path: str) -> tuple[int, int]:
+def _header_size(path) -> tuple[int, int]:
     """(w, h) of an image file from its header, after EXIF orientation (as the image loader applies it)."""
     with Image.open(path) as im:
         w, h = im.size
@@ -321,14 +322,19 @@ class _Adapter:
                           f"kept {len(self.items)} samples", stacklevel=3)
 
     def image(self, img_dir: str | None, name: str, size=None) -> tuple[str, tuple]:
-        """Path and (w, h) of an existing image; the size from the annotation file, else the header."""
+        """Path and (w, h) of an existing image (a file, or ``TAR:KEY``: an image in a local tar shard,
+        :func:`~florence.processing.image.tar_member`); the size from the annotation file, else the header."""
         path = os.path.join(img_dir, name) if img_dir else name
         if path not in self._sizes:
-            if not os.path.isfile(path):
+            try:
+                member = None if os.path.isfile(path) else tar_member(path)
+            except FileNotFoundError as e:
+                raise BadRecord("missing image", str(e)) from None
+            if member is None and not os.path.isfile(path):
                 raise BadRecord("missing image", path)
             if size is None:
                 try:
-                    size = _header_size(path)
+                    size = _header_size(member or path)
                 except (OSError, ValueError, SyntaxError) as e:
                     raise BadRecord("unreadable image", f"{path}: {e}") from None
             if not (len(size) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in size)):

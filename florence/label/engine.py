@@ -69,14 +69,17 @@ def _tar_parts(images) -> list[TarPart] | None:
     if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
         return None
     from ..data.shards import is_shard_folder, read_manifest, shard_urls
+    from ..processing.image import IMAGE_SUFFIXES
 
-    folders = [i for i in items if is_shard_folder(i)]
+    # a path with an image's suffix is an image: no look at the file system for each of them
+    folders = [i for i in items if Path(i).suffix.lower() not in IMAGE_SUFFIXES and is_shard_folder(i)]
     if not folders:
         return None
     if len(folders) < len(items):
         raise ValueError(f"label: images mix tar shard folders ({folders[0]}) with image files or folders "
                          f"({next(i for i in items if i not in folders)}): label them in separate runs")
-    return [TarPart(url, n) for folder in folders for url, n in shard_urls(*read_manifest(folder))]
+    # local tars by their absolute paths, as image files are named: the labels train from any folder (JsonlDataset)
+    return [TarPart(url, n) for folder in folders for url, n in shard_urls(*read_manifest(Path(folder).resolve()))]
 
 
 def label(annotators, images, tasks, out_dir, filters=(), batch_size: int = 8, shard_size: int = 256,

@@ -21,7 +21,10 @@ labels the student trains on beside the pseudo-labels, Noisy Student's recipe), 
 r >= 1's student labels: ``views``, each one annotator, and ``merge``; default: the student alone),
 ``truth_baseline``, ``labelled_baseline`` (the same training on ``train["labelled"]`` alone: what the
 pseudo-labels add), ``evaluate`` (``dataset``, ``batch_size``), ``label_final_round`` (default True;
-False: the last round's model is measured but does not label ``images``).
+False: the last round's model is measured but does not label ``images``), ``calibrate`` (``dataset``:
+labelled items nobody trains on, ``criterion`` ``"count"`` or ``"f1"``, ``task``, ``batch_size``: each
+round's annotators read them first and the ``ScoreThreshold`` among ``filters`` is chosen for that
+round, :func:`choose_min_score`).
 
 The report gives, per round: each annotator's label quality on the held-out images, the merged
 labels', and after each filter; the config of the round; and the seconds of each step (labelling,
@@ -30,16 +33,17 @@ with its stages, training with the export, measuring).
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 from ..atomic import write_text
 from .engine import label
 from .stages import _annotators, _name
-from .filters import apply_filters, build_filters, rule_name
+from .filters import ScoreThreshold, apply_filters, build_filters, regions_of, rule_name
 from .merge import build_merger
 
-__all__ = ["run_data_engine", "label_quality", "format_report"]
+__all__ = ["run_data_engine", "label_quality", "choose_min_score", "format_report"]
 
 
 def _build(spec):
@@ -56,6 +60,15 @@ def _outputs(annotators, dataset, task, batch_size, generation) -> list[tuple[st
             for name, run in runners]
 
 
+def _merged(per: list, merge, task) -> list:
+    """Annotators' outputs ``per`` (from :func:`_outputs`) as the round labels them: merged by
+    ``merge``, else all of them pooled (each item's outputs in turn)."""
+    merger = build_merger(merge)
+    if merger is None:
+        return per[0][1] if len(per) == 1 else [o for outputs in zip(*(o for _, o in per)) for o in outputs]
+    return [merger(list(outputs), task) for outputs in zip(*(o for _, o in per))]
+
+
 def _quality(per: list, merge, dataset, task, rules) -> list[dict]:
     """The rows of :func:`label_quality` for annotators' outputs ``per`` (from :func:`_outputs`):
     with several, each annotator's first; then the merged labels (with ``merge``; else all of them
@@ -64,13 +77,9 @@ def _quality(per: list, merge, dataset, task, rules) -> list[dict]:
     if len(per) > 1:
         for name, outputs in per:
             rows.append(dict(label_quality(outputs, dataset, task)[0], stage=f"annotator {name}"))
-    merger = build_merger(merge)
-    if merger is None:
-        pooled = per[0][1] if len(per) == 1 else [o for outputs in zip(*(o for _, o in per)) for o in outputs]
-        return rows + label_quality(pooled, dataset, task, rules)
-    merged = label_quality([merger(list(outputs), task) for outputs in zip(*(o for _, o in per))], dataset, task,
-                           rules)
-    merged[0]["stage"] = f"merged: {_describe(merge)}"
+    merged = label_quality(_merged(per, merge, task), dataset, task, rules)
+    if build_merger(merge) is not None:
+        merged[0]["stage"] = f"merged: {_describe(merge)}"
     return rows + merged
 
 
@@ -94,6 +103,59 @@ def label_quality(outputs, dataset, task, filters=()) -> list[dict]:
         rows.append(dict(stage=stage, **box_precision_recall(samples), bbox_mAP_50=found["bbox_mAP_50"],
                          bbox_mAP=found["bbox_mAP"]))
     return rows
+
+
+CRITERIA = ("count", "f1")
+GRID = [round(0.025 * k, 3) for k in range(40)]  # the thresholds tried: 0, 0.025, ..., 0.975
+
+
+def _is_threshold(rule) -> bool:
+    return isinstance(rule, dict) and rule.get("type") in ("ScoreThreshold", ScoreThreshold)
+
+
+def _threshold_at(filters, criterion: str) -> int:
+    """Where the one ``dict(type="ScoreThreshold")`` calibration chooses is among ``filters``."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"calibrate criterion must be one of {CRITERIA}, got {criterion!r}")
+    at = [n for n, rule in enumerate(filters) if _is_threshold(rule)]
+    if len(at) != 1:
+        raise ValueError("calibrate chooses the min_score of one dict(type='ScoreThreshold') among the filters; "
+                         f"they hold {len(at)}")
+    return at[0]
+
+
+def choose_min_score(outputs, dataset, task, filters, criterion: str = "count") -> dict:
+    """The ``min_score`` of the one ``dict(type="ScoreThreshold")`` among ``filters``, chosen on
+    ``outputs`` (one per item of ``dataset``, or several in turn, as :func:`label_quality` takes them)
+    of labelled items: of the thresholds in ``GRID``, with every rule applied, ``"count"`` keeps as many
+    regions as the items hold true ones (a student learns from its labels how many objects a scene
+    holds: too few labels teach it to stop early), ``"f1"`` has the highest F1 at IoU 0.5; ties go to
+    the lower threshold. Returns ``min_score``, ``true_boxes``, ``criterion`` and ``curve``: per
+    threshold, the boxes kept and their precision and recall at IoU 0.5."""
+    from ..evaluation.functions import box_precision_recall
+
+    at = _threshold_at(filters, criterion)
+    before, rest = build_filters(filters[:at]), build_filters(filters[at + 1:])
+    repeat = max(1, len(outputs) // len(dataset))
+    truth = [dataset[i // repeat] for i in range(len(outputs))]
+    ready = [None if o is None else apply_filters(before, o, task, t["image_size"], {}) for o, t in zip(outputs, truth)]
+    true_boxes = sum(len(regions_of(t["annotation"], task)) for t in truth)
+    curve = []
+    for min_score in GRID:
+        rules = [ScoreThreshold(min_score), *rest]
+        kept = [None if o is None else apply_filters(rules, o, task, t["image_size"], {}) for o, t in zip(ready, truth)]
+        found = box_precision_recall([dict(pred=p or {}, gt=t["annotation"]) for p, t in zip(kept, truth)])
+        curve.append(dict(min_score=min_score, boxes=found["boxes"], precision=found["precision@0.5"],
+                          recall=found["recall@0.5"]))
+
+    def cost(point):
+        if criterion == "count":
+            return abs(point["boxes"] - true_boxes)
+        p, r = point["precision"], point["recall"]
+        return -(2 * p * r / (p + r) if p + r else 0.0)
+
+    best = min(curve, key=cost)  # the first of equals: the lowest threshold
+    return dict(min_score=best["min_score"], criterion=criterion, true_boxes=true_boxes, curve=curve)
 
 
 def _train(train: dict, label_files, out: Path, objects_from_boxes: bool) -> Path:
@@ -192,9 +254,28 @@ def _describe(cfg, keys=None) -> str:
     return getattr(cfg, "__name__", type(cfg).__name__)
 
 
+def _paths(images) -> list | None:
+    """``images`` as a list of paths, when it names files or folders (None: a dataset)."""
+    items = [images] if isinstance(images, (str, os.PathLike)) else images
+    ok = isinstance(items, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in items)
+    return list(items) if ok else None
+
+
+def _count(images) -> int:
+    """How many images ``images`` holds: a dataset, or image files, folders of them and tar shard folders
+    (:func:`florence.data.write_shards`)."""
+    from ..data.shards import is_shard_folder, read_manifest
+    from ..processing.image import image_files
+
+    items = _paths(images)
+    if items is None:
+        return len(images)
+    return sum(int(read_manifest(i)[1]["samples"]) if is_shard_folder(i) else len(image_files([i])) for i in items)
+
+
 def _config(images, annotators, merge, filters, train=None) -> dict:
     """What produced a round's labels, as the report names it."""
-    out = dict(images=len(images), annotators=[_name(a) for a in annotators], merge=_describe(merge),
+    out = dict(images=_count(images), annotators=[_name(a) for a in annotators], merge=_describe(merge),
                filters=[_describe(f) for f in filters])
     if train is not None:
         out["train"] = _train_config(train)
@@ -236,8 +317,34 @@ def run_data_engine(cfg, work_dir) -> dict:
     if cfg.get("labelled_baseline") and not (train or {}).get("labelled"):
         raise ValueError("labelled_baseline trains on train['labelled'] alone: the config needs "
                          "train=dict(config=PATH, labelled=[dataset, ...])")
+    if cfg.get("truth_baseline") and _paths(images) is not None:
+        raise ValueError("truth_baseline trains on the images' own annotations: images must be a dataset "
+                         f"(e.g. dict(type='JsonlDataset', ...)), got {images!r:.80}")
     objects = bool((train or {}).get("objects_from_boxes", False))
+    calibrate = dict(cfg.get("calibrate") or {})
+    unknown = set(calibrate) - {"dataset", "criterion", "task", "batch_size"}
+    if unknown or (calibrate and "dataset" not in calibrate):
+        raise ValueError("calibrate takes dataset (labelled items), criterion, task and batch_size, "
+                         f"got {sorted(calibrate)}")
+    if calibrate:  # the config's mistakes before any work
+        _threshold_at(filters, calibrate.get("criterion", "count"))
     report = dict(tasks=tasks, rounds=[], truth_baseline=None, labelled_baseline=None)
+
+    def calibrated(annotators, merge_cfg, where: Path):
+        """``filters`` with the ``ScoreThreshold`` chosen for these annotators on ``calibrate["dataset"]``
+        (kept in ``where``: chosen once), and the choice."""
+        if not calibrate:
+            return filters, None
+        if not where.exists():
+            dev = _build(calibrate["dataset"])
+            dev = [dev[i] for i in range(len(dev))]
+            task = calibrate.get("task", tasks[0])
+            per = _outputs(annotators, dev, task, calibrate.get("batch_size", 32), generation)
+            chosen = choose_min_score(_merged(per, merge_cfg, task), dev, task, filters,
+                                      calibrate.get("criterion", "count"))
+            write_text(where, json.dumps(dict(chosen, task=task, items=len(dev))))
+        chosen = json.loads(where.read_text())
+        return [dict(f, min_score=chosen["min_score"]) if _is_threshold(f) else f for f in filters], chosen
 
     items = []  # the held-out items, read (or drawn) once for every measurement
 
@@ -271,16 +378,18 @@ def run_data_engine(cfg, work_dir) -> dict:
             views = relabel.get("views") or []
             annotators = [dict(model=str(model), view=v) for v in views] if views else [str(model)]
             merge = relabel.get("merge")
-        quality, measured = measure(annotators, merge, filters, here / "heldout.json")  # first: the quick number
+        rules, chosen = calibrated(annotators, merge, here / "calibration.json")
+        quality, measured = measure(annotators, merge, rules, here / "heldout.json")  # first: the quick number
         if r == rounds and not cfg.get("label_final_round", True):  # a run that measures: the last model's labels
             manifest = dict(labels=None, filters=None, bad_images=[])  # would train no one
         else:
-            manifest = label(annotators, images, tasks, here / "labels", filters=filters, merge=merge, **opts,
+            manifest = label(annotators, images, tasks, here / "labels", filters=rules, merge=merge, **opts,
                              generation=generation)
         report["rounds"].append(dict(
             round=r, annotators=[_name(a) for a in annotators], labels=manifest["labels"],
             filters=manifest["filters"], bad_images=len(manifest["bad_images"]), heldout=quality,
-            config=_config(images, annotators, merge, filters, train if r > 0 else None),
+            calibration=chosen and {k: v for k, v in chosen.items() if k != "curve"},
+            config=_config(images, annotators, merge, rules, train if r > 0 else None),
             seconds=dict(label=manifest.get("seconds"), label_stages=manifest.get("stage_seconds"),
                          train=_seconds(here / "train.json") if r > 0 else None, measure=measured)))
         _save(work_dir, report)
@@ -292,7 +401,7 @@ def run_data_engine(cfg, work_dir) -> dict:
                            seconds=dict(train=_seconds(folder / "train.json"), measure=measured))
         _save(work_dir, report)
 
-    if cfg.get("truth_baseline"):
+    if cfg.get("truth_baseline"):  # checked above: images is a dataset
         truth = work_dir / "truth"
         if not (truth / "labels.jsonl").exists():
             write_jsonl(images, truth / "labels.jsonl")
@@ -331,6 +440,10 @@ def format_report(report: dict) -> str:
         if "annotators" in config:
             parts += [f"annotators {', '.join(config['annotators'])}", f"merge {config['merge']}",
                       f"filters {', '.join(config['filters']) or 'none'}"]
+        if run.get("calibration"):
+            c = run["calibration"]
+            parts.append(f"ScoreThreshold {c['min_score']} chosen by {c['criterion']} on {c['items']} labelled items "
+                         f"({c['true_boxes']} true boxes)")
         if config.get("train"):
             t = config["train"]
             parts.append(f"trained by {t['config']}" + (f", input views {', '.join(t['views'])}" if t["views"] else "")

@@ -12,13 +12,15 @@ import json
 import math
 import os
 from pathlib import Path
+import re
 import warnings
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["ImageProcessor", "load_image", "to_rgb", "expand_images", "image_files", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ImageProcessor", "load_image", "to_rgb", "expand_images", "image_files", "tar_member",
+           "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,8 +33,11 @@ def load_image(source) -> Image.Image:
     Arrays are (H, W) or (H, W, 1|3|4); tensors also (1|3|4, H, W) (torchvision's layout). Pixel
     values: uint8; uint16 (single channel: kept 16-bit, see :func:`to_rgb`; 3 or 4 channels: their top
     byte, as PIL reads a 16-bit RGB file); floats in [0, 1] (torchvision's ``ToTensor`` convention,
-    rounded to 8 bits)."""
+    rounded to 8 bits). A path ``TAR:KEY`` that is no file names an image in a tar shard
+    (:func:`tar_member`)."""
     if isinstance(source, (str, os.PathLike, io.IOBase)):
+        if isinstance(source, str) and not os.path.exists(source):
+            source = tar_member(source) or source
         try:
             with Image.open(source) as im:
                 im.load()
@@ -165,22 +170,71 @@ class ImageProcessor:
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
+LISTING_SUFFIXES = (".txt", ".lst")
+
+
+def _is_listing(images) -> bool:
+    return isinstance(images, (str, os.PathLike)) and str(images).lower().endswith(LISTING_SUFFIXES) \
+        and Path(images).is_file()
+
+
 def expand_images(images) -> tuple[list, bool]:
     """(list of image sources, whether a single image was given). A folder becomes its image files,
-    sorted by name."""
+    sorted by name; a listing (``.txt``, ``.lst``) the images it names, one a line (paths relative to
+    its folder; blank lines and lines starting with ``#`` skipped)."""
     if isinstance(images, (str, os.PathLike)) and Path(images).is_dir():
         files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {images}")
         return [str(p) for p in files], False
+    if _is_listing(images):
+        lines = (line.strip() for line in Path(images).read_text(encoding="utf-8").splitlines())
+        files = [str(Path(images).parent / line) for line in lines if line and not line.startswith("#")]
+        if not files:
+            raise ValueError(f"image listing {images} names no image (one path a line)")
+        return files, False
     if isinstance(images, (list, tuple)):
         return list(images), False
     return [images], True
 
 
+_TAR_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # a member KEY.EXTENSION (webdataset's: KEY to the first dot)
+_TAR_INDEX: dict[tuple, dict[str, tuple[int, int]]] = {}  # (tar, mtime, size) -> {key: (offset, size) of its image}
+
+
+def tar_member(name: str) -> io.BytesIO | None:
+    """The image file named ``TAR:KEY`` (how the data engine names an image it read from a tar shard: a
+    local tar file's path, a colon, the sample's key), its bytes; None when ``name`` names no tar file.
+    A tar's members are indexed once per process (one pass over its headers), so reading an image is a
+    seek and a read."""
+    tar, colon, key = name.rpartition(":")
+    if not colon or not tar.endswith(".tar") or not os.path.isfile(tar):
+        return None
+    stat = os.stat(tar)
+    index = _TAR_INDEX.get((tar, stat.st_mtime_ns, stat.st_size))
+    if index is None:
+        import tarfile
+
+        index = {}
+        with tarfile.open(tar, "r:") as f:
+            for member in f:
+                found = _TAR_KEY.match(member.name)
+                if member.isfile() and found and "." + found[2].lower() in IMAGE_SUFFIXES:
+                    index.setdefault(found[1], (member.offset_data, member.size))
+        _TAR_INDEX[(tar, stat.st_mtime_ns, stat.st_size)] = index
+    if key not in index:
+        raise FileNotFoundError(f"image file not found: {name} ({tar} holds no image of a sample {key!r})")
+    offset, size = index[key]
+    with open(tar, "rb") as f:
+        f.seek(offset)
+        return io.BytesIO(f.read(size))
+
+
 def image_files(items) -> list[str]:
-    """Image sources of a list of files and folders, in order (a folder: its image files by name)."""
+    """Image sources of a list of files, folders and listings, in order (a folder: its image files by
+    name; a listing: the images it names, :func:`expand_images`)."""
     out = []
     for item in items:
-        out.extend(expand_images(item)[0] if isinstance(item, (str, os.PathLike)) and Path(item).is_dir() else [item])
+        many = isinstance(item, (str, os.PathLike)) and (Path(item).is_dir() or _is_listing(item))
+        out.extend(expand_images(item)[0] if many else [item])
     return out

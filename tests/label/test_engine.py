@@ -154,6 +154,51 @@ def test_tar_shards_are_labelled_as_their_images_are_one_label_shard_per_tar(ima
         label(Scripted(), [tars, files[0]], out_dir=tmp_path / "mixed", **kwargs)
 
 
+def test_a_listing_of_image_paths_is_labelled_as_the_images_it_names(images, tmp_path):
+    files = sorted(images.iterdir())
+    listing = tmp_path / "todo.txt"  # relative to its folder, an absolute path, a comment and a blank line
+    listing.write_text("# to label\n" + "\n".join(f"images/{f.name}" for f in files[:6]) + f"\n\n{files[6]}\n")
+    kwargs = dict(tasks=["<OD>"], filters=FILTERS, batch_size=3, shard_size=4, progress=False)
+    from_list = label(Scripted(), listing, out_dir=tmp_path / "listed", **kwargs)
+    from_files = label(Scripted(), files[:7], out_dir=tmp_path / "files", **kwargs)
+    assert without_speed(from_list) == without_speed(from_files) and from_list["images"] == 7
+    for k in range(2):
+        assert (tmp_path / "listed" / f"shard-{k:05d}.jsonl").read_bytes() == \
+            (tmp_path / "files" / f"shard-{k:05d}.jsonl").read_bytes()
+    (tmp_path / "empty.lst").write_text("# nothing yet\n")
+    with pytest.raises(ValueError, match="image listing .*empty.lst names no image"):
+        label(Scripted(), tmp_path / "empty.lst", out_dir=tmp_path / "none", **kwargs)
+
+
+def test_labels_of_tar_images_train_as_labels_of_image_files_do(images, tmp_path, monkeypatch):
+    from florence.data import MultiTaskDataset, write_shards
+
+    files = sorted(images.iterdir())
+    write_shards([dict(image=str(f)) for f in files], tmp_path / "shards", samples_per_shard=4)
+    kwargs = dict(tasks=["<OD>"], filters=FILTERS, batch_size=3, progress=False)
+    label(Scripted(), images, out_dir=tmp_path / "files", shard_size=4, **kwargs)
+    monkeypatch.chdir(tmp_path)  # a relative shard folder: its images named by the tars' absolute paths
+    label(Scripted(), "shards", out_dir=tmp_path / "tars", **kwargs)
+    elsewhere = tmp_path / "elsewhere"  # label shards moved away from the tars train all the same
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for k in range(3):
+        from_files = JsonlDataset(str(tmp_path / "files" / f"shard-{k:05d}.jsonl"))
+        from_tars = JsonlDataset(str((tmp_path / "tars" / f"shard-{k:05d}.jsonl").rename(elsewhere / f"{k}.jsonl")))
+        assert len(from_tars) == len(from_files) > 0
+        assert all(from_tars[i]["image"].startswith(str(tmp_path / "shards" / f"shard-{k:06d}.tar:"))
+                   for i in range(len(from_tars)))
+        assert [dict(x, image=None) for x in from_tars] == [dict(x, image=None) for x in from_files]
+        pixels = [MultiTaskDataset([d], image_size=32)[0]["inputs"] for d in (from_tars, from_files)]
+        assert torch.equal(*pixels)  # the same bytes, decoded the same way
+        assert pixels[0].std() > 0
+    broken = elsewhere / "broken.jsonl"
+    tar = tmp_path / "shards" / "shard-000000.tar"
+    broken.write_text(json.dumps(dict(image=f"{tar}:000000099", task="<OD>", annotation={"bboxes": [], "labels": []})))
+    with pytest.raises(ValueError, match=f"missing image.*{tar} holds no image of a sample '000000099'"):
+        JsonlDataset(str(broken))
+
+
 @pytest.mark.parametrize("says, found", [(5, "4"), (3, "more than 3")])
 def test_a_tar_that_does_not_hold_what_its_manifest_says_is_an_error_before_its_shard_is_written(
         images, tmp_path, says, found):

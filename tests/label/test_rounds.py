@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from florence.data import SyntheticScenes
-from florence.label.rounds import TIMES, format_report, label_quality, run_data_engine
+from florence.label.rounds import TIMES, choose_min_score, format_report, label_quality, run_data_engine
 
 MAIN = "configs/florence2/florence2_tiny_synthetic.py"
 
@@ -39,6 +39,30 @@ def test_label_quality_counts_each_filter_stage():
     assert rows[0]["bbox_mAP_50"] == pytest.approx(1.0)  # the extra boxes rank below the true ones
     wrong = label_quality([{"bboxes": [[60, 60, 90, 90]], "labels": ["circle"], "scores": [0.9]}], truth, "<OD>")
     assert wrong[0]["precision@0.5"] == 0.0 and wrong[0]["recall@0.5"] == 0.0  # right place, wrong label
+
+
+def test_the_score_threshold_is_chosen_on_labelled_items_by_count_or_f1():
+    truth = Truth([{"bboxes": [[10, 10, 40, 40], [60, 60, 90, 90]], "labels": ["circle", "square"]}])
+    outputs = [{"bboxes": [[10, 10, 40, 40], [0, 0, 20, 20], [60, 60, 90, 90], [50, 0, 70, 20]],
+                "labels": ["circle", "circle", "square", "square"], "scores": [0.9, 0.8, 0.4, 0.2]}]
+    filters = [dict(type="MinBoxSize", min_size=2), dict(type="ScoreThreshold", min_score=0.5),
+               dict(type="ClassAwareNMS", iou_threshold=0.5)]
+    # as many boxes as true ones (2): scores above 0.4 and up to 0.8; the lowest such threshold
+    count = choose_min_score(outputs, truth, "<OD>", filters, "count")
+    assert count["min_score"] == 0.425 and count["true_boxes"] == 2 and count["criterion"] == "count"
+    point = next(p for p in count["curve"] if p["min_score"] == 0.425)
+    assert point == dict(min_score=0.425, boxes=2, precision=0.5, recall=0.5)
+    assert [p["boxes"] for p in count["curve"][:3]] == [4, 4, 4] and count["curve"][-1]["boxes"] == 0
+    # F1: 1 box 0.667, 2 boxes 0.5, 3 boxes (P 2/3, R 1) 0.8, 4 boxes 0.667: keep 3, above 0.2
+    assert choose_min_score(outputs, truth, "<OD>", filters, "f1")["min_score"] == 0.225
+    # a rule after the threshold counts: with a duplicate of the circle, NMS keeps the count at 2 down to 0.2
+    dup = [dict(outputs[0], bboxes=outputs[0]["bboxes"][:1] * 2 + outputs[0]["bboxes"][2:],
+                labels=["circle", "circle", "square", "square"])]
+    assert choose_min_score(dup, truth, "<OD>", filters, "count")["min_score"] == 0.225
+    with pytest.raises(ValueError, match="one dict\\(type='ScoreThreshold'\\) among the filters; they hold 0"):
+        choose_min_score(outputs, truth, "<OD>", filters[:1], "count")
+    with pytest.raises(ValueError, match="criterion must be one of \\('count', 'f1'\\), got 'auc'"):
+        choose_min_score(outputs, truth, "<OD>", filters, "auc")
 
 
 def annotator(images, task):
@@ -169,6 +193,58 @@ def test_the_teacher_can_be_trained_on_the_labelled_data_first(tmp_path):
         (tmp_path / "round_0" / "labels" / "manifest.json").read_text())["labels"]
     with pytest.raises(ValueError, match="dict\\(teacher='labelled'\\) is the model trained on"):
         run_data_engine(dict(cfg, train=toy(annotator)["train"], labelled_baseline=False), tmp_path / "none")
+
+
+def ranked(images, task):
+    """A scripted detector: five "red circle" boxes per image, scored 0.9, 0.7, 0.5, 0.3 and 0.1."""
+    return [{"bboxes": [[4 * k, 4 * k, 4 * k + 20, 4 * k + 20] for k in range(5)], "labels": ["red circle"] * 5,
+             "scores": [0.9, 0.7, 0.5, 0.3, 0.1]} for _ in images]
+
+
+def test_each_round_labels_with_the_threshold_chosen_on_the_labelled_items(tmp_path, monkeypatch):
+    cfg = toy(ranked)
+    dev = dict(cfg["images"], seed=999, length=4)
+    cfg = dict(cfg, rounds=0, truth_baseline=False, calibrate=dict(dataset=dev, criterion="count"))
+    true = sum(len(SyntheticScenes(**{k: v for k, v in dev.items() if k != "type"})[i]["annotation"]["bboxes"])
+               for i in range(4))
+    keep = min(range(6), key=lambda k: (abs(4 * k - true), -k))  # boxes per image closest to the truth; ties: more
+    threshold = [0.925, 0.725, 0.525, 0.325, 0.125, 0.0][keep]
+    report = run_data_engine(cfg, tmp_path)
+    assert report["rounds"][0]["calibration"] == dict(min_score=threshold, criterion="count", true_boxes=true,
+                                                      task="<OD>", items=4)
+    assert report["rounds"][0]["config"]["filters"][1] == f"ScoreThreshold(min_score={threshold})"
+    shards = sorted((tmp_path / "round_0" / "labels").glob("shard-*.jsonl"))
+    labels = [json.loads(line) for f in shards for line in f.read_text().splitlines()]
+    assert len(labels) == 6 and all(len(x["annotation"]["bboxes"]) == keep for x in labels)
+    assert f"ScoreThreshold {threshold} chosen by count on 4 labelled items ({true} true boxes)" in (
+        tmp_path / "report.md").read_text()
+    import florence.label.rounds as rounds
+
+    monkeypatch.setattr(rounds, "_outputs", lambda *a: pytest.fail("chosen again"))
+    assert run_data_engine(cfg, tmp_path) == report  # kept in round_0/calibration.json
+    for bad, message in ((dict(calibrate=dict(dataset=dev, criterion="auc")), "got 'auc'"),
+                         (dict(calibrate=dict(dataset=dev, threshold=0.3)), "calibrate takes dataset"),
+                         (dict(filters=cfg["filters"][:1]), "they hold 0")):
+        with pytest.raises(ValueError, match=message):  # before any work
+            run_data_engine(dict(cfg, **bad), tmp_path / "bad")
+    assert not (tmp_path / "bad" / "round_0").exists()
+
+
+def test_the_rounds_label_tar_shards_and_the_student_trains_on_their_labels(tmp_path):
+    from florence.data import write_shards
+
+    cfg = toy(ranked)
+    write_shards(SyntheticScenes(seed=777, length=6, image_size=64, tasks=["<OD>"]), tmp_path / "shards",
+                 samples_per_shard=4)
+    cfg = dict(cfg, images=str(tmp_path / "shards"), truth_baseline=False, label_final_round=False, evaluate=None)
+    report = run_data_engine(cfg, tmp_path / "run")
+    assert report["rounds"][0]["labels"] == 6 and report["rounds"][0]["config"]["images"] == 6
+    first = json.loads((tmp_path / "run" / "round_0" / "labels" / "shard-00000.jsonl").read_text().splitlines()[0])
+    assert first["image"] == f"{tmp_path / 'shards' / 'shard-000000.tar'}:000000000"
+    assert json.loads((tmp_path / "run" / "round_1" / "train.json").read_text())["iterations"] == 2
+    assert (tmp_path / "run" / "round_1" / "model" / "config.json").exists()
+    with pytest.raises(ValueError, match="truth_baseline trains on the images' own annotations: images must be"):
+        run_data_engine(dict(cfg, truth_baseline=True), tmp_path / "truth")
 
 
 def test_a_round_without_labels_stops_with_the_reason(tmp_path):
