@@ -36,7 +36,7 @@ from collections import Counter
 
 from PIL import Image
 
-from ..processing.image import tar_member
+from ..processing.image import open_tar_member, tar_member
 from ..task import TaskError, get_task
 
 __all__ = ["BadRecord", "check_annotation", "check_box", "check_item", "check_polygon", "check_quad", "check_text",
@@ -330,11 +330,17 @@ class _Adapter:
                 member = None if os.path.isfile(path) else tar_member(path)
             except FileNotFoundError as e:
                 raise BadRecord("missing image", str(e)) from None
+            except ValueError as e:
+                raise BadRecord("unreadable image", f"{path}: {e}") from None
             if member is None and not os.path.isfile(path):
                 raise BadRecord("missing image", path)
             if size is None:
                 try:
-                    size = _header_size(member or path)
+                    if member is None:
+                        size = _header_size(path)
+                    else:
+                        with open_tar_member(member) as f:  # its header only, as for a file
+                            size = _header_size(f)
                 except (OSError, ValueError, SyntaxError) as e:
                     raise BadRecord("unreadable image", f"{path}: {e}") from None
             if not (len(size) == 2 and all(isinstance(v, (int, float)) and v > 0 for v in size)):

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from ..atomic import open_atomic, write_text
-from ..processing.image import load_image, to_rgb
+from ..processing.image import TAR_IMAGE_EXTENSIONS, load_image, to_rgb
 from ..registry import DATASETS
 
 __all__ = ["ShardedDataset", "epoch_part", "image_member", "is_shard_folder", "read_manifest", "reader_placement",
@@ -175,7 +175,7 @@ def tar_samples(url: str):
 
 def image_member(sample: dict) -> str:
     """The name of a raw sample's image member (``"png"``, ``"jpg"``, ...); StopIteration if it has none."""
-    return next(k for k in sample if k in _EXTENSIONS.values())
+    return next(k for k in sample if k in TAR_IMAGE_EXTENSIONS)
 
 
 def worker_slot(batches: int = 0) -> tuple[int, int, int]:

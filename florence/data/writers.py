@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import write_text
+from ..processing.image import open_tar_member, tar_member
 from ..processing.quantizer import QUANTIZER
 from ..task import get_task
 
@@ -52,6 +53,10 @@ class _Images:
         if isinstance(image, (str, os.PathLike)):
             if self.mode == "reference":
                 name = os.path.relpath(os.path.abspath(image), self.folder)
+            elif not os.path.exists(image) and (member := tar_member(str(image))):  # TAR:KEY: from a tar shard
+                name = f"{index:06d}.{member[1].name.rsplit('.', 1)[-1]}"
+                with open_tar_member(member) as f:
+                    (self.folder / name).write_bytes(f.read())
             else:
                 name = f"{index:06d}{Path(image).suffix.lower() or '.png'}"
                 shutil.copyfile(image, self.folder / name)

@@ -110,7 +110,14 @@ GRID = [round(0.025 * k, 3) for k in range(40)]  # the thresholds tried: 0, 0.02
 
 
 def _is_threshold(rule) -> bool:
-    return isinstance(rule, dict) and rule.get("type") in ("ScoreThreshold", ScoreThreshold)
+    if isinstance(rule, dict):
+        kind = rule.get("type")
+        return kind is ScoreThreshold or str(kind).rpartition(".")[2] == "ScoreThreshold"  # florence.ScoreThreshold
+    return isinstance(rule, ScoreThreshold)
+
+
+def _with_min_score(rule, min_score: float):
+    return ScoreThreshold(min_score) if isinstance(rule, ScoreThreshold) else dict(rule, min_score=min_score)
 
 
 def _threshold_at(filters, criterion: str) -> int:
@@ -140,9 +147,12 @@ def choose_min_score(outputs, dataset, task, filters, criterion: str = "count") 
     truth = [dataset[i // repeat] for i in range(len(outputs))]
     ready = [None if o is None else apply_filters(before, o, task, t["image_size"], {}) for o, t in zip(outputs, truth)]
     true_boxes = sum(len(regions_of(t["annotation"], task)) for t in truth)
+    if not true_boxes:
+        raise ValueError(f"calibrate: the {len(dataset)} labelled items hold no true regions of {task}: name a task "
+                         "with regions (calibrate=dict(task=...)) and items annotated for it")
     curve = []
     for min_score in GRID:
-        rules = [ScoreThreshold(min_score), *rest]
+        rules = [ScoreThreshold(min_score), *rest]  # the threshold as its rule would be built
         kept = [None if o is None else apply_filters(rules, o, task, t["image_size"], {}) for o, t in zip(ready, truth)]
         found = box_precision_recall([dict(pred=p or {}, gt=t["annotation"]) for p, t in zip(kept, truth)])
         curve.append(dict(min_score=min_score, boxes=found["boxes"], precision=found["precision@0.5"],
@@ -333,7 +343,13 @@ def run_data_engine(cfg, work_dir) -> dict:
     def calibrated(annotators, merge_cfg, where: Path):
         """``filters`` with the ``ScoreThreshold`` chosen for these annotators on ``calibrate["dataset"]``
         (kept in ``where``: chosen once), and the choice."""
+        basis = json.loads(json.dumps(dict(calibrate=calibrate, filters=[_describe(f) for f in filters],
+                                           merge=_describe(merge_cfg), annotators=[_name(a) for a in annotators]),
+                                      default=lambda o: getattr(o, "__name__", type(o).__name__)))  # stable names
         if not calibrate:
+            if where.exists():
+                raise ValueError(f"{where.parent} was labelled with a calibrated threshold ({where}) and the config "
+                                 "has no calibrate now: put it back, or start the run in a new work dir")
             return filters, None
         if not where.exists():
             dev = _build(calibrate["dataset"])
@@ -342,9 +358,12 @@ def run_data_engine(cfg, work_dir) -> dict:
             per = _outputs(annotators, dev, task, calibrate.get("batch_size", 32), generation)
             chosen = choose_min_score(_merged(per, merge_cfg, task), dev, task, filters,
                                       calibrate.get("criterion", "count"))
-            write_text(where, json.dumps(dict(chosen, task=task, items=len(dev))))
+            write_text(where, json.dumps(dict(chosen, task=task, items=len(dev), basis=basis)))
         chosen = json.loads(where.read_text())
-        return [dict(f, min_score=chosen["min_score"]) if _is_threshold(f) else f for f in filters], chosen
+        if chosen.pop("basis", basis) != basis:  # (a file without one: written before florence kept it)
+            raise ValueError(f"{where} was chosen for another calibrate, filters, merge or annotators than the "
+                             "config's now: start the run in a new work dir (or delete that round to redo it)")
+        return [_with_min_score(f, chosen["min_score"]) if _is_threshold(f) else f for f in filters], chosen
 
     items = []  # the held-out items, read (or drawn) once for every measurement
 

@@ -7,6 +7,7 @@ scale by 1/255, normalise with ImageNet mean/std. Inputs: PIL images, file paths
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -20,7 +21,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = ["ImageProcessor", "load_image", "to_rgb", "expand_images", "image_files", "tar_member",
-           "IMAGENET_MEAN", "IMAGENET_STD"]
+           "open_tar_member", "TAR_IMAGE_EXTENSIONS", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -36,16 +37,20 @@ def load_image(source) -> Image.Image:
     rounded to 8 bits). A path ``TAR:KEY`` that is no file names an image in a tar shard
     (:func:`tar_member`)."""
     if isinstance(source, (str, os.PathLike, io.IOBase)):
-        if isinstance(source, str) and not os.path.exists(source):
-            source = tar_member(source) or source
+        found = tar_member(source) if isinstance(source, str) and not os.path.exists(source) else None
         try:
+            if found is not None:
+                with open_tar_member(found) as f:
+                    source, name = io.BytesIO(f.read()), source
+            else:
+                name = source
             with Image.open(source) as im:
                 im.load()
-                return _nonempty(ImageOps.exif_transpose(im), source)
+                return _nonempty(ImageOps.exif_transpose(im), name)
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file not found: {source}") from None
+            raise FileNotFoundError(f"image file not found: {name}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ValueError(f"cannot read image {source}: {e} (corrupt or not an image)") from e
+            raise ValueError(f"cannot read image {name}: {e} (corrupt or not an image)") from e
     if isinstance(source, Image.Image):
         return _nonempty(source, "PIL image")
     if isinstance(source, torch.Tensor):
@@ -188,7 +193,7 @@ def expand_images(images) -> tuple[list, bool]:
             raise FileNotFoundError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {images}")
         return [str(p) for p in files], False
     if _is_listing(images):
-        lines = (line.strip() for line in Path(images).read_text(encoding="utf-8").splitlines())
+        lines = (line.strip() for line in Path(images).read_text(encoding="utf-8-sig").splitlines())
         files = [str(Path(images).parent / line) for line in lines if line and not line.startswith("#")]
         if not files:
             raise ValueError(f"image listing {images} names no image (one path a line)")
@@ -198,17 +203,21 @@ def expand_images(images) -> tuple[list, bool]:
     return [images], True
 
 
+TAR_IMAGE_EXTENSIONS = ("jpg", "png", "webp", "bmp", "tiff", "gif")  # a webdataset sample's image members
 _TAR_KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")  # a member KEY.EXTENSION (webdataset's: KEY to the first dot)
-_TAR_INDEX: dict[tuple, dict[str, tuple[int, int]]] = {}  # (tar, mtime, size) -> {key: (offset, size) of its image}
+_TAR_INDEX: dict[tuple, dict] = {}  # (tar, mtime, size) -> {key: the TarInfo of its sample's first image member}
 
 
-def tar_member(name: str) -> io.BytesIO | None:
-    """The image file named ``TAR:KEY`` (how the data engine names an image it read from a tar shard: a
-    local tar file's path, a colon, the sample's key), its bytes; None when ``name`` names no tar file.
-    A tar's members are indexed once per process (one pass over its headers), so reading an image is a
-    seek and a read."""
-    tar, colon, key = name.rpartition(":")
-    if not colon or not tar.endswith(".tar") or not os.path.isfile(tar):
+def tar_member(name: str):
+    """``(tar, TarInfo)`` of the image named ``TAR:KEY`` (how the data engine names an image it read from
+    a tar shard: a local tar file's path, a colon, the sample's key; the member is the sample's first
+    with an extension of ``TAR_IMAGE_EXTENSIONS``, as :func:`florence.data.shards.image_member` picks
+    it); None when ``name`` names no tar file. A tar's headers are indexed once per process, so reading
+    an image (:func:`open_tar_member`) is a seek and a read. FileNotFoundError: the tar holds no such
+    sample; ValueError: the file is no readable tar."""
+    tar, colon, key = str(name).rpartition(".tar:")
+    tar += ".tar"
+    if not colon or not os.path.isfile(tar):
         return None
     stat = os.stat(tar)
     index = _TAR_INDEX.get((tar, stat.st_mtime_ns, stat.st_size))
@@ -216,18 +225,28 @@ def tar_member(name: str) -> io.BytesIO | None:
         import tarfile
 
         index = {}
-        with tarfile.open(tar, "r:") as f:
-            for member in f:
-                found = _TAR_KEY.match(member.name)
-                if member.isfile() and found and "." + found[2].lower() in IMAGE_SUFFIXES:
-                    index.setdefault(found[1], (member.offset_data, member.size))
+        try:
+            with tarfile.open(tar, "r:") as f:
+                for member in f:
+                    found = _TAR_KEY.match(member.name)
+                    if member.isfile() and found and found[2] in TAR_IMAGE_EXTENSIONS:
+                        index.setdefault(found[1], member)
+        except tarfile.TarError as e:
+            raise ValueError(f"{tar}: not a readable tar file ({e})") from None
         _TAR_INDEX[(tar, stat.st_mtime_ns, stat.st_size)] = index
     if key not in index:
         raise FileNotFoundError(f"image file not found: {name} ({tar} holds no image of a sample {key!r})")
-    offset, size = index[key]
-    with open(tar, "rb") as f:
-        f.seek(offset)
-        return io.BytesIO(f.read(size))
+    return tar, index[key]
+
+
+@contextlib.contextmanager
+def open_tar_member(found):
+    """``with open_tar_member(tar_member(name)) as f``: the member's bytes as a file, read lazily."""
+    import tarfile
+
+    tar, member = found
+    with tarfile.open(tar, "r:") as archive, archive.extractfile(member) as f:  # opening reads one header
+        yield f
 
 
 def image_files(items) -> list[str]:

@@ -171,7 +171,7 @@ def test_a_listing_of_image_paths_is_labelled_as_the_images_it_names(images, tmp
 
 
 def test_labels_of_tar_images_train_as_labels_of_image_files_do(images, tmp_path, monkeypatch):
-    from florence.data import MultiTaskDataset, write_shards
+    from florence.data import MultiTaskDataset, write_jsonl, write_shards
 
     files = sorted(images.iterdir())
     write_shards([dict(image=str(f)) for f in files], tmp_path / "shards", samples_per_shard=4)
@@ -192,6 +192,10 @@ def test_labels_of_tar_images_train_as_labels_of_image_files_do(images, tmp_path
         pixels = [MultiTaskDataset([d], image_size=32)[0]["inputs"] for d in (from_tars, from_files)]
         assert torch.equal(*pixels)  # the same bytes, decoded the same way
         assert pixels[0].std() > 0
+    copied = write_jsonl(from_tars, elsewhere / "copy" / "labels.jsonl")  # the images out of the tar, as files
+    assert copied == len(from_tars) and sorted(f.name for f in (elsewhere / "copy").glob("*.png")) == [
+        f"{i:06d}.png" for i in range(copied)]
+    assert (elsewhere / "copy" / "000000.png").read_bytes() == files[8].read_bytes()  # tar 2 holds images 8 and 9
     broken = elsewhere / "broken.jsonl"
     tar = tmp_path / "shards" / "shard-000000.tar"
     broken.write_text(json.dumps(dict(image=f"{tar}:000000099", task="<OD>", annotation={"bboxes": [], "labels": []})))

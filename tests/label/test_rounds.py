@@ -63,6 +63,10 @@ def test_the_score_threshold_is_chosen_on_labelled_items_by_count_or_f1():
         choose_min_score(outputs, truth, "<OD>", filters[:1], "count")
     with pytest.raises(ValueError, match="criterion must be one of \\('count', 'f1'\\), got 'auc'"):
         choose_min_score(outputs, truth, "<OD>", filters, "auc")
+    scoped = [dict(filters[1], type="florence.ScoreThreshold")]  # the registry's scoped name is the same rule
+    assert choose_min_score(outputs, truth, "<OD>", scoped, "count")["min_score"] == 0.425
+    with pytest.raises(ValueError, match="the 1 labelled items hold no true regions of <OD>"):
+        choose_min_score(outputs, Truth([{"bboxes": [], "labels": []}]), "<OD>", filters, "count")
 
 
 def annotator(images, task):
@@ -222,6 +226,10 @@ def test_each_round_labels_with_the_threshold_chosen_on_the_labelled_items(tmp_p
 
     monkeypatch.setattr(rounds, "_outputs", lambda *a: pytest.fail("chosen again"))
     assert run_data_engine(cfg, tmp_path) == report  # kept in round_0/calibration.json
+    with pytest.raises(ValueError, match="calibration.json was chosen for another calibrate, filters, merge or"):
+        run_data_engine(dict(cfg, calibrate=dict(dataset=dev, criterion="f1")), tmp_path)
+    with pytest.raises(ValueError, match="round_0 was labelled with a calibrated threshold"):
+        run_data_engine(dict(cfg, calibrate=None), tmp_path)
     for bad, message in ((dict(calibrate=dict(dataset=dev, criterion="auc")), "got 'auc'"),
                          (dict(calibrate=dict(dataset=dev, threshold=0.3)), "calibrate takes dataset"),
                          (dict(filters=cfg["filters"][:1]), "they hold 0")):

@@ -184,3 +184,32 @@ def test_preprocessor_config_round_trip_and_published_default(tmp_path):
     (tmp_path / "preprocessor_config.json").write_text("{not json")
     with pytest.raises(ValueError, match="preprocessor_config.json is not a preprocessor config"):
         ImageProcessor.from_pretrained(tmp_path)
+
+
+def test_images_in_tar_shards_are_read_by_tar_and_key(tmp_path):
+    """``TAR:KEY`` names a sample's image in a local tar (as the data engine names images it read from
+    tar shards): the same pixels as the file; keys with colons; a missing key, a corrupt image and a file
+    that is no tar each an error naming what is wrong."""
+    import io
+    import tarfile
+
+    from florence.processing.image import tar_member
+
+    photo = Image.fromarray(skdata.astronaut()[::8, ::8])
+    photo.save(tmp_path / "photo.png")
+    tar = tmp_path / "shard.tar"
+    with tarfile.open(tar, "w") as f:
+        for name, data in (("a:1.json", b"{}"), ("a:1.png", (tmp_path / "photo.png").read_bytes()),
+                           ("b.jpg", b"not a jpeg")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            f.addfile(info, io.BytesIO(data))
+    assert np.array_equal(np.asarray(load_image(f"{tar}:a:1")), np.asarray(photo))
+    assert tar_member(f"{tar}:a:1")[1].name == "a:1.png" and tar_member(str(tmp_path / "photo.png")) is None
+    with pytest.raises(FileNotFoundError, match=f"{tar} holds no image of a sample 'c'"):
+        load_image(f"{tar}:c")
+    with pytest.raises(ValueError, match=f"cannot read image {tar}:b: "):
+        load_image(f"{tar}:b")
+    (tmp_path / "junk.tar").write_bytes(b"\x01" * 1000)
+    with pytest.raises(ValueError, match="junk.tar: not a readable tar file"):
+        load_image(f"{tmp_path / 'junk.tar'}:0")
