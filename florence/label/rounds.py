@@ -22,9 +22,9 @@ r >= 1's student labels: ``views``, each one annotator, and ``merge``; default: 
 ``truth_baseline``, ``labelled_baseline`` (the same training on ``train["labelled"]`` alone: what the
 pseudo-labels add), ``evaluate`` (``dataset``, ``batch_size``), ``label_final_round`` (default True;
 False: the last round's model is measured but does not label ``images``), ``calibrate`` (``dataset``:
-labelled items nobody trains on, ``criterion`` ``"count"`` or ``"f1"``, ``task``, ``batch_size``: each
-round's annotators read them first and the ``ScoreThreshold`` among ``filters`` is chosen for that
-round, :func:`choose_min_score`).
+labelled items nobody trains on, ``criterion`` ``"count"``, ``"at_least_count"`` or ``"f1"``, ``task``,
+``batch_size``: each round's annotators read them first and the ``ScoreThreshold`` among ``filters`` is
+chosen for that round, :func:`choose_min_score`).
 
 The report gives, per round: each annotator's label quality on the held-out images, the merged
 labels', and after each filter; the config of the round; and the seconds of each step (labelling,
@@ -105,7 +105,7 @@ def label_quality(outputs, dataset, task, filters=()) -> list[dict]:
     return rows
 
 
-CRITERIA = ("count", "f1")
+CRITERIA = ("count", "at_least_count", "f1")
 GRID = [round(0.025 * k, 3) for k in range(40)]  # the thresholds tried: 0, 0.025, ..., 0.975
 
 
@@ -136,9 +136,10 @@ def choose_min_score(outputs, dataset, task, filters, criterion: str = "count") 
     ``outputs`` (one per item of ``dataset``, or several in turn, as :func:`label_quality` takes them)
     of labelled items: of the thresholds in ``GRID``, with every rule applied, ``"count"`` keeps as many
     regions as the items hold true ones (a student learns from its labels how many objects a scene
-    holds: too few labels teach it to stop early), ``"f1"`` has the highest F1 at IoU 0.5; ties go to
-    the lower threshold. Returns ``min_score``, ``true_boxes``, ``criterion`` and ``curve``: per
-    threshold, the boxes kept and their precision and recall at IoU 0.5."""
+    holds: too few labels teach it to stop early), ``"at_least_count"`` is the highest that keeps at
+    least as many (never fewer labels than objects; 0 when no threshold does), ``"f1"`` has the highest
+    F1 at IoU 0.5; ties go to the lower threshold. Returns ``min_score``, ``true_boxes``, ``criterion``
+    and ``curve``: per threshold, the boxes kept and their precision and recall at IoU 0.5."""
     from ..evaluation.functions import box_precision_recall
 
     at = _threshold_at(filters, criterion)
@@ -161,6 +162,8 @@ def choose_min_score(outputs, dataset, task, filters, criterion: str = "count") 
     def cost(point):
         if criterion == "count":
             return abs(point["boxes"] - true_boxes)
+        if criterion == "at_least_count":
+            return -point["min_score"] if point["boxes"] >= true_boxes else 1
         p, r = point["precision"], point["recall"]
         return -(2 * p * r / (p + r) if p + r else 0.0)
 

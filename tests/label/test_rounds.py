@@ -53,6 +53,8 @@ def test_the_score_threshold_is_chosen_on_labelled_items_by_count_or_f1():
     point = next(p for p in count["curve"] if p["min_score"] == 0.425)
     assert point == dict(min_score=0.425, boxes=2, precision=0.5, recall=0.5)
     assert [p["boxes"] for p in count["curve"][:3]] == [4, 4, 4] and count["curve"][-1]["boxes"] == 0
+    # at least as many boxes as true ones: the highest threshold keeping 2 (up to 0.8)
+    assert choose_min_score(outputs, truth, "<OD>", filters, "at_least_count")["min_score"] == 0.8
     # F1: 1 box 0.667, 2 boxes 0.5, 3 boxes (P 2/3, R 1) 0.8, 4 boxes 0.667: keep 3, above 0.2
     assert choose_min_score(outputs, truth, "<OD>", filters, "f1")["min_score"] == 0.225
     # a rule after the threshold counts: with a duplicate of the circle, NMS keeps the count at 2 down to 0.2
@@ -61,7 +63,7 @@ def test_the_score_threshold_is_chosen_on_labelled_items_by_count_or_f1():
     assert choose_min_score(dup, truth, "<OD>", filters, "count")["min_score"] == 0.225
     with pytest.raises(ValueError, match="one dict\\(type='ScoreThreshold'\\) among the filters; they hold 0"):
         choose_min_score(outputs, truth, "<OD>", filters[:1], "count")
-    with pytest.raises(ValueError, match="criterion must be one of \\('count', 'f1'\\), got 'auc'"):
+    with pytest.raises(ValueError, match="must be one of \\('count', 'at_least_count', 'f1'\\), got 'auc'"):
         choose_min_score(outputs, truth, "<OD>", filters, "auc")
     scoped = [dict(filters[1], type="florence.ScoreThreshold")]  # the registry's scoped name is the same rule
     assert choose_min_score(outputs, truth, "<OD>", scoped, "count")["min_score"] == 0.425
