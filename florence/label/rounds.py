@@ -355,13 +355,15 @@ def run_data_engine(cfg, work_dir) -> dict:
                                  "has no calibrate now: put it back, or start the run in a new work dir")
             return filters, None
         if not where.exists():
+            started = time.perf_counter()
             dev = _build(calibrate["dataset"])
             dev = [dev[i] for i in range(len(dev))]
             task = calibrate.get("task", tasks[0])
             per = _outputs(annotators, dev, task, calibrate.get("batch_size", 32), generation)
             chosen = choose_min_score(_merged(per, merge_cfg, task), dev, task, filters,
                                       calibrate.get("criterion", "count"))
-            write_text(where, json.dumps(dict(chosen, task=task, items=len(dev), basis=basis)))
+            write_text(where, json.dumps(dict(chosen, task=task, items=len(dev), basis=basis,
+                                              seconds=time.perf_counter() - started)))
         chosen = json.loads(where.read_text())
         if chosen.pop("basis", basis) != basis:  # (a file without one: written before florence kept it)
             raise ValueError(f"{where} was chosen for another calibrate, filters, merge or annotators than the "
@@ -410,9 +412,10 @@ def run_data_engine(cfg, work_dir) -> dict:
         report["rounds"].append(dict(
             round=r, annotators=[_name(a) for a in annotators], labels=manifest["labels"],
             filters=manifest["filters"], bad_images=len(manifest["bad_images"]), heldout=quality,
-            calibration=chosen and {k: v for k, v in chosen.items() if k != "curve"},
+            calibration=chosen and {k: v for k, v in chosen.items() if k not in ("curve", "seconds")},
             config=_config(images, annotators, merge, rules, train if r > 0 else None),
             seconds=dict(label=manifest.get("seconds"), label_stages=manifest.get("stage_seconds"),
+                         calibrate=(chosen or {}).get("seconds"),
                          train=_seconds(here / "train.json") if r > 0 else None, measure=measured)))
         _save(work_dir, report)
 
@@ -472,12 +475,14 @@ def format_report(report: dict) -> str:
                          + (f", {t['cfg_options']}" if t["cfg_options"] else "")
                          + (f", with labelled data {', '.join(t['labelled'])}" if t.get("labelled") else ""))
         lines.append(f"- {who}: " + "; ".join(parts))
-    lines += ["", TIMES, "", "| labels of | label | of which | train + export | measure |", "|---|---|---|---|---|"]
+    lines += ["", TIMES, "", "| labels of | label | of which | train + export | calibrate | measure |",
+              "|---|---|---|---|---|---|"]
     for who, run in runs:
         s = run.get("seconds") or {}
         stages = sorted((s.get("label_stages") or {}).items(), key=lambda kv: -kv[1])
         stages = ", ".join(f"{k} {v:.1f}" for k, v in stages)
-        lines.append(f"| {who} | {_s(s.get('label'))} | {stages} | {_s(s.get('train'))} | {_s(s.get('measure'))} |")
+        lines.append(f"| {who} | {_s(s.get('label'))} | {stages} | {_s(s.get('train'))} | {_s(s.get('calibrate'))} | "
+                     f"{_s(s.get('measure'))} |")
     return "\n".join(lines) + "\n"
 
 

@@ -218,6 +218,7 @@ def test_each_round_labels_with_the_threshold_chosen_on_the_labelled_items(tmp_p
     report = run_data_engine(cfg, tmp_path)
     assert report["rounds"][0]["calibration"] == dict(min_score=threshold, criterion="count", true_boxes=true,
                                                       task="<OD>", items=4)
+    assert report["rounds"][0]["seconds"]["calibrate"] > 0
     assert report["rounds"][0]["config"]["filters"][1] == f"ScoreThreshold(min_score={threshold})"
     shards = sorted((tmp_path / "round_0" / "labels").glob("shard-*.jsonl"))
     labels = [json.loads(line) for f in shards for line in f.read_text().splitlines()]
