@@ -8,6 +8,11 @@ boxes there, after every filter, as the scenes hold objects (``calibrate``, crit
 ``florence.label.rounds.choose_min_score``). With 0.3, round 1's labels lost a tenth of their recall
 (0.748 -> 0.672) and round 2's student learned to stop early.
 
+Measured (bf16, 2-core AVX-512; docs/data-engine.md), held-out mAP@0.5: teacher 0.446, round 1 0.560,
+round 2 0.518: "count" chose 0.325 at round 0 (313 boxes for 332 objects; 0.3 kept 372), and the recall
+its labels lost cost both students; ``tiny_synthetic_od_noisy_student_at_least.py`` keeps no fewer boxes
+than objects.
+
 Command: .venv/bin/python tools/data_engine.py configs/data_engine/tiny_synthetic_od_noisy_student_calibrated.py
 """
 from mmengine.config import read_base
