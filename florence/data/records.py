@@ -326,13 +326,14 @@ class _Adapter:
         :func:`~florence.processing.image.tar_member`); the size from the annotation file, else the header."""
         path = os.path.join(img_dir, name) if img_dir else name
         if path not in self._sizes:
+            is_file = os.path.isfile(path)
             try:
-                member = None if os.path.isfile(path) else tar_member(path)
+                member = None if is_file else tar_member(path)
             except FileNotFoundError as e:
                 raise BadRecord("missing image", str(e)) from None
             except ValueError as e:
                 raise BadRecord("unreadable image", f"{path}: {e}") from None
-            if member is None and not os.path.isfile(path):
+            if member is None and not is_file:
                 raise BadRecord("missing image", path)
             if size is None:
                 try:

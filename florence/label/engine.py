@@ -35,16 +35,23 @@ from .stages import TarPart, _Labeller, _annotators, _name, add_counts, add_seco
 __all__ = ["label", "read_manifest"]
 
 
+def _paths(images) -> list | None:
+    """``images`` as a list of paths when it names files or folders (a path, or a list of them); None: a
+    dataset."""
+    items = [images] if isinstance(images, (str, os.PathLike)) else images
+    ok = isinstance(items, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in items)
+    return list(items) if ok else None
+
+
 def _sources(images, out_dir: Path) -> list:
     """``(name, image)`` per image: files (a folder, a path, or a list of them) by their absolute path;
     dataset items (``dict(image=PIL or path)``, as florence datasets give them) saved once under
     ``out_dir/images/`` and named relative to ``out_dir`` (where the shards are: the folder can move)."""
-    if isinstance(images, (str, os.PathLike)):
-        images = [images]
-    if isinstance(images, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in images):
+    paths = _paths(images)
+    if paths is not None:
         from ..processing.image import image_files
 
-        return [(str(Path(p).resolve()), str(p)) for p in image_files(images)]
+        return [(str(Path(p).resolve()), str(p)) for p in image_files(paths)]
     folder = out_dir / "images"
     folder.mkdir(parents=True, exist_ok=True)
     out = []
@@ -65,8 +72,8 @@ def _sources(images, out_dir: Path) -> list:
 def _tar_parts(images) -> list[TarPart] | None:
     """The tars of ``images`` when it names florence shard folders (:func:`florence.data.write_shards`:
     a folder, its ``manifest.json``, or a list of them); None when it names none."""
-    items = [images] if isinstance(images, (str, os.PathLike)) else images
-    if not isinstance(items, (list, tuple)) or not all(isinstance(i, (str, os.PathLike)) for i in items):
+    items = _paths(images)
+    if items is None:
         return None
     from ..data.shards import is_shard_folder, read_manifest, shard_urls
     from ..processing.image import IMAGE_SUFFIXES

@@ -33,12 +33,11 @@ with its stages, training with the export, measuring).
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from ..atomic import write_text
-from .engine import label
+from .engine import _paths, _tar_parts, label
 from .stages import _annotators, _name
 from .filters import ScoreThreshold, apply_filters, build_filters, regions_of, rule_name
 from .merge import build_merger
@@ -267,23 +266,16 @@ def _describe(cfg, keys=None) -> str:
     return getattr(cfg, "__name__", type(cfg).__name__)
 
 
-def _paths(images) -> list | None:
-    """``images`` as a list of paths, when it names files or folders (None: a dataset)."""
-    items = [images] if isinstance(images, (str, os.PathLike)) else images
-    ok = isinstance(items, (list, tuple)) and all(isinstance(i, (str, os.PathLike)) for i in items)
-    return list(items) if ok else None
-
-
 def _count(images) -> int:
-    """How many images ``images`` holds: a dataset, or image files, folders of them and tar shard folders
-    (:func:`florence.data.write_shards`)."""
-    from ..data.shards import is_shard_folder, read_manifest
+    """How many images ``images`` holds, as :func:`~florence.label.label` reads it: a dataset, image
+    files and folders of them, or tar shard folders."""
     from ..processing.image import image_files
 
-    items = _paths(images)
-    if items is None:
+    paths = _paths(images)
+    if paths is None:
         return len(images)
-    return sum(int(read_manifest(i)[1]["samples"]) if is_shard_folder(i) else len(image_files([i])) for i in items)
+    parts = _tar_parts(paths)
+    return sum(map(len, parts)) if parts is not None else len(image_files(paths))
 
 
 def _config(images, annotators, merge, filters, train=None) -> dict:
@@ -346,14 +338,14 @@ def run_data_engine(cfg, work_dir) -> dict:
     def calibrated(annotators, merge_cfg, where: Path):
         """``filters`` with the ``ScoreThreshold`` chosen for these annotators on ``calibrate["dataset"]``
         (kept in ``where``: chosen once), and the choice."""
-        basis = json.loads(json.dumps(dict(calibrate=calibrate, filters=[_describe(f) for f in filters],
-                                           merge=_describe(merge_cfg), annotators=[_name(a) for a in annotators]),
-                                      default=lambda o: getattr(o, "__name__", type(o).__name__)))  # stable names
         if not calibrate:
             if where.exists():
                 raise ValueError(f"{where.parent} was labelled with a calibrated threshold ({where}) and the config "
                                  "has no calibrate now: put it back, or start the run in a new work dir")
             return filters, None
+        basis = json.loads(json.dumps(dict(calibrate=calibrate, filters=[_describe(f) for f in filters],
+                                           merge=_describe(merge_cfg), annotators=[_name(a) for a in annotators]),
+                                      default=lambda o: getattr(o, "__name__", type(o).__name__)))  # stable names
         if not where.exists():
             started = time.perf_counter()
             dev = _build(calibrate["dataset"])

@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 import re
+from stat import S_ISREG
 import warnings
 
 import numpy as np
@@ -39,18 +40,14 @@ def load_image(source) -> Image.Image:
     if isinstance(source, (str, os.PathLike, io.IOBase)):
         found = tar_member(source) if isinstance(source, str) and not os.path.exists(source) else None
         try:
-            if found is not None:
-                with open_tar_member(found) as f:
-                    source, name = io.BytesIO(f.read()), source
-            else:
-                name = source
-            with Image.open(source) as im:
+            with open_tar_member(found) if found else contextlib.nullcontext(source) as opened, \
+                    Image.open(opened) as im:
                 im.load()
-                return _nonempty(ImageOps.exif_transpose(im), name)
+                return _nonempty(ImageOps.exif_transpose(im), source)
         except FileNotFoundError:
-            raise FileNotFoundError(f"image file not found: {name}") from None
+            raise FileNotFoundError(f"image file not found: {source}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ValueError(f"cannot read image {name}: {e} (corrupt or not an image)") from e
+            raise ValueError(f"cannot read image {source}: {e} (corrupt or not an image)") from e
     if isinstance(source, Image.Image):
         return _nonempty(source, "PIL image")
     if isinstance(source, torch.Tensor):
@@ -217,9 +214,12 @@ def tar_member(name: str):
     sample; ValueError: the file is no readable tar."""
     tar, colon, key = str(name).rpartition(".tar:")
     tar += ".tar"
-    if not colon or not os.path.isfile(tar):
+    try:
+        stat = os.stat(tar) if colon else None
+    except OSError:
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
         return None
-    stat = os.stat(tar)
     index = _TAR_INDEX.get((tar, stat.st_mtime_ns, stat.st_size))
     if index is None:
         import tarfile
